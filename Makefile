@@ -1,0 +1,41 @@
+# mcpmesh — build, test, lint.
+GO        ?= go
+# hashicorpmetrics routes raft's (and later memberlist's) go-metrics to the
+# Prometheus sink.
+TAGS      ?= hashicorpmetrics
+BIN       := bin/mcpmesh
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+TESTFLAGS ?= -race -shuffle=on -timeout 15m
+
+.PHONY: build test unit e2e bench lint fuzz clean
+
+build:
+	$(GO) build -tags $(TAGS) -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/mcpmesh
+
+# Every test: unit, in-process cluster, and end-to-end tests of the real
+# binary (which find it through MCPMESH_BIN).
+test: build
+	MCPMESH_BIN=$(CURDIR)/$(BIN) $(GO) test -tags $(TAGS) $(TESTFLAGS) ./...
+
+unit:
+	$(GO) test -tags $(TAGS) $(TESTFLAGS) $$($(GO) list ./... | grep -v /test/)
+
+e2e: build
+	MCPMESH_BIN=$(CURDIR)/$(BIN) $(GO) test -tags $(TAGS) -count=1 -v -timeout 15m ./test/e2e/
+
+# Benchmarks of a real 3-node cluster on loopback (see test/bench).
+bench: build
+	MCPMESH_BIN=$(CURDIR)/$(BIN) $(GO) test -tags $(TAGS) -run '^$$' -bench . -benchtime 2000x -timeout 20m ./test/bench/
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet -tags $(TAGS) ./...
+
+# Short fuzzing of every parser of outside input (FUZZTIME per target).
+FUZZTIME ?= 20s
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./registry/card/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeLog -fuzztime $(FUZZTIME) ./registry/raftstore/
+
+clean:
+	rm -rf bin examples/cluster/data

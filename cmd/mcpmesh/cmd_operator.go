@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+
+	"github.com/mcpmesh/mcpmesh/registry/api"
+)
+
+func runMembers(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := newFlagSet("members", "members")
+	var cf clientFlags
+	cf.register(fs)
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := cf.ctx(ctx)
+	defer cancel()
+	m, err := c.Members(ctx)
+	if err != nil {
+		return err
+	}
+	return printMembers(&cf, stdout, m)
+}
+
+func printMembers(cf *clientFlags, stdout io.Writer, m api.MembersResponse) error {
+	return cf.print(stdout, m, func(tw *tabwriter.Writer) {
+		fmt.Fprintln(tw, "ID\tADDRESS\tSUFFRAGE\tROLE\tLAST CONTACT\tAPPLIED")
+		for _, s := range m.Members {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", s.ID, s.Address, s.Suffrage, s.Role, fmtTime(s.LastContact), s.AppliedIndex)
+		}
+	})
+}
+
+func runOperator(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return usagef("want a subcommand: snapshot save|restore, join or remove")
+	}
+	switch args[0] {
+	case "snapshot":
+		if len(args) < 2 {
+			return usagef("want snapshot save or snapshot restore")
+		}
+		switch args[1] {
+		case "save":
+			return snapshotSave(ctx, args[2:], stdout)
+		case "restore":
+			return snapshotRestore(ctx, args[2:], stdout)
+		}
+		return usagef("unknown snapshot subcommand %q; want save or restore", args[1])
+	case "join":
+		return operatorJoin(ctx, args[1:], stdout)
+	case "remove":
+		return operatorRemove(ctx, args[1:], stdout)
+	case "-h", "--help":
+		fmt.Fprintln(stdout, "Usage: mcpmesh operator snapshot save|restore, join, remove [flags]  (each takes -h)")
+		return nil
+	}
+	return usagef("unknown subcommand %q", args[0])
+}
+
+func snapshotSave(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := newFlagSet("operator snapshot save", "operator snapshot save -f FILE")
+	var cf clientFlags
+	cf.register(fs)
+	file := fs.String("f", "", "file to write the snapshot to")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if *file == "" {
+		return usagef("want -f FILE")
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := cf.ctx(ctx)
+	defer cancel()
+	// Write beside the target and rename, so a failed save never leaves a
+	// truncated file under the requested name.
+	tmp, err := os.CreateTemp(filepath.Dir(*file), ".snapshot-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := c.SaveSnapshot(ctx, tmp); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	st, _ := tmp.Stat()
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), *file); err != nil {
+		return err
+	}
+	return cf.print(stdout, map[string]any{"file": *file, "bytes": st.Size()}, func(tw *tabwriter.Writer) {
+		fmt.Fprintf(tw, "saved snapshot to %s (%d bytes)\n", *file, st.Size())
+	})
+}
+
+func snapshotRestore(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := newFlagSet("operator snapshot restore", "operator snapshot restore -f FILE")
+	var cf clientFlags
+	cf.register(fs)
+	file := fs.String("f", "", "snapshot file made by `operator snapshot save`")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if *file == "" {
+		return usagef("want -f FILE")
+	}
+	f, err := os.Open(*file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := cf.ctx(ctx)
+	defer cancel()
+	if err := c.RestoreSnapshot(ctx, f); err != nil {
+		return err
+	}
+	return cf.print(stdout, map[string]any{"restored": *file}, func(tw *tabwriter.Writer) {
+		fmt.Fprintf(tw, "restored the namespace from %s\n", *file)
+	})
+}
+
+func operatorJoin(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := newFlagSet("operator join", "operator join -id NODE -address HOST:PORT")
+	var cf clientFlags
+	cf.register(fs)
+	id := fs.String("id", "", "node id of the new voter")
+	addr := fs.String("address", "", "its Raft address")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if *id == "" || *addr == "" {
+		return usagef("want -id NODE and -address HOST:PORT")
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := cf.ctx(ctx)
+	defer cancel()
+	m, err := c.AddMember(ctx, *id, *addr)
+	if err != nil {
+		return err
+	}
+	return printMembers(&cf, stdout, m)
+}
+
+func operatorRemove(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := newFlagSet("operator remove", "operator remove -id NODE")
+	var cf clientFlags
+	cf.register(fs)
+	id := fs.String("id", "", "node id to remove from the cluster")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if *id == "" {
+		return usagef("want -id NODE")
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := cf.ctx(ctx)
+	defer cancel()
+	m, err := c.RemoveMember(ctx, *id)
+	if err != nil {
+		return err
+	}
+	return printMembers(&cf, stdout, m)
+}

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+
+	"github.com/mcpmesh/mcpmesh/registry/api"
+	"github.com/mcpmesh/mcpmesh/trust/ca"
+)
+
+// newFlagSet returns a FlagSet whose -h prints the usage line and flags.
+func newFlagSet(name, usage string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: mcpmesh %s\n", usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses flags anywhere among the arguments (`show NAME -o json`
+// works as well as `show -o json NAME`) and returns the positional ones.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if err == flag.ErrHelp {
+				return nil, err
+			}
+			return nil, usageError{err.Error()}
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// clientFlags are the flags every client command shares.
+type clientFlags struct {
+	addr      string
+	tokenFile string
+	svidDir   string
+	output    string
+	timeout   time.Duration
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func (c *clientFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.addr, "addr", envOr("MCPMESH_ADDR", "http://127.0.0.1:7101"), "node URL (env MCPMESH_ADDR)")
+	fs.StringVar(&c.tokenFile, "token-file", os.Getenv("MCPMESH_TOKEN_FILE"), "file holding the admin token (env MCPMESH_TOKEN_FILE)")
+	fs.StringVar(&c.svidDir, "svid-dir", os.Getenv("MCPMESH_SVID_DIR"), "directory with an admin SVID (svid.crt, svid.key, bundle.crt) for https nodes (env MCPMESH_SVID_DIR)")
+	fs.StringVar(&c.output, "o", "table", "output format: table or json")
+	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "request timeout")
+}
+
+func (c *clientFlags) client() (*api.Client, error) {
+	if c.output != "table" && c.output != "json" {
+		return nil, usagef("-o %q: use table or json", c.output)
+	}
+	cfg := api.ClientConfig{Addr: c.addr, Timeout: c.timeout}
+	if c.tokenFile != "" {
+		raw, err := os.ReadFile(c.tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("-token-file: %w", err)
+		}
+		cfg.Token = strings.TrimSpace(string(raw))
+	}
+	if c.svidDir != "" {
+		s, bundle, err := ca.LoadSVID(c.svidDir)
+		if err != nil {
+			return nil, fmt.Errorf("-svid-dir: %w", err)
+		}
+		// The node must present a node SVID of the same trust domain.
+		td := s.ID.TrustDomain()
+		authz := tlsconfig.AdaptMatcher(func(id spiffeid.ID) error {
+			if id.TrustDomain() != td || !strings.HasPrefix(id.Path(), "/mcpmesh/node/") {
+				return fmt.Errorf("server %s is not an mcpmesh node of %s", id, td)
+			}
+			return nil
+		})
+		cfg.TLS = tlsconfig.MTLSClientConfig(s, bundle, authz)
+	}
+	if cfg.Token == "" && cfg.TLS == nil {
+		return nil, usagef("no credential: pass -token-file FILE (or set MCPMESH_TOKEN_FILE), or -svid-dir DIR")
+	}
+	return api.NewClient(cfg)
+}
+
+func (c *clientFlags) ctx(parent context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(parent, c.timeout)
+}
+
+// print writes v as indented JSON when -o json, else calls table.
+func (c *clientFlags) print(w io.Writer, v any, table func(tw *tabwriter.Writer)) error {
+	if c.output == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	table(tw)
+	return tw.Flush()
+}
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// splitRef splits NAME@VERSION.
+func splitRef(ref string, needVersion bool) (name, version string, err error) {
+	name, version, found := strings.Cut(ref, "@")
+	if name == "" || (needVersion && (!found || version == "")) {
+		if needVersion {
+			return "", "", usagef("%q: want NAME@VERSION, e.g. corp.finance/ledger@1.0.0", ref)
+		}
+		return "", "", usagef("%q: want NAME or NAME@VERSION", ref)
+	}
+	return name, version, nil
+}

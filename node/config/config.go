@@ -1,0 +1,382 @@
+// Package config defines a node's configuration file: its YAML form, the
+// defaults, and validation. It owns parsing and checking only; wiring the
+// node from a Config is package node's job.
+//
+// Unknown keys are errors, so a typo never silently falls back to a default.
+// Every error is one line naming the offending key.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"gopkg.in/yaml.v3"
+)
+
+// Config is one node's configuration. The zero value is not valid; start
+// from DefaultConfig and override, or Load a file.
+type Config struct {
+	// NodeID names this node inside its namespace. It is the Raft server ID
+	// and the last segment of the node's SPIFFE ID. Required.
+	NodeID string `yaml:"node_id"`
+	// Namespace is the BU's registry namespace, e.g. "hr". Required.
+	Namespace string `yaml:"namespace"`
+	// TrustDomain is the BU's SPIFFE trust domain, e.g. "hr.example.corp". Required.
+	TrustDomain string `yaml:"trust_domain"`
+	// DataDir holds the Raft log, snapshots and state. Required. Relative
+	// paths are relative to the working directory.
+	DataDir string `yaml:"data_dir"`
+
+	HTTP      HTTPConfig      `yaml:"http"`
+	Raft      RaftConfig      `yaml:"raft"`
+	Bootstrap BootstrapConfig `yaml:"bootstrap"`
+	Trust     TrustConfig     `yaml:"trust"`
+	Admin     AdminConfig     `yaml:"admin"`
+	Log       LogConfig       `yaml:"log"`
+}
+
+// HTTPConfig is the listener that agents and administrators use.
+type HTTPConfig struct {
+	// Listen is the host:port of the HTTP listener. Required.
+	Listen string `yaml:"listen"`
+	// TLS serves HTTPS with the node's SVID; clients may then present an
+	// SVID of the trust domain to authenticate. Default false (plain HTTP).
+	TLS bool `yaml:"tls"`
+	// ShutdownTimeout bounds how long a draining node waits for in-flight
+	// requests. Default 10s.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// RaftConfig tunes replication of the namespace.
+type RaftConfig struct {
+	// Listen is the host:port for Raft and node-to-node RPC, served over
+	// SPIFFE mTLS. Required.
+	Listen string `yaml:"listen"`
+	// Advertise is the address other nodes dial; default Listen. It must not
+	// be an unspecified address (0.0.0.0).
+	Advertise string `yaml:"advertise"`
+	// HeartbeatTimeout, ElectionTimeout and LeaderLeaseTimeout are passed to
+	// hashicorp/raft. Defaults 500ms, 500ms, 250ms: tuned for one site,
+	// failover in about a second.
+	HeartbeatTimeout   time.Duration `yaml:"heartbeat_timeout"`
+	ElectionTimeout    time.Duration `yaml:"election_timeout"`
+	LeaderLeaseTimeout time.Duration `yaml:"leader_lease_timeout"`
+	// SnapshotThreshold is how many log entries trigger a snapshot. Default 8192.
+	SnapshotThreshold uint64 `yaml:"snapshot_threshold"`
+	// SnapshotRetain is how many snapshots are kept on disk. Default 3.
+	SnapshotRetain int `yaml:"snapshot_retain"`
+	// NoSync skips fsync of the Raft log. For tests only; default false.
+	NoSync bool `yaml:"no_sync"`
+}
+
+// BootstrapConfig says how a node first becomes part of a cluster. It is
+// ignored once the data dir holds Raft state.
+type BootstrapConfig struct {
+	// Expect is the number of voters of a new cluster; when set, Peers must
+	// list exactly that many servers, this node among them. Every node of the
+	// new cluster is configured with the same list.
+	Expect int `yaml:"expect"`
+	// Peers are the initial voters (id and Raft address).
+	Peers []Peer `yaml:"peers"`
+	// Join lists Raft addresses of members of an existing cluster; the node
+	// asks them (over mTLS) to add it as a voter.
+	Join []string `yaml:"join"`
+}
+
+// Peer is one voter of the initial cluster.
+type Peer struct {
+	ID      string `yaml:"id"`
+	Address string `yaml:"address"`
+}
+
+// TrustConfig says where the node's identity comes from.
+type TrustConfig struct {
+	// CADir holds the trust domain's embedded CA (ca.crt, ca.key), made by
+	// `mcpmesh trust init`. Required.
+	CADir string `yaml:"ca_dir"`
+	// AutoInit creates the CA in CADir when it is missing. Meant for
+	// examples and development; default false, so a production node never
+	// invents a trust domain by accident.
+	AutoInit bool `yaml:"auto_init"`
+	// SVIDTTL is the lifetime of the node's X.509-SVID; it is renewed at
+	// half-life. Default 1h.
+	SVIDTTL time.Duration `yaml:"svid_ttl"`
+}
+
+// AdminConfig controls access to the admin API under /v1/.
+type AdminConfig struct {
+	// TokenFile names a file whose content (trimmed) is the bootstrap admin
+	// token. Optional; without it only admin SVIDs authenticate.
+	TokenFile string `yaml:"token_file"`
+	// SPIFFEPathPrefix is the path prefix of SPIFFE IDs of this trust domain
+	// that count as administrators when presented over mTLS. Default "/admin/".
+	SPIFFEPathPrefix string `yaml:"spiffe_path_prefix"`
+}
+
+// LogConfig controls the node's logging.
+type LogConfig struct {
+	// Level is debug, info, warn or error. Default info.
+	Level string `yaml:"level"`
+	// Format is text or json. Default text.
+	Format string `yaml:"format"`
+}
+
+// DefaultConfig returns a Config with every optional field at its default.
+func DefaultConfig() Config {
+	return Config{
+		HTTP: HTTPConfig{ShutdownTimeout: 10 * time.Second},
+		Raft: RaftConfig{
+			HeartbeatTimeout:   500 * time.Millisecond,
+			ElectionTimeout:    500 * time.Millisecond,
+			LeaderLeaseTimeout: 250 * time.Millisecond,
+			SnapshotThreshold:  8192,
+			SnapshotRetain:     3,
+		},
+		Trust: TrustConfig{SVIDTTL: time.Hour},
+		Admin: AdminConfig{SPIFFEPathPrefix: "/admin/"},
+		Log:   LogConfig{Level: "info", Format: "text"},
+	}
+}
+
+// Load reads and validates a config file on top of DefaultConfig.
+func Load(path string) (Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("read config: %w", err)
+	}
+	defer f.Close()
+	cfg, err := Parse(f)
+	if err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse decodes YAML on top of DefaultConfig and validates the result.
+func Parse(r io.Reader) (Config, error) {
+	data, err := io.ReadAll(io.LimitReader(r, 1<<20))
+	if err != nil {
+		return Config{}, fmt.Errorf("read config: %w", err)
+	}
+	cfg := DefaultConfig()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return Config{}, yamlError(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+var notFound = regexp.MustCompile(`line (\d+): field (\S+) not found in type (\S+)`)
+
+// yamlError turns yaml.v3's multi-line errors into one line that names the key.
+func yamlError(err error) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return fmt.Errorf("invalid YAML: %s", strings.ReplaceAll(err.Error(), "\n", " "))
+	}
+	msgs := make([]string, 0, len(te.Errors))
+	for _, e := range te.Errors {
+		if m := notFound.FindStringSubmatch(e); m != nil {
+			msgs = append(msgs, fmt.Sprintf("line %s: unknown key %q (check the spelling against the README's config reference)", m[1], m[2]))
+			continue
+		}
+		msgs = append(msgs, strings.TrimSpace(e))
+	}
+	return fmt.Errorf("%s", strings.Join(msgs, "; "))
+}
+
+var nodeIDPattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$`)
+var namespacePattern = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
+
+// Validate reports the first problem with c as one line naming the key.
+func (c *Config) Validate() error {
+	if c.NodeID == "" {
+		return errors.New("node_id: missing; set a short name such as n1")
+	}
+	if !nodeIDPattern.MatchString(c.NodeID) {
+		return fmt.Errorf("node_id: %q is not valid; use lowercase letters, digits and dashes (at most 64)", c.NodeID)
+	}
+	if c.Namespace == "" {
+		return errors.New("namespace: missing; set the BU's namespace such as hr")
+	}
+	if !namespacePattern.MatchString(c.Namespace) {
+		return fmt.Errorf("namespace: %q is not valid; use a lowercase letter then letters, digits or dashes", c.Namespace)
+	}
+	if c.TrustDomain == "" {
+		return errors.New("trust_domain: missing; set the BU's SPIFFE trust domain such as hr.example.corp")
+	}
+	if _, err := spiffeid.TrustDomainFromString(c.TrustDomain); err != nil || strings.Contains(c.TrustDomain, "://") {
+		return fmt.Errorf("trust_domain: %q is not a SPIFFE trust domain name; write it without spiffe:// (e.g. hr.example.corp)", c.TrustDomain)
+	}
+	if c.DataDir == "" {
+		return errors.New("data_dir: missing; set a directory for the node's Raft log and state")
+	}
+	if err := checkHostPort("http.listen", c.HTTP.Listen, false); err != nil {
+		return err
+	}
+	if c.HTTP.ShutdownTimeout <= 0 {
+		return errors.New("http.shutdown_timeout: must be a positive duration such as 10s")
+	}
+	if err := checkHostPort("raft.listen", c.Raft.Listen, false); err != nil {
+		return err
+	}
+	if c.Raft.Advertise != "" {
+		if err := checkHostPort("raft.advertise", c.Raft.Advertise, true); err != nil {
+			return err
+		}
+	} else if host, _, _ := net.SplitHostPort(c.Raft.Listen); isUnspecified(host) {
+		return fmt.Errorf("raft.advertise: missing; raft.listen %q is a wildcard address, so set the address other nodes dial", c.Raft.Listen)
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{
+		{"raft.heartbeat_timeout", c.Raft.HeartbeatTimeout},
+		{"raft.election_timeout", c.Raft.ElectionTimeout},
+		{"raft.leader_lease_timeout", c.Raft.LeaderLeaseTimeout},
+	} {
+		if d.v < 5*time.Millisecond {
+			return fmt.Errorf("%s: %s is too short; use at least 5ms (500ms suits one site)", d.key, d.v)
+		}
+	}
+	if c.Raft.LeaderLeaseTimeout > c.Raft.HeartbeatTimeout {
+		return fmt.Errorf("raft.leader_lease_timeout: %s must not exceed raft.heartbeat_timeout %s", c.Raft.LeaderLeaseTimeout, c.Raft.HeartbeatTimeout)
+	}
+	if c.Raft.SnapshotThreshold == 0 {
+		return errors.New("raft.snapshot_threshold: must be at least 1")
+	}
+	if c.Raft.SnapshotRetain < 1 {
+		return errors.New("raft.snapshot_retain: must be at least 1")
+	}
+	if err := c.Bootstrap.validate(c.NodeID, c.RaftAdvertise()); err != nil {
+		return err
+	}
+	if c.Trust.CADir == "" {
+		return errors.New("trust.ca_dir: missing; create a CA with `mcpmesh trust init -trust-domain TD -out DIR` and name DIR here")
+	}
+	if c.Trust.SVIDTTL < time.Minute {
+		return fmt.Errorf("trust.svid_ttl: %s is too short; use at least 1m", c.Trust.SVIDTTL)
+	}
+	if !strings.HasPrefix(c.Admin.SPIFFEPathPrefix, "/") {
+		return fmt.Errorf("admin.spiffe_path_prefix: %q must start with /", c.Admin.SPIFFEPathPrefix)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log.level: %q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		return fmt.Errorf("log.format: %q is not one of text, json", c.Log.Format)
+	}
+	return nil
+}
+
+// RaftAdvertise is the Raft address other nodes dial.
+func (c *Config) RaftAdvertise() string {
+	if c.Raft.Advertise != "" {
+		return c.Raft.Advertise
+	}
+	return c.Raft.Listen
+}
+
+func (b *BootstrapConfig) validate(self, selfAddr string) error {
+	switch {
+	case b.Expect == 0 && len(b.Peers) == 0 && len(b.Join) == 0:
+		return errors.New("bootstrap: missing; set bootstrap.expect with bootstrap.peers for a new cluster, or bootstrap.join to join one")
+	case b.Expect != 0 && len(b.Join) != 0:
+		return errors.New("bootstrap: set either bootstrap.expect (new cluster) or bootstrap.join (existing cluster), not both")
+	case len(b.Join) != 0:
+		if len(b.Peers) != 0 {
+			return errors.New("bootstrap.peers: only used with bootstrap.expect; remove it when joining")
+		}
+		for i, a := range b.Join {
+			if err := checkHostPort(fmt.Sprintf("bootstrap.join[%d]", i), a, true); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if b.Expect < 1 {
+		return fmt.Errorf("bootstrap.expect: %d is not valid; use the number of voters, normally 3", b.Expect)
+	}
+	if len(b.Peers) != b.Expect {
+		return fmt.Errorf("bootstrap.peers: lists %d servers but bootstrap.expect is %d; list every initial voter, this node included", len(b.Peers), b.Expect)
+	}
+	ids, addrs := map[string]bool{}, map[string]bool{}
+	foundSelf := false
+	for i, p := range b.Peers {
+		key := fmt.Sprintf("bootstrap.peers[%d]", i)
+		if !nodeIDPattern.MatchString(p.ID) {
+			return fmt.Errorf("%s.id: %q is not a valid node id", key, p.ID)
+		}
+		if err := checkHostPort(key+".address", p.Address, true); err != nil {
+			return err
+		}
+		if ids[p.ID] || addrs[p.Address] {
+			return fmt.Errorf("%s: duplicate id %q or address %q", key, p.ID, p.Address)
+		}
+		ids[p.ID], addrs[p.Address] = true, true
+		if p.ID == self {
+			if p.Address != selfAddr {
+				return fmt.Errorf("%s.address: %q differs from this node's Raft address %q", key, p.Address, selfAddr)
+			}
+			foundSelf = true
+		}
+	}
+	if !foundSelf {
+		return fmt.Errorf("bootstrap.peers: this node (%q) is not listed; every initial voter lists all of them, itself included", self)
+	}
+	return nil
+}
+
+func checkHostPort(key, addr string, dialable bool) error {
+	if addr == "" {
+		return fmt.Errorf("%s: missing; set a host:port such as 127.0.0.1:7101", key)
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%s: %q is not a host:port address (%v)", key, addr, unwrapAddrErr(err))
+	}
+	if port == "" || strings.TrimLeft(port, "0123456789") != "" {
+		return fmt.Errorf("%s: %q has no numeric port", key, addr)
+	}
+	var n int
+	fmt.Sscanf(port, "%d", &n)
+	if n < 1 || n > 65535 {
+		return fmt.Errorf("%s: port %s out of range 1-65535", key, port)
+	}
+	if dialable && (host == "" || isUnspecified(host)) {
+		return fmt.Errorf("%s: %q is a wildcard address; give one other nodes can dial", key, addr)
+	}
+	return nil
+}
+
+func isUnspecified(host string) bool {
+	if host == "" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsUnspecified()
+}
+
+func unwrapAddrErr(err error) string {
+	var ae *net.AddrError
+	if errors.As(err, &ae) {
+		return ae.Err
+	}
+	return err.Error()
+}

@@ -1,0 +1,17 @@
+// Package node runs one mcpmesh node of a BU: it loads the node's identity
+// from the embedded CA, keeps its SVID fresh, starts the namespace's Raft
+// replica, and serves the HTTP surface (/v1/ admin API, /healthz, /readyz,
+// /metrics).
+//
+// It owns wiring and lifecycle (start, ready, drain, stop). Each stage of
+// the work lives in its own package: the registry under registry/, identity
+// under trust/, admin authentication in node/adminauth.
+//
+// # Lifecycle
+//
+// Run starts everything and blocks until its context ends. Then the node
+// drains: /readyz answers 503 at once so load balancers stop sending work,
+// in-flight HTTP requests get up to http.shutdown_timeout, a leader hands
+// leadership to another voter, and Raft and the stores close. A second Run
+// on the same data dir resumes where the first stopped.
+package node

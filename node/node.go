@@ -1,0 +1,258 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/mcpmesh/mcpmesh/node/adminauth"
+	"github.com/mcpmesh/mcpmesh/node/config"
+	"github.com/mcpmesh/mcpmesh/registry/api"
+	"github.com/mcpmesh/mcpmesh/registry/cluster"
+	"github.com/mcpmesh/mcpmesh/trust/ca"
+	"github.com/mcpmesh/mcpmesh/trust/mtls"
+	"github.com/mcpmesh/mcpmesh/trust/svid"
+)
+
+// nodeALPN is the ALPN protocol of the node port.
+const nodeALPN = "mcpmesh-node/1"
+
+// Node is one running node. Create it with New, then Run it.
+type Node struct {
+	cfg      config.Config
+	logger   *slog.Logger
+	registry *prometheus.Registry
+
+	ca       *ca.CA
+	rotator  *svid.Rotator
+	cluster  *cluster.Cluster
+	auth     *adminauth.Authenticator
+	httpLn   net.Listener
+	server   *http.Server
+	draining atomic.Bool
+}
+
+// Option configures New.
+type Option interface{ apply(*options) }
+
+type options struct {
+	logger   *slog.Logger
+	registry *prometheus.Registry
+}
+
+type optionFunc func(*options)
+
+func (f optionFunc) apply(o *options) { f(o) }
+
+// WithLogger sets the logger; the default discards.
+func WithLogger(l *slog.Logger) Option { return optionFunc(func(o *options) { o.logger = l }) }
+
+// WithMetricsRegistry sets the Prometheus registry served at /metrics; the
+// default is a new registry with the Go and process collectors.
+func WithMetricsRegistry(r *prometheus.Registry) Option {
+	return optionFunc(func(o *options) { o.registry = r })
+}
+
+// New loads the node's identity and opens its stores and listeners. Nothing
+// is served until Run. On error, everything opened is closed again.
+func New(cfg config.Config, opts ...Option) (n *Node, err error) {
+	o := options{logger: slog.New(slog.DiscardHandler)}
+	for _, opt := range opts {
+		opt.apply(&o)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if o.registry == nil {
+		o.registry = prometheus.NewRegistry()
+		o.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	n = &Node{cfg: cfg, logger: o.logger.With("node", cfg.NodeID, "namespace", cfg.Namespace), registry: o.registry}
+	defer func() {
+		if err != nil {
+			n.close()
+		}
+	}()
+
+	td, err := spiffeid.TrustDomainFromString(cfg.TrustDomain)
+	if err != nil {
+		return nil, fmt.Errorf("trust_domain: %w", err)
+	}
+	if cfg.Trust.AutoInit {
+		n.ca, err = ca.LoadOrInit(cfg.Trust.CADir, td)
+	} else {
+		n.ca, err = ca.Load(cfg.Trust.CADir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("trust.ca_dir: %w (create one with `mcpmesh trust init -trust-domain %s -out %s`)", err, td, cfg.Trust.CADir)
+	}
+	if n.ca.TrustDomain() != td {
+		return nil, fmt.Errorf("trust.ca_dir: the CA in %s is for %s, but trust_domain is %s", cfg.Trust.CADir, n.ca.TrustDomain(), td)
+	}
+	nodeID, err := spiffeid.FromSegments(td, "mcpmesh", "node", cfg.NodeID)
+	if err != nil {
+		return nil, fmt.Errorf("node SPIFFE ID: %w", err)
+	}
+	n.rotator, err = svid.NewRotator(n.ca, nodeID, cfg.Trust.SVIDTTL, svid.WithLogger(n.logger))
+	if err != nil {
+		return nil, fmt.Errorf("issue node SVID: %w", err)
+	}
+	bundle := n.ca.Bundle()
+	authz := mtls.NodeAuthorizer(td, n.logger)
+
+	n.auth, err = adminauth.New(adminauth.Config{TokenFile: cfg.Admin.TokenFile, TrustDomain: td, PathPrefix: cfg.Admin.SPIFFEPathPrefix}, n.logger)
+	if err != nil {
+		return nil, err
+	}
+
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data_dir: %w", err)
+	}
+	// Bind the HTTP port before starting Raft, so a port clash fails fast
+	// without touching the cluster.
+	n.httpLn, err = net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("http.listen: %w", err)
+	}
+	if cfg.HTTP.TLS {
+		n.httpLn = tls.NewListener(n.httpLn, mtls.OptionalClientServerConfig(n.rotator, bundle, "h2", "http/1.1"))
+	}
+
+	ccfg := cluster.Config{
+		NodeID:             cfg.NodeID,
+		Listen:             cfg.Raft.Listen,
+		Advertise:          cfg.RaftAdvertise(),
+		Dir:                cfg.DataDir,
+		ServerTLS:          mtls.ServerConfig(n.rotator, bundle, authz, nodeALPN),
+		ClientTLS:          mtls.ClientConfig(n.rotator, bundle, authz, nodeALPN),
+		Join:               cfg.Bootstrap.Join,
+		HeartbeatTimeout:   cfg.Raft.HeartbeatTimeout,
+		ElectionTimeout:    cfg.Raft.ElectionTimeout,
+		LeaderLeaseTimeout: cfg.Raft.LeaderLeaseTimeout,
+		SnapshotThreshold:  cfg.Raft.SnapshotThreshold,
+		SnapshotRetain:     cfg.Raft.SnapshotRetain,
+		NoSync:             cfg.Raft.NoSync,
+	}
+	for _, p := range cfg.Bootstrap.Peers {
+		ccfg.Peers = append(ccfg.Peers, cluster.Peer{ID: p.ID, Address: p.Address})
+	}
+	n.cluster, err = cluster.New(ccfg, cluster.WithLogger(n.logger))
+	if err != nil {
+		return nil, err
+	}
+	if err := n.registry.Register(newCollector(n)); err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
+
+	n.server = &http.Server{
+		Handler:           n.handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(n.logger.Handler(), slog.LevelWarn),
+	}
+	return n, nil
+}
+
+// HTTPAddr is the address the HTTP listener is bound to.
+func (n *Node) HTTPAddr() net.Addr { return n.httpLn.Addr() }
+
+// Cluster returns the node's Raft replica.
+func (n *Node) Cluster() *cluster.Cluster { return n.cluster }
+
+func (n *Node) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", n.auth.Middleware(api.New(n.cluster, api.WithLogger(n.logger))))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", n.readyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{Registry: n.registry}))
+	return mux
+}
+
+// Readiness is the body of /readyz.
+type Readiness struct {
+	Ready   bool   `json:"ready"`
+	Reason  string `json:"reason,omitempty"`
+	Node    string `json:"node"`
+	Leader  string `json:"leader"`
+	Role    string `json:"role"`
+	Applied uint64 `json:"appliedIndex"`
+}
+
+func (n *Node) readyz(w http.ResponseWriter, r *http.Request) {
+	st := n.cluster.Status()
+	rd := Readiness{Node: n.cfg.NodeID, Leader: st.Leader, Role: st.State, Applied: st.AppliedIndex}
+	rd.Ready, rd.Reason = n.cluster.Ready()
+	if n.draining.Load() {
+		rd.Ready, rd.Reason = false, "draining"
+	}
+	status := http.StatusOK
+	if !rd.Ready {
+		status = http.StatusServiceUnavailable
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(rd)
+}
+
+// Run serves until ctx ends, then drains and stops. It returns nil after a
+// clean stop.
+func (n *Node) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := n.rotator.Run(gctx); err != nil && !errors.Is(err, context.Canceled) {
+			return fmt.Errorf("SVID rotation: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		if err := n.server.Serve(n.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http server: %w", err)
+		}
+		return nil
+	})
+	n.logger.Info("node started", "http", n.httpLn.Addr().String(), "raft", n.cfg.RaftAdvertise(), "trust_domain", n.cfg.TrustDomain)
+	g.Go(func() error {
+		<-gctx.Done()
+		n.draining.Store(true)
+		n.logger.Info("draining")
+		sctx, cancel := context.WithTimeout(context.Background(), n.cfg.HTTP.ShutdownTimeout)
+		defer cancel()
+		if err := n.server.Shutdown(sctx); err != nil {
+			n.logger.Warn("http shutdown did not finish in time", "error", err)
+		}
+		return nil
+	})
+	err := g.Wait()
+	if cerr := n.close(); cerr != nil {
+		err = errors.Join(err, cerr)
+	}
+	n.logger.Info("node stopped")
+	return err
+}
+
+func (n *Node) close() error {
+	var errs []error
+	if n.httpLn != nil {
+		n.httpLn.Close()
+	}
+	if n.cluster != nil {
+		errs = append(errs, n.cluster.Shutdown())
+		n.cluster = nil
+	}
+	return errors.Join(errs...)
+}

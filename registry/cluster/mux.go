@@ -1,0 +1,162 @@
+package cluster
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+const (
+	protoRaft byte = 'R'
+	protoRPC  byte = 'C'
+
+	// handshakeTimeout bounds the TLS handshake and the protocol byte, so a
+	// silent peer cannot hold an accept slot.
+	handshakeTimeout = 10 * time.Second
+)
+
+// mux accepts TLS connections on the node port and splits them by their
+// first byte. It is the raft.StreamLayer for protoRaft connections.
+type mux struct {
+	ln        net.Listener
+	advertise net.Addr
+	serverTLS *tls.Config
+	clientTLS *tls.Config
+	logger    *slog.Logger
+	handleRPC func(net.Conn)
+
+	raftConns chan net.Conn
+	done      chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+}
+
+var _ raft.StreamLayer = (*mux)(nil)
+
+func newMux(ln net.Listener, advertise net.Addr, serverTLS, clientTLS *tls.Config, logger *slog.Logger) *mux {
+	return &mux{
+		ln:        ln,
+		advertise: advertise,
+		serverTLS: serverTLS,
+		clientTLS: clientTLS,
+		logger:    logger,
+		raftConns: make(chan net.Conn),
+		done:      make(chan struct{}),
+	}
+}
+
+// serve accepts connections until the listener closes.
+func (m *mux) serve() {
+	for {
+		c, err := m.ln.Accept()
+		if err != nil {
+			select {
+			case <-m.done:
+				return
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			m.logger.Error("node port accept failed; no more peers can connect", "error", err)
+			return
+		}
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.route(c)
+		}()
+	}
+}
+
+func (m *mux) route(raw net.Conn) {
+	c := tls.Server(raw, m.serverTLS)
+	c.SetDeadline(time.Now().Add(handshakeTimeout))
+	if err := c.Handshake(); err != nil {
+		// The SPIFFE authorizer already logged refused identities; this
+		// covers everything else (bad certificates, plain TCP probes).
+		m.logger.Warn("node port: TLS handshake refused", "remote", raw.RemoteAddr().String(), "error", err)
+		c.Close()
+		return
+	}
+	var b [1]byte
+	if _, err := c.Read(b[:]); err != nil {
+		c.Close()
+		return
+	}
+	c.SetDeadline(time.Time{})
+	switch b[0] {
+	case protoRaft:
+		select {
+		case m.raftConns <- c:
+		case <-m.done:
+			c.Close()
+		}
+	case protoRPC:
+		if m.handleRPC != nil {
+			m.handleRPC(c)
+		}
+		c.Close()
+	default:
+		m.logger.Warn("node port: unknown protocol byte", "remote", raw.RemoteAddr().String(), "byte", b[0])
+		c.Close()
+	}
+}
+
+// Accept returns the next Raft connection.
+func (m *mux) Accept() (net.Conn, error) {
+	select {
+	case c := <-m.raftConns:
+		return c, nil
+	case <-m.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops accepting and closes the listener.
+func (m *mux) Close() error {
+	var err error
+	m.closeOnce.Do(func() {
+		close(m.done)
+		err = m.ln.Close()
+	})
+	return err
+}
+
+// Addr is the advertised address, which Raft stores in its configuration.
+func (m *mux) Addr() net.Addr { return m.advertise }
+
+// Dial opens a Raft connection to a peer.
+func (m *mux) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	return m.dial(string(address), protoRaft, timeout)
+}
+
+func (m *mux) dial(address string, proto byte, timeout time.Duration) (net.Conn, error) {
+	d := &net.Dialer{Timeout: timeout}
+	raw, err := d.Dial("tcp", address)
+	if err != nil {
+		return nil, err
+	}
+	c := tls.Client(raw, m.clientTLS)
+	c.SetDeadline(time.Now().Add(timeout))
+	if err := c.Handshake(); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("TLS handshake with %s: %w", address, err)
+	}
+	if _, err := c.Write([]byte{proto}); err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.SetDeadline(time.Time{})
+	return c, nil
+}
+
+// wait blocks until every routed connection handler has returned.
+func (m *mux) wait() { m.wg.Wait() }

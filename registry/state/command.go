@@ -1,0 +1,93 @@
+package state
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/mcpmesh/mcpmesh/registry/card"
+)
+
+// CommandType is the first byte of every Raft log entry the FSM applies.
+type CommandType uint8
+
+// IgnorableFlag marks a command type that nodes which do not know it may
+// skip. Use it only for commands whose absence cannot change any other
+// object's state (hints, caches).
+const IgnorableFlag CommandType = 0x80
+
+// The command types. Values are persisted in Raft logs and snapshots: never
+// renumber or reuse one.
+const (
+	CmdSubmitVersion CommandType = 1
+	CmdTransition    CommandType = 2
+	CmdPutTenant     CommandType = 3
+	CmdNoop          CommandType = 4
+)
+
+// String names the command type for logs and errors.
+func (t CommandType) String() string {
+	switch t {
+	case CmdSubmitVersion:
+		return "submit-version"
+	case CmdTransition:
+		return "transition"
+	case CmdPutTenant:
+		return "put-tenant"
+	case CmdNoop:
+		return "noop"
+	}
+	return fmt.Sprintf("unknown(%d)", uint8(t))
+}
+
+// SubmitVersion adds a new server version in state submitted. The card is
+// stored exactly as submitted; it must pass card.Parse.
+type SubmitVersion struct {
+	Card json.RawMessage `json:"card"`
+	By   string          `json:"by"`
+	At   time.Time       `json:"at"`
+}
+
+// Transition moves a server version through its lifecycle.
+type Transition struct {
+	Server  string     `json:"server"`
+	Version string     `json:"version"`
+	To      card.State `json:"to"`
+	By      string     `json:"by"`
+	At      time.Time  `json:"at"`
+	Reason  string     `json:"reason,omitempty"`
+	// Deprecation is required when To is deprecated and ignored otherwise.
+	Deprecation *card.Deprecation `json:"deprecation,omitempty"`
+}
+
+// PutTenant creates or updates a tenant.
+type PutTenant struct {
+	Tenant Tenant    `json:"tenant"`
+	By     string    `json:"by"`
+	At     time.Time `json:"at"`
+}
+
+// Noop changes nothing; a leader commits one to learn its commit index.
+type Noop struct{}
+
+// Encode returns the log entry for a command value: its type byte then JSON.
+func Encode(cmd any) ([]byte, error) {
+	var t CommandType
+	switch cmd.(type) {
+	case SubmitVersion, *SubmitVersion:
+		t = CmdSubmitVersion
+	case Transition, *Transition:
+		t = CmdTransition
+	case PutTenant, *PutTenant:
+		t = CmdPutTenant
+	case Noop, *Noop:
+		t = CmdNoop
+	default:
+		return nil, fmt.Errorf("encode command: unsupported type %T", cmd)
+	}
+	body, err := json.Marshal(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s command: %w", t, err)
+	}
+	return append([]byte{byte(t)}, body...), nil
+}
