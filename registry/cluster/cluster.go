@@ -119,6 +119,7 @@ type Cluster struct {
 
 	cancel context.CancelFunc
 	bg     sync.WaitGroup
+	cut    func(peerNodeID string) bool
 
 	connsMu sync.Mutex
 	conns   map[net.Conn]struct{}
@@ -128,7 +129,10 @@ type Cluster struct {
 // Option configures New.
 type Option interface{ apply(*options) }
 
-type options struct{ logger *slog.Logger }
+type options struct {
+	logger *slog.Logger
+	cut    func(peerNodeID string) bool
+}
 
 type optionFunc func(*options)
 
@@ -148,7 +152,7 @@ func New(cfg Config, opts ...Option) (*Cluster, error) {
 	if cfg.NodeID == "" || cfg.Dir == "" || cfg.ServerTLS == nil || cfg.ClientTLS == nil {
 		return nil, errors.New("cluster: NodeID, Dir, ServerTLS and ClientTLS are required")
 	}
-	c := &Cluster{cfg: cfg, logger: o.logger.With("component", "cluster"), base: o.logger, conns: map[net.Conn]struct{}{}}
+	c := &Cluster{cfg: cfg, logger: o.logger.With("component", "cluster"), base: o.logger, cut: o.cut, conns: map[net.Conn]struct{}{}}
 	if err := c.open(); err != nil {
 		c.closeStores()
 		return nil, err
@@ -201,6 +205,7 @@ func (c *Cluster) open() error {
 	}
 	c.mux = newMux(ln, adv, cfg.ServerTLS, cfg.ClientTLS, c.logger)
 	c.mux.handleRPC = c.serveRPC
+	c.mux.cut = c.cut
 	c.rpc = &rpcClient{m: c.mux, timeout: cfg.ApplyTimeout}
 	c.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  c.mux,
@@ -246,10 +251,11 @@ func (c *Cluster) open() error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
+	m := c.mux
 	c.bg.Add(1)
 	go func() {
 		defer c.bg.Done()
-		c.mux.serve()
+		m.serve()
 	}()
 	if !existing && len(cfg.Peers) == 0 && len(cfg.Join) > 0 {
 		c.bg.Add(1)
@@ -379,7 +385,9 @@ func (c *Cluster) numVoters() int {
 // Apply commits an encoded command (see state.Encode) and returns its
 // result. On a follower it forwards to the leader; while no leader is
 // known it holds and retries until ApplyTimeout. Commands are idempotent,
-// so a retry after a lost reply cannot apply one twice.
+// so a retry after a lost reply cannot apply one twice. It returns once
+// this replica's state has applied the write too, so a read that follows
+// sees it.
 func (c *Cluster) Apply(ctx context.Context, cmd []byte) (state.ApplyResult, error) {
 	var res state.ApplyResult
 	err := c.leaderDo(ctx, rpcRequest{Op: opApply, Command: cmd}, func() error {
@@ -387,7 +395,18 @@ func (c *Cluster) Apply(ctx context.Context, cmd []byte) (state.ApplyResult, err
 		res, err = c.applyLocal(cmd)
 		return err
 	}, &res)
-	return res, err
+	if err != nil {
+		return res, err
+	}
+	// Read your writes: a forwarded write is committed on the leader before
+	// this replica applies it, and callers (the admin API) read the result
+	// from the local state next. Wait until it is here.
+	wctx, cancel := context.WithTimeout(ctx, c.cfg.ApplyTimeout)
+	defer cancel()
+	if err := c.FSM.WaitApplied(wctx, res.Index); err != nil {
+		return res, fmt.Errorf("write committed at index %d but not yet applied on this node: %w", res.Index, err)
+	}
+	return res, nil
 }
 
 // Barrier returns once this node's state reflects every write committed

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"path"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 )
 
 const (
@@ -30,6 +32,10 @@ type mux struct {
 	clientTLS *tls.Config
 	logger    *slog.Logger
 	handleRPC func(net.Conn)
+	// cut, when set (tests only), severs traffic with a peer node: every
+	// read and write on a connection to a node for which it returns true
+	// fails, as if the network between them were down.
+	cut func(peerNodeID string) bool
 
 	raftConns chan net.Conn
 	done      chan struct{}
@@ -92,18 +98,19 @@ func (m *mux) route(raw net.Conn) {
 		return
 	}
 	c.SetDeadline(time.Time{})
+	conn := m.withFaults(c)
 	switch b[0] {
 	case protoRaft:
 		select {
-		case m.raftConns <- c:
+		case m.raftConns <- conn:
 		case <-m.done:
-			c.Close()
+			conn.Close()
 		}
 	case protoRPC:
 		if m.handleRPC != nil {
-			m.handleRPC(c)
+			m.handleRPC(conn)
 		}
-		c.Close()
+		conn.Close()
 	default:
 		m.logger.Warn("node port: unknown protocol byte", "remote", raw.RemoteAddr().String(), "byte", b[0])
 		c.Close()
@@ -150,12 +157,51 @@ func (m *mux) dial(address string, proto byte, timeout time.Duration) (net.Conn,
 		c.Close()
 		return nil, fmt.Errorf("TLS handshake with %s: %w", address, err)
 	}
-	if _, err := c.Write([]byte{proto}); err != nil {
-		c.Close()
+	conn := m.withFaults(c)
+	if _, err := conn.Write([]byte{proto}); err != nil {
+		conn.Close()
 		return nil, err
 	}
 	c.SetDeadline(time.Time{})
-	return c, nil
+	return conn, nil
+}
+
+func (m *mux) withFaults(c *tls.Conn) net.Conn {
+	if m.cut == nil {
+		return c
+	}
+	peer := ""
+	if certs := c.ConnectionState().PeerCertificates; len(certs) > 0 {
+		if id, err := x509svid.IDFromCert(certs[0]); err == nil {
+			peer = path.Base(id.Path())
+		}
+	}
+	return &faultConn{Conn: c, peer: peer, cut: m.cut}
+}
+
+// faultConn fails reads and writes while its peer is cut off.
+type faultConn struct {
+	net.Conn
+	peer string
+	cut  func(string) bool
+}
+
+var errCut = errors.New("connection cut by test fault hook")
+
+func (f *faultConn) Read(p []byte) (int, error) {
+	if f.cut(f.peer) {
+		f.Conn.Close()
+		return 0, errCut
+	}
+	return f.Conn.Read(p)
+}
+
+func (f *faultConn) Write(p []byte) (int, error) {
+	if f.cut(f.peer) {
+		f.Conn.Close()
+		return 0, errCut
+	}
+	return f.Conn.Write(p)
 }
 
 // wait blocks until every routed connection handler has returned.

@@ -19,7 +19,7 @@ import (
 const (
 	opApply   = "apply"   // leader only: apply a command
 	opBarrier = "barrier" // leader only: commit a no-op, return its index
-	opJoin    = "join"    // leader only: add a voter
+	opJoin    = "join"    // any member: add a voter (forwarded to the leader)
 	opRemove  = "remove"  // leader only: remove a server
 	opStatus  = "status"  // any node: report its own view
 	opRestore = "restore" // leader only: install an operator snapshot
@@ -37,6 +37,9 @@ type rpcRequest struct {
 	Command []byte `json:"command,omitempty"`
 	ID      string `json:"id,omitempty"`
 	Address string `json:"address,omitempty"`
+	// Forwarded marks a request a follower passed on to the leader, so it
+	// is forwarded at most once.
+	Forwarded bool `json:"forwarded,omitempty"`
 }
 
 type rpcResponse struct {
@@ -119,6 +122,14 @@ func (c *Cluster) handleRPC(req rpcRequest) rpcResponse {
 		res, err := c.applyLocal(noopCommand)
 		return responseFor(res, err)
 	case opJoin:
+		// A joining node knows only the addresses in its bootstrap.join,
+		// which need not be the leader's: a follower passes the request on.
+		if !req.Forwarded && !c.IsLeader() {
+			if _, addr := c.Leader(); addr != "" {
+				req.Forwarded = true
+				return responseFor(state.ApplyResult{}, c.forward(ctx, addr, req, nil))
+			}
+		}
 		return responseFor(state.ApplyResult{}, c.addVoterLocal(ctx, req.ID, req.Address))
 	case opRemove:
 		return responseFor(state.ApplyResult{}, c.removeLocal(req.ID))

@@ -13,7 +13,8 @@ import (
 type ServerVersion struct {
 	Server  string `json:"server"`
 	Version string `json:"version"`
-	// Card is the server card exactly as submitted.
+	// Card is the server card as submitted, with insignificant whitespace
+	// removed; it is canonically identical (CardHash) to the submission.
 	Card json.RawMessage `json:"card"`
 	// CardHash pins the whole card (RFC 8785 canonical JSON, SHA-256).
 	CardHash    string            `json:"cardHash"`
