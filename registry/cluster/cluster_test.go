@@ -54,7 +54,6 @@ type testCluster struct {
 	dirs  map[string]string
 }
 
-
 // newTestCluster starts n in-process replicas on loopback with real mTLS
 // and test-sized timeouts.
 func newTestCluster(t *testing.T, n int) *testCluster {
@@ -415,4 +414,3 @@ func TestRestartResumesFromDisk(t *testing.T) {
 		return hasTenant(re, "while-down"), fmt.Sprintf("applied %d", re.FSM.AppliedIndex())
 	})
 }
-
