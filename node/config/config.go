@@ -170,7 +170,7 @@ func Parse(r io.Reader) (Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return Config{}, yamlError(err)
+		return Config{}, yamlError(err, data)
 	}
 	if err := cfg.Validate(); err != nil {
 		return Config{}, err
@@ -178,10 +178,15 @@ func Parse(r io.Reader) (Config, error) {
 	return cfg, nil
 }
 
-var notFound = regexp.MustCompile(`line (\d+): field (\S+) not found in type (\S+)`)
+var (
+	notFound   = regexp.MustCompile(`line (\d+): field (\S+) not found in type (\S+)`)
+	cannotDec  = regexp.MustCompile("(?s)^line (\\d+): cannot unmarshal !!\\w+ `(.*)` into (\\S+)$")
+	durationTy = "time.Duration"
+)
 
-// yamlError turns yaml.v3's multi-line errors into one line that names the key.
-func yamlError(err error) error {
+// yamlError turns yaml.v3's multi-line errors into one line that names the
+// key (read back from the source line yaml reports).
+func yamlError(err error, data []byte) error {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
 		return fmt.Errorf("invalid YAML: %s", strings.ReplaceAll(err.Error(), "\n", " "))
@@ -192,9 +197,37 @@ func yamlError(err error) error {
 			msgs = append(msgs, fmt.Sprintf("line %s: unknown key %q (check the spelling against the README's config reference)", m[1], m[2]))
 			continue
 		}
+		if m := cannotDec.FindStringSubmatch(strings.TrimSpace(e)); m != nil {
+			key := keyAtLine(data, m[1])
+			want := "a " + m[3]
+			switch m[3] {
+			case durationTy:
+				want = "a duration such as 500ms or 10s"
+			case "config.Config":
+				key, want = "document", "a mapping of keys (see examples/cluster/node1.yaml)"
+			}
+			msgs = append(msgs, fmt.Sprintf("line %s: %s: %q is not %s", m[1], key, m[2], want))
+			continue
+		}
 		msgs = append(msgs, strings.TrimSpace(e))
 	}
-	return fmt.Errorf("%s", strings.Join(msgs, "; "))
+	// Values quoted in yaml's messages may span lines; the error must not.
+	return fmt.Errorf("%s", strings.Join(strings.Fields(strings.Join(msgs, "; ")), " "))
+}
+
+// keyAtLine returns the YAML key written on a 1-based line, or "value".
+func keyAtLine(data []byte, line string) string {
+	var n int
+	fmt.Sscanf(line, "%d", &n)
+	lines := strings.Split(string(data), "\n")
+	if n < 1 || n > len(lines) {
+		return "value"
+	}
+	k, _, found := strings.Cut(strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(lines[n-1]), "- ")), ":")
+	if !found || k == "" {
+		return "value"
+	}
+	return k
 }
 
 var nodeIDPattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$`)

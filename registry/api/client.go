@@ -59,6 +59,7 @@ type Error struct {
 	Problems []card.Problem
 }
 
+// Error returns the message, or the card's problems joined on one line.
 func (e *Error) Error() string {
 	if len(e.Problems) > 0 {
 		parts := make([]string, len(e.Problems))

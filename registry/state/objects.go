@@ -78,6 +78,7 @@ type Error struct {
 	Message string `json:"message"`
 }
 
+// Error returns the message.
 func (e *Error) Error() string { return e.Message }
 
 // Is makes errors.Is(err, ErrNotFound) and friends work.

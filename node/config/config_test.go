@@ -1,0 +1,164 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+const validYAML = `
+node_id: n1
+namespace: hr
+trust_domain: hr.example.corp
+data_dir: /var/lib/mcpmesh
+http:
+  listen: 127.0.0.1:7101
+raft:
+  listen: 127.0.0.1:7201
+  heartbeat_timeout: 1s
+  election_timeout: 1s
+bootstrap:
+  expect: 3
+  peers:
+    - { id: n1, address: 127.0.0.1:7201 }
+    - { id: n2, address: 127.0.0.1:7202 }
+    - { id: n3, address: 127.0.0.1:7203 }
+trust:
+  ca_dir: /etc/mcpmesh/ca
+admin:
+  token_file: /etc/mcpmesh/admin.token
+`
+
+func TestParseValid(t *testing.T) {
+	cfg, err := Parse(strings.NewReader(validYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := DefaultConfig()
+	want.NodeID, want.Namespace, want.TrustDomain, want.DataDir = "n1", "hr", "hr.example.corp", "/var/lib/mcpmesh"
+	want.HTTP.Listen = "127.0.0.1:7101"
+	want.Raft.Listen = "127.0.0.1:7201"
+	want.Raft.HeartbeatTimeout, want.Raft.ElectionTimeout = time.Second, time.Second
+	want.Bootstrap = BootstrapConfig{Expect: 3, Peers: []Peer{{"n1", "127.0.0.1:7201"}, {"n2", "127.0.0.1:7202"}, {"n3", "127.0.0.1:7203"}}}
+	want.Trust.CADir = "/etc/mcpmesh/ca"
+	want.Admin.TokenFile = "/etc/mcpmesh/admin.token"
+	if diff := cmp.Diff(want, cfg); diff != "" {
+		t.Errorf("config (-want +got):\n%s", diff)
+	}
+	if cfg.RaftAdvertise() != "127.0.0.1:7201" {
+		t.Errorf("RaftAdvertise = %s", cfg.RaftAdvertise())
+	}
+}
+
+func TestParseErrorsNameTheKey(t *testing.T) {
+	cases := []struct {
+		name, from, to, want string
+	}{
+		{"unknown top-level key", "node_id: n1", "node_id: n1\nnode_name: x", `unknown key "node_name"`},
+		{"unknown nested key", "  listen: 127.0.0.1:7101", "  listen: 127.0.0.1:7101\n  tls_cert: x", `unknown key "tls_cert"`},
+		{"missing node_id", "node_id: n1", "", "node_id: missing"},
+		{"bad node_id", "node_id: n1", "node_id: N_1", "node_id:"},
+		{"missing namespace", "namespace: hr", "", "namespace: missing"},
+		{"trust domain with scheme", "trust_domain: hr.example.corp", "trust_domain: spiffe://hr.example.corp", "trust_domain:"},
+		{"missing data_dir", "data_dir: /var/lib/mcpmesh", "", "data_dir: missing"},
+		{"bad http address", "listen: 127.0.0.1:7101", "listen: localhost", "http.listen:"},
+		{"port out of range", "listen: 127.0.0.1:7101", "listen: 127.0.0.1:99999", "http.listen: port 99999"},
+		{"bad raft address", "listen: 127.0.0.1:7201\n  heartbeat", "listen: :x\n  heartbeat", "raft.listen:"},
+		{"wildcard raft without advertise", "listen: 127.0.0.1:7201\n  heartbeat", "listen: 0.0.0.0:7201\n  heartbeat", "raft.advertise: missing"},
+		{"bad duration", "heartbeat_timeout: 1s", "heartbeat_timeout: soon", "heartbeat_timeout"},
+		{"tiny timeout", "heartbeat_timeout: 1s", "heartbeat_timeout: 1ms", "raft.heartbeat_timeout: 1ms is too short"},
+		{"expect mismatch", "expect: 3", "expect: 5", "bootstrap.peers: lists 3 servers but bootstrap.expect is 5"},
+		{"self not listed", "{ id: n1, address: 127.0.0.1:7201 }", "{ id: n9, address: 127.0.0.1:7209 }", "this node (\"n1\") is not listed"},
+		{"self address differs", "{ id: n1, address: 127.0.0.1:7201 }", "{ id: n1, address: 127.0.0.1:7299 }", "bootstrap.peers[0].address"},
+		{"duplicate peer", "{ id: n3, address: 127.0.0.1:7203 }", "{ id: n2, address: 127.0.0.1:7203 }", "bootstrap.peers[2]: duplicate"},
+		{"missing ca_dir", "ca_dir: /etc/mcpmesh/ca", "ca_dir: \"\"", "trust.ca_dir: missing"},
+		{"bad log level", "admin:", "log:\n  level: loud\nadmin:", `log.level: "loud"`},
+		{"not YAML", "node_id: n1", "node_id: [n1", "invalid YAML"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(validYAML, tc.from) {
+				t.Fatalf("test bug: %q not in the valid config", tc.from)
+			}
+			_, err := Parse(strings.NewReader(strings.Replace(validYAML, tc.from, tc.to, 1)))
+			if err == nil {
+				t.Fatalf("no error; want one containing %q", tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not contain %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error is not one line: %q", err)
+			}
+		})
+	}
+}
+
+func TestBootstrapJoin(t *testing.T) {
+	join := strings.Replace(validYAML, `  expect: 3
+  peers:
+    - { id: n1, address: 127.0.0.1:7201 }
+    - { id: n2, address: 127.0.0.1:7202 }
+    - { id: n3, address: 127.0.0.1:7203 }`, "  join: [127.0.0.1:7202]", 1)
+	cfg, err := Parse(strings.NewReader(join))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"127.0.0.1:7202"}, cfg.Bootstrap.Join); diff != "" {
+		t.Error(diff)
+	}
+	both := strings.Replace(validYAML, "  expect: 3", "  join: [127.0.0.1:7202]\n  expect: 3", 1)
+	if _, err := Parse(strings.NewReader(both)); err == nil || !strings.Contains(err.Error(), "not both") {
+		t.Errorf("expect and join together: err = %v", err)
+	}
+	none := strings.Replace(join, "  join: [127.0.0.1:7202]", "", 1)
+	if _, err := Parse(strings.NewReader(none)); err == nil || !strings.Contains(err.Error(), "bootstrap: missing") {
+		t.Errorf("no bootstrap: err = %v", err)
+	}
+}
+
+func TestLoadNamesTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "node.yaml")
+	os.WriteFile(path, []byte("bogus: 1\n"), 0o600)
+	_, err := Load(path)
+	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), `unknown key "bogus"`) {
+		t.Errorf("Load error = %v", err)
+	}
+	if _, err := Load(filepath.Join(t.TempDir(), "missing.yaml")); err == nil {
+		t.Error("missing file: no error")
+	}
+}
+
+// The example configs in the repository must stay valid.
+func TestExampleConfigsAreValid(t *testing.T) {
+	paths, _ := filepath.Glob("../../examples/cluster/node*.yaml")
+	if len(paths) != 3 {
+		t.Fatalf("found %d example node configs, want 3", len(paths))
+	}
+	for _, p := range paths {
+		if _, err := Load(p); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(validYAML))
+	f.Add([]byte("node_id: n1\nhttp: {listen: ':1'}"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := Parse(strings.NewReader(string(data)))
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("multi-line error: %q", err)
+			}
+			return
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("Parse accepted a config that fails Validate: %v", err)
+		}
+	})
+}
