@@ -82,9 +82,12 @@ func New(cfg config.Config, opts ...Option) (n *Node, err error) {
 		o.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	n = &Node{cfg: cfg, logger: o.logger.With("node", cfg.NodeID, "namespace", cfg.Namespace), registry: o.registry}
+	// Keep our own reference: `return nil, err` sets the named result n to
+	// nil before this deferred cleanup runs.
+	opened := n
 	defer func() {
 		if err != nil {
-			n.close()
+			opened.close()
 		}
 	}()
 
@@ -244,6 +247,10 @@ func (n *Node) Run(ctx context.Context) error {
 	n.logger.Info("node stopped")
 	return err
 }
+
+// Close releases a node that was created but never Run (Run closes
+// everything itself when it returns).
+func (n *Node) Close() error { return n.close() }
 
 func (n *Node) close() error {
 	var errs []error

@@ -30,6 +30,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"node", "run one node of a BU's cluster (-config FILE)", runNode},
+		{"dev", "run a two-BU dev mesh on loopback with the example catalog", runDev},
 		{"trust", "manage the trust domain's CA and SVIDs (init, issue)", runTrust},
 		{"registry", "submit and review server cards (submit, list, show, approve, reject, deprecate, retire, quarantine)", runRegistry},
 		{"tenant", "manage tenants (add, list)", runTenant},

@@ -89,7 +89,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach node at %s: %w", c.base, unwrapURL(err))
+		return fmt.Errorf("cannot reach node at %s (is it running? check -addr): %w", c.base, unwrapURL(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {

@@ -1,0 +1,25 @@
+// Package examples holds the example material that ships with mcpmesh:
+// server cards per BU under catalog/ (embedded here, so `mcpmesh dev` can
+// seed a registry from any working directory) and the three-node cluster
+// configs under cluster/.
+//
+// It owns example data only; nothing in it is needed in production.
+package examples
+
+import (
+	"embed"
+	"io/fs"
+)
+
+//go:embed catalog/*/*.json
+var catalog embed.FS
+
+// Catalog returns the example server cards: one directory per namespace
+// (hr, finance), one card file per server version.
+func Catalog() fs.FS {
+	sub, err := fs.Sub(catalog, "catalog")
+	if err != nil {
+		panic(err) // the embedded tree is static
+	}
+	return sub
+}

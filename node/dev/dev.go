@@ -1,0 +1,283 @@
+// Package dev runs `mcpmesh dev`: a self-contained mesh on loopback for
+// trying mcpmesh and driving it from scripts and tests. Each example BU
+// (hr, finance) gets its own trust domain with an embedded CA, a node
+// (a single-voter Raft cluster, so one process holds everything), a dev
+// admin token, and the example catalog submitted and approved.
+//
+// It writes what clients need to <data dir>/dev.json. State lives in the
+// data dir, so a second run resumes where the first stopped.
+//
+// It owns the development setup only; every part it runs is the production
+// code path (package node). What later issues add — the MCP front door,
+// federation between the BUs — is absent here until it exists.
+package dev
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/mcpmesh/mcpmesh/examples"
+	"github.com/mcpmesh/mcpmesh/node"
+	"github.com/mcpmesh/mcpmesh/node/config"
+	"github.com/mcpmesh/mcpmesh/registry/api"
+	"github.com/mcpmesh/mcpmesh/registry/card"
+)
+
+// Config configures a dev mesh.
+type Config struct {
+	// DataDir holds every BU's state, CA and token, and dev.json. Required.
+	DataDir string
+	// BasePort is the first of the ports used: BU i (0-based) serves HTTP on
+	// BasePort+i and Raft on BasePort+100+i. Default 7700.
+	BasePort int
+	// Catalog holds the server cards to seed, one directory per namespace.
+	// Default: the embedded examples (hr, finance).
+	Catalog fs.FS
+}
+
+// Info is the content of dev.json.
+type Info struct {
+	DataDir    string               `json:"dataDir"`
+	Namespaces map[string]Namespace `json:"namespaces"`
+}
+
+// Namespace is what a client needs to reach one BU.
+type Namespace struct {
+	TrustDomain string `json:"trustDomain"`
+	// AdminURL is the base URL of the node's admin API (/v1/) and health
+	// endpoints.
+	AdminURL string `json:"adminUrl"`
+	// TokenFile holds the dev admin token; Token repeats it.
+	TokenFile string `json:"tokenFile"`
+	Token     string `json:"token"`
+	// Servers lists the seeded server versions, NAME@VERSION.
+	Servers []string `json:"servers"`
+}
+
+// Run starts the dev mesh, seeds it, writes dev.json, prints a summary to
+// out, and serves until ctx ends.
+func Run(ctx context.Context, cfg Config, out io.Writer, logger *slog.Logger) error {
+	if cfg.DataDir == "" {
+		return errors.New("dev: a data dir is required")
+	}
+	if cfg.BasePort == 0 {
+		cfg.BasePort = 7700
+	}
+	if cfg.BasePort < 1024 || cfg.BasePort > 65535-200 {
+		return fmt.Errorf("dev: base port %d out of range 1024-65335", cfg.BasePort)
+	}
+	if cfg.Catalog == nil {
+		cfg.Catalog = examples.Catalog()
+	}
+	namespaces, err := namespacesIn(cfg.Catalog)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	info := Info{DataDir: cfg.DataDir, Namespaces: map[string]Namespace{}}
+	var nodes []*node.Node
+	for i, ns := range namespaces {
+		n, nsInfo, err := startBU(cfg, i, ns, logger)
+		if err != nil {
+			for _, n := range nodes {
+				n.Close()
+			}
+			return err
+		}
+		nodes = append(nodes, n)
+		info.Namespaces[ns] = nsInfo
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	for _, n := range nodes {
+		g.Go(func() error { return n.Run(gctx) })
+	}
+	g.Go(func() error {
+		for ns, nsInfo := range info.Namespaces {
+			servers, err := seed(gctx, cfg.Catalog, ns, nsInfo)
+			if err != nil {
+				return fmt.Errorf("dev: seed %s: %w", ns, err)
+			}
+			nsInfo.Servers = servers
+			info.Namespaces[ns] = nsInfo
+		}
+		if err := writeInfo(filepath.Join(cfg.DataDir, "dev.json"), info); err != nil {
+			return err
+		}
+		printSummary(out, info)
+		return nil
+	})
+	return g.Wait()
+}
+
+func namespacesIn(catalog fs.FS) ([]string, error) {
+	entries, err := fs.ReadDir(catalog, ".")
+	if err != nil {
+		return nil, fmt.Errorf("dev: read catalog: %w", err)
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("dev: the catalog has no namespace directories")
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// startBU prepares one BU's data dir, token and config, and opens its node.
+func startBU(cfg Config, i int, ns string, logger *slog.Logger) (*node.Node, Namespace, error) {
+	c, info, err := buConfig(cfg, i, ns)
+	if err != nil {
+		return nil, Namespace{}, err
+	}
+	n, err := node.New(c, node.WithLogger(logger.With("bu", ns)))
+	if err != nil {
+		return nil, Namespace{}, fmt.Errorf("dev: start %s: %w", ns, err)
+	}
+	return n, info, nil
+}
+
+func buConfig(cfg Config, i int, ns string) (config.Config, Namespace, error) {
+	dir := filepath.Join(cfg.DataDir, ns)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return config.Config{}, Namespace{}, fmt.Errorf("dev: %w", err)
+	}
+	tokenFile := filepath.Join(dir, "admin.token")
+	token, err := readOrCreateToken(tokenFile)
+	if err != nil {
+		return config.Config{}, Namespace{}, err
+	}
+	td := ns + ".example.corp"
+	httpAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.BasePort+i))
+	raftAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.BasePort+100+i))
+	c := config.DefaultConfig()
+	c.NodeID = "dev1"
+	c.Namespace = ns
+	c.TrustDomain = td
+	c.DataDir = filepath.Join(dir, "node")
+	c.HTTP.Listen = httpAddr
+	c.Raft.Listen = raftAddr
+	c.Bootstrap = config.BootstrapConfig{Expect: 1, Peers: []config.Peer{{ID: "dev1", Address: raftAddr}}}
+	c.Trust.CADir = filepath.Join(dir, "ca")
+	c.Trust.AutoInit = true
+	c.Admin.TokenFile = tokenFile
+	c.Log.Level = "warn"
+	if err := c.Validate(); err != nil {
+		return config.Config{}, Namespace{}, fmt.Errorf("dev: %s config: %w", ns, err)
+	}
+	return c, Namespace{TrustDomain: td, AdminURL: "http://" + httpAddr, TokenFile: tokenFile, Token: token}, nil
+}
+
+func readOrCreateToken(path string) (string, error) {
+	if raw, err := os.ReadFile(path); err == nil {
+		return strings.TrimSpace(string(raw)), nil
+	}
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	tok := "dev-" + hex.EncodeToString(b)
+	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("dev: write token: %w", err)
+	}
+	return tok, nil
+}
+
+// seed submits every card of the namespace and approves what is submitted.
+func seed(ctx context.Context, catalog fs.FS, ns string, info Namespace) ([]string, error) {
+	c, err := api.NewClient(api.ClientConfig{Addr: info.AdminURL, Token: info.Token, Timeout: 10 * time.Second})
+	if err != nil {
+		return nil, err
+	}
+	files, err := fs.Glob(catalog, path.Join(ns, "*.json"))
+	if err != nil {
+		return nil, err
+	}
+	var servers []string
+	for _, f := range files {
+		raw, err := fs.ReadFile(catalog, f)
+		if err != nil {
+			return nil, err
+		}
+		res, err := submitWhenReady(ctx, c, raw)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+		if res.State == card.StateSubmitted {
+			if _, err := c.Transition(ctx, res.Server, res.Version, "approve", api.TransitionRequest{Reason: "approved by mcpmesh dev"}); err != nil {
+				return nil, fmt.Errorf("approve %s@%s: %w", res.Server, res.Version, err)
+			}
+		}
+		servers = append(servers, res.Server+"@"+res.Version)
+	}
+	return servers, nil
+}
+
+// submitWhenReady retries while the node is still electing itself.
+func submitWhenReady(ctx context.Context, c *api.Client, raw []byte) (api.SubmitResponse, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		res, err := c.Submit(ctx, raw)
+		var apiErr *api.Error
+		if err == nil || (errors.As(err, &apiErr) && apiErr.Status < 500) || time.Now().After(deadline) {
+			return res, err
+		}
+		select {
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func writeInfo(path string, info Info) error {
+	raw, err := json.MarshalIndent(info, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(raw, '\n'), 0o600); err != nil {
+		return fmt.Errorf("dev: write %s: %w", path, err)
+	}
+	return os.Rename(tmp, path)
+}
+
+func printSummary(w io.Writer, info Info) {
+	fmt.Fprintf(w, "mcpmesh dev is running (data in %s; Ctrl-C stops it).\n\n", info.DataDir)
+	var names []string
+	for ns := range info.Namespaces {
+		names = append(names, ns)
+	}
+	sort.Strings(names)
+	for _, ns := range names {
+		n := info.Namespaces[ns]
+		fmt.Fprintf(w, "BU %-8s trust domain %s\n", ns, n.TrustDomain)
+		fmt.Fprintf(w, "  admin API  %s   (token file %s)\n", n.AdminURL, n.TokenFile)
+		fmt.Fprintf(w, "  servers    %s\n", strings.Join(n.Servers, ", "))
+		fmt.Fprintf(w, "  try        mcpmesh registry list -addr %s -token-file %s\n\n", n.AdminURL, n.TokenFile)
+	}
+	fmt.Fprintf(w, "Everything above is in %s.\n", filepath.Join(info.DataDir, "dev.json"))
+}
