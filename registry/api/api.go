@@ -142,7 +142,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, cluster.ErrNoLeader):
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "no_leader", err.Error()+"; the write was not applied, retry shortly", nil)
-	case errors.Is(err, errBadRequest):
+	case errors.As(err, new(*badRequestError)):
 		writeError(w, http.StatusBadRequest, "bad_request", err.Error(), nil)
 	default:
 		h.logger.Error("admin API request failed", "method", r.Method, "path", r.URL.Path, "error", err)
@@ -150,10 +150,13 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 }
 
-var errBadRequest = errors.New("bad request")
+// badRequestError is a request the API refuses before it reaches Raft.
+type badRequestError struct{ msg string }
+
+func (e *badRequestError) Error() string { return e.msg }
 
 func badRequest(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", errBadRequest, fmt.Sprintf(format, args...))
+	return &badRequestError{fmt.Sprintf(format, args...)}
 }
 
 func decodeBody(r *http.Request, v any) error {
@@ -352,6 +355,9 @@ func (h *Handler) transition(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		cmd.Deprecation = &card.Deprecation{DeprecatedAt: now, Sunset: sunset, Replacement: req.Replacement, Note: req.Note}
+		if cmd.Reason == "" {
+			cmd.Reason = fmt.Sprintf("replaced by %s, sunset %s", req.Replacement, sunset.Format(time.DateOnly))
+		}
 	}
 	enc, err := state.Encode(cmd)
 	if err != nil {
