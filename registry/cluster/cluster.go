@@ -425,18 +425,49 @@ func (c *Cluster) Barrier(ctx context.Context) error {
 	return c.FSM.WaitApplied(ctx, res.Index)
 }
 
-// AddVoter adds a node to the cluster (through the leader).
+// AddVoter adds a node to the cluster (through the leader). It returns
+// once this replica's configuration shows the change too, or ApplyTimeout
+// passes.
 func (c *Cluster) AddVoter(ctx context.Context, id, addr string) error {
-	return c.leaderDo(ctx, rpcRequest{Op: opJoin, ID: id, Address: addr}, func() error {
+	err := c.leaderDo(ctx, rpcRequest{Op: opJoin, ID: id, Address: addr}, func() error {
 		return c.addVoterLocal(ctx, id, addr)
 	}, nil)
+	if err != nil {
+		return err
+	}
+	c.awaitConfiguration(ctx)
+	return nil
 }
 
-// RemoveServer removes a node from the cluster (through the leader).
+// RemoveServer removes a node from the cluster (through the leader). It
+// returns once this replica's configuration shows the change too, or
+// ApplyTimeout passes.
 func (c *Cluster) RemoveServer(ctx context.Context, id string) error {
-	return c.leaderDo(ctx, rpcRequest{Op: opRemove, ID: id}, func() error {
+	err := c.leaderDo(ctx, rpcRequest{Op: opRemove, ID: id}, func() error {
 		return c.removeLocal(id)
 	}, nil)
+	if err != nil {
+		return err
+	}
+	c.awaitConfiguration(ctx)
+	return nil
+}
+
+// awaitConfiguration waits until this replica has caught up with the
+// leader's log, so that a membership change just made through the leader
+// shows in the member list it answers with (a follower learns of the change
+// only with the next replication). It is best effort and bounded by
+// ApplyTimeout: the change itself is done either way, and a node that
+// removed itself never catches up.
+func (c *Cluster) awaitConfiguration(ctx context.Context) {
+	if c.IsLeader() {
+		return
+	}
+	bctx, cancel := context.WithTimeout(ctx, c.cfg.ApplyTimeout)
+	defer cancel()
+	if err := c.Barrier(bctx); err != nil {
+		c.logger.Debug("membership changed; this replica has not caught up yet", "error", err)
+	}
 }
 
 // leaderDo runs local on the leader, or sends req to the leader, holding
@@ -451,7 +482,7 @@ func (c *Cluster) leaderDo(ctx context.Context, req rpcRequest, local func() err
 		if c.raft.State() == raft.Leader {
 			err = local()
 		} else if addr, _ := c.raft.LeaderWithID(); addr != "" {
-			err = c.forward(ctx, string(addr), req, res)
+			err = c.forwardAttempt(ctx, string(addr), req, res)
 		} else {
 			err = ErrNotLeader
 		}
@@ -467,8 +498,23 @@ func (c *Cluster) leaderDo(ctx context.Context, req rpcRequest, local func() err
 			return fmt.Errorf("%w: last error: %v", ErrNoLeader, last)
 		case <-time.After(wait):
 		}
-		wait = min(wait*2, 200*time.Millisecond)
+		// A short cap: once a new leader is known the next try should go
+		// out promptly (a failover is otherwise paid for twice).
+		wait = min(wait*2, 25*time.Millisecond)
 	}
+}
+
+// forwardAttempt forwards one try with its own deadline, so that a leader
+// that hangs (a frozen process, a partitioned host) costs one attempt, not
+// the whole hold time: the next try goes to whichever leader Raft elects
+// meanwhile. A restore may legitimately take long and gets the full time.
+func (c *Cluster) forwardAttempt(ctx context.Context, addr string, req rpcRequest, res *state.ApplyResult) error {
+	if req.Op != opRestore {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, max(2*c.cfg.HeartbeatTimeout, time.Second))
+		defer cancel()
+	}
+	return c.forward(ctx, addr, req, res)
 }
 
 // retryable reports whether an error leaves the request safe and useful to

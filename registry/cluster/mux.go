@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -21,6 +22,11 @@ const (
 	// handshakeTimeout bounds the TLS handshake and the protocol byte, so a
 	// silent peer cannot hold an accept slot.
 	handshakeTimeout = 10 * time.Second
+
+	// maxPendingHandshakes bounds unauthenticated connections in flight;
+	// past it new connections are closed at once, so a flood of TCP
+	// connects cannot exhaust memory before mTLS has said who is calling.
+	maxPendingHandshakes = 128
 )
 
 // mux accepts TLS connections on the node port and splits them by their
@@ -38,6 +44,15 @@ type mux struct {
 	cut func(peerNodeID string) bool
 
 	raftConns chan net.Conn
+	pending   chan struct{}
+
+	// live holds every connection handed out, so Close can end them:
+	// raft's NetworkTransport.Close leaves its pooled and inbound
+	// connections (and their goroutines) open.
+	liveMu sync.Mutex
+	live   map[net.Conn]struct{}
+	closed bool
+
 	done      chan struct{}
 	closeOnce sync.Once
 	wg        sync.WaitGroup
@@ -53,6 +68,8 @@ func newMux(ln net.Listener, advertise net.Addr, serverTLS, clientTLS *tls.Confi
 		clientTLS: clientTLS,
 		logger:    logger,
 		raftConns: make(chan net.Conn),
+		pending:   make(chan struct{}, maxPendingHandshakes),
+		live:      map[net.Conn]struct{}{},
 		done:      make(chan struct{}),
 	}
 }
@@ -74,6 +91,13 @@ func (m *mux) serve() {
 			m.logger.Error("node port accept failed; no more peers can connect", "error", err)
 			return
 		}
+		select {
+		case m.pending <- struct{}{}:
+		default:
+			m.logger.Warn("node port: too many handshakes in flight; dropping connection", "remote", c.RemoteAddr().String())
+			c.Close()
+			continue
+		}
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
@@ -85,7 +109,9 @@ func (m *mux) serve() {
 func (m *mux) route(raw net.Conn) {
 	c := tls.Server(raw, m.serverTLS)
 	c.SetDeadline(time.Now().Add(handshakeTimeout))
-	if err := c.Handshake(); err != nil {
+	err := c.Handshake()
+	<-m.pending
+	if err != nil {
 		// The SPIFFE authorizer already logged refused identities; this
 		// covers everything else (bad certificates, plain TCP probes).
 		m.logger.Warn("node port: TLS handshake refused", "remote", raw.RemoteAddr().String(), "error", err)
@@ -98,7 +124,10 @@ func (m *mux) route(raw net.Conn) {
 		return
 	}
 	c.SetDeadline(time.Time{})
-	conn := m.withFaults(c)
+	conn := m.track(m.withFaults(c))
+	if conn == nil {
+		return
+	}
 	switch b[0] {
 	case protoRaft:
 		select {
@@ -133,6 +162,17 @@ func (m *mux) Close() error {
 	m.closeOnce.Do(func() {
 		close(m.done)
 		err = m.ln.Close()
+		m.liveMu.Lock()
+		m.closed = true
+		live := make([]net.Conn, 0, len(m.live))
+		for c := range m.live {
+			live = append(live, c)
+		}
+		m.liveMu.Unlock()
+		// Outside the lock: trackedConn.Close takes it.
+		for _, c := range live {
+			c.Close()
+		}
 	})
 	return err
 }
@@ -142,28 +182,61 @@ func (m *mux) Addr() net.Addr { return m.advertise }
 
 // Dial opens a Raft connection to a peer.
 func (m *mux) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return m.dial(string(address), protoRaft, timeout)
+	return m.dial(context.Background(), string(address), protoRaft, timeout)
 }
 
-func (m *mux) dial(address string, proto byte, timeout time.Duration) (net.Conn, error) {
-	d := &net.Dialer{Timeout: timeout}
-	raw, err := d.Dial("tcp", address)
+func (m *mux) dial(ctx context.Context, address string, proto byte, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	d := &net.Dialer{}
+	raw, err := d.DialContext(ctx, "tcp", address)
 	if err != nil {
 		return nil, err
 	}
 	c := tls.Client(raw, m.clientTLS)
-	c.SetDeadline(time.Now().Add(timeout))
-	if err := c.Handshake(); err != nil {
+	if err := c.HandshakeContext(ctx); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("TLS handshake with %s: %w", address, err)
 	}
-	conn := m.withFaults(c)
+	conn := m.track(m.withFaults(c))
+	if conn == nil {
+		return nil, net.ErrClosed
+	}
 	if _, err := conn.Write([]byte{proto}); err != nil {
 		conn.Close()
 		return nil, err
 	}
 	c.SetDeadline(time.Time{})
 	return conn, nil
+}
+
+// track registers a connection for closing on shutdown; it returns nil
+// (and closes c) if the mux is already closed.
+func (m *mux) track(c net.Conn) net.Conn {
+	m.liveMu.Lock()
+	defer m.liveMu.Unlock()
+	if m.closed {
+		c.Close()
+		return nil
+	}
+	tc := &trackedConn{Conn: c, m: m}
+	m.live[tc] = struct{}{}
+	return tc
+}
+
+type trackedConn struct {
+	net.Conn
+	m    *mux
+	once sync.Once
+}
+
+func (t *trackedConn) Close() error {
+	t.once.Do(func() {
+		t.m.liveMu.Lock()
+		delete(t.m.live, t)
+		t.m.liveMu.Unlock()
+	})
+	return t.Conn.Close()
 }
 
 func (m *mux) withFaults(c *tls.Conn) net.Conn {

@@ -183,6 +183,10 @@ func (rc *rpcClient) call(ctx context.Context, addr string, req rpcRequest) (rpc
 		deadline = d
 	}
 	conn.SetDeadline(deadline)
+	// A cancelled caller ends the exchange at once instead of leaving a
+	// goroutine blocked until the deadline.
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
 	if err := writeFrame(conn, req); err != nil {
 		conn.Close()
 		return rpcResponse{}, fmt.Errorf("send %s to %s: %w", req.Op, addr, err)
@@ -191,6 +195,12 @@ func (rc *rpcClient) call(ctx context.Context, addr string, req rpcRequest) (rpc
 	if err := readFrame(conn, &resp); err != nil {
 		conn.Close()
 		return rpcResponse{}, fmt.Errorf("read %s reply from %s: %w", req.Op, addr, err)
+	}
+	if !stop() {
+		// The cancel fired after the reply arrived; the deadline it set
+		// makes the stream unusable.
+		conn.Close()
+		return resp, nil
 	}
 	conn.SetDeadline(time.Time{})
 	rc.put(addr, conn)
@@ -216,7 +226,7 @@ func (rc *rpcClient) get(ctx context.Context, addr string) (net.Conn, error) {
 	if timeout <= 0 {
 		return nil, ctx.Err()
 	}
-	return rc.m.dial(addr, protoRPC, timeout)
+	return rc.m.dial(ctx, addr, protoRPC, timeout)
 }
 
 func (rc *rpcClient) put(addr string, c net.Conn) {

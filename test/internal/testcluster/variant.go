@@ -1,0 +1,108 @@
+package testcluster
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// NodeOverrides are one node's deliberate departures from its cluster's
+// config: a foreign trust domain with its own CA, or an HTTPS listener. A
+// zero field keeps the cluster's value.
+type NodeOverrides struct {
+	// TrustDomain and CADir replace the cluster's trust domain and CA
+	// directory (make one with InitCA).
+	TrustDomain, CADir string
+	// HTTPTLS serves the node's HTTP listener over TLS with its SVID, so
+	// clients may authenticate with an admin SVID. Its URL is then HTTPSURL.
+	HTTPTLS bool
+}
+
+// WriteConfigWith (re)writes the node's config like WriteConfig, with o
+// applied. (It repeats WriteConfig's template rather than changing it,
+// because WriteConfig is shared with the benchmarks.)
+func (n *Node) WriteConfigWith(o NodeOverrides, bootstrapYAML string) {
+	c := n.c
+	td, caDir := c.Opts.TrustDomain, c.CADir
+	if o.TrustDomain != "" {
+		td = o.TrustDomain
+	}
+	if o.CADir != "" {
+		caDir = o.CADir
+	}
+	cfg := fmt.Sprintf(`node_id: %s
+namespace: %s
+trust_domain: %s
+data_dir: %q
+http:
+  listen: %q
+  tls: %v
+  shutdown_timeout: 5s
+raft:
+  listen: %q
+  no_sync: %v
+trust:
+  ca_dir: %q
+admin:
+  token_file: %q
+log:
+  level: debug
+%s
+%s`, n.ID, c.Opts.Namespace, td, n.DataDir, n.HTTPAddr, o.HTTPTLS, n.RaftAddr, c.Opts.NoSync, caDir, c.TokenFile, bootstrapYAML, c.Opts.ExtraYAML)
+	if err := os.WriteFile(n.ConfigPath, []byte(cfg), 0o600); err != nil {
+		c.t.Fatalf("write config: %v", err)
+	}
+}
+
+// AddNodeWith prepares (does not start) a node that joins via the given
+// node, like AddNode, with o applied to its config.
+func (c *Cluster) AddNodeWith(id string, via *Node, o NodeOverrides) *Node {
+	c.t.Helper()
+	n := &Node{c: c, ID: id, HTTPAddr: FreePort(c.t), RaftAddr: FreePort(c.t)}
+	n.DataDir = filepath.Join(c.Dir, id)
+	n.ConfigPath = filepath.Join(c.Dir, id+".yaml")
+	n.LogPath = filepath.Join(c.Dir, id+".log")
+	n.WriteConfigWith(o, fmt.Sprintf("bootstrap:\n  join: [%q]\n", via.RaftAddr))
+	c.Nodes = append(c.Nodes, n)
+	return n
+}
+
+// InitCA creates an embedded CA for trustDomain with `mcpmesh trust init`
+// in a new directory under the cluster's and returns that directory.
+func (c *Cluster) InitCA(trustDomain string) string {
+	c.t.Helper()
+	dir := filepath.Join(c.Dir, "ca-"+trustDomain)
+	if out, code := c.Run("trust", "init", "-trust-domain", trustDomain, "-out", dir); code != 0 {
+		c.t.Fatalf("trust init %s: exit %d: %s", trustDomain, code, out)
+	}
+	return dir
+}
+
+// IssueSVID issues an X.509-SVID for spiffeID from the CA in caDir with
+// `mcpmesh trust issue` and returns the directory holding it (svid.crt,
+// svid.key, bundle.crt), for the CLI's -svid-dir.
+func (c *Cluster) IssueSVID(caDir, spiffeID string) string {
+	c.t.Helper()
+	dir, err := os.MkdirTemp(c.Dir, "svid-")
+	if err != nil {
+		c.t.Fatalf("svid dir: %v", err)
+	}
+	if out, code := c.Run("trust", "issue", "-ca-dir", caDir, "-spiffe-id", spiffeID, "-out", dir); code != 0 {
+		c.t.Fatalf("trust issue %s: exit %d: %s", spiffeID, code, out)
+	}
+	return dir
+}
+
+// HTTPSURL is the node's base URL when its listener serves TLS
+// (NodeOverrides.HTTPTLS).
+func (n *Node) HTTPSURL() string { return "https://" + n.HTTPAddr }
+
+// LastRunLog returns the node's log since its latest Start.
+func (n *Node) LastRunLog() string {
+	log := n.Log()
+	if i := strings.LastIndex(log, "=== start "); i >= 0 {
+		return log[i:]
+	}
+	return log
+}
