@@ -154,7 +154,8 @@ func New(cfg Config, opts ...Option) (*Cluster, error) {
 	}
 	c := &Cluster{cfg: cfg, logger: o.logger.With("component", "cluster"), base: o.logger, cut: o.cut, conns: map[net.Conn]struct{}{}}
 	if err := c.open(); err != nil {
-		c.closeStores()
+		// Shutdown copes with whatever open got as far as starting.
+		c.Shutdown()
 		return nil, err
 	}
 	return c, nil
@@ -251,18 +252,10 @@ func (c *Cluster) open() error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
-	m := c.mux
-	c.bg.Add(1)
-	go func() {
-		defer c.bg.Done()
-		m.serve()
-	}()
+	c.mux.start()
 	if !existing && len(cfg.Peers) == 0 && len(cfg.Join) > 0 {
 		c.bg.Add(1)
-		go func() {
-			defer c.bg.Done()
-			c.joinLoop(ctx)
-		}()
+		go c.runJoin(ctx)
 	}
 	return nil
 }
@@ -284,6 +277,12 @@ func (c *Cluster) catchUpFromSnapshot() error {
 	}
 	c.logger.Warn("registry state is behind the newest snapshot; restoring it", "state_index", c.FSM.AppliedIndex(), "snapshot_index", metas[0].Index)
 	return c.FSM.Restore(rc)
+}
+
+// runJoin is the join goroutine's body, owned by c.bg.
+func (c *Cluster) runJoin(ctx context.Context) {
+	defer c.bg.Done()
+	c.joinLoop(ctx)
 }
 
 func (c *Cluster) joinLoop(ctx context.Context) {

@@ -45,6 +45,9 @@ type mux struct {
 
 	raftConns chan net.Conn
 	pending   chan struct{}
+	// serveDone is closed when the accept loop has returned; only then is
+	// it safe to wait on wg (the loop is what calls wg.Add).
+	serveDone chan struct{}
 
 	// live holds every connection handed out, so Close can end them:
 	// raft's NetworkTransport.Close leaves its pooled and inbound
@@ -72,6 +75,15 @@ func newMux(ln net.Listener, advertise net.Addr, serverTLS, clientTLS *tls.Confi
 		live:      map[net.Conn]struct{}{},
 		done:      make(chan struct{}),
 	}
+}
+
+// start runs the accept loop in its own goroutine.
+func (m *mux) start() {
+	m.serveDone = make(chan struct{})
+	go func() {
+		defer close(m.serveDone)
+		m.serve()
+	}()
 }
 
 // serve accepts connections until the listener closes.
@@ -277,5 +289,11 @@ func (f *faultConn) Write(p []byte) (int, error) {
 	return f.Conn.Write(p)
 }
 
-// wait blocks until every routed connection handler has returned.
-func (m *mux) wait() { m.wg.Wait() }
+// wait blocks until the accept loop and every routed connection handler
+// have returned. Call it after Close.
+func (m *mux) wait() {
+	if m.serveDone != nil {
+		<-m.serveDone
+	}
+	m.wg.Wait()
+}
