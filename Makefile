@@ -1,7 +1,8 @@
 # mcpmesh — build, test, lint.
 GO        ?= go
-# hashicorpmetrics routes raft's (and later memberlist's) go-metrics to the
-# Prometheus sink.
+# hashicorpmetrics selects hashicorp/go-metrics in libraries that still go
+# through its compat layer (memberlist, for federation). raft v1.8 already
+# reports through hashicorp/go-metrics, which the binary routes to /metrics.
 TAGS      ?= hashicorpmetrics
 BIN       := bin/mcpmesh
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -39,6 +40,9 @@ FUZZTIME ?= 20s
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./registry/card/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeLog -fuzztime $(FUZZTIME) ./registry/raftstore/
+	$(GO) test -run '^$$' -fuzz FuzzLogRoundTrip -fuzztime $(FUZZTIME) ./registry/raftstore/
+	$(GO) test -run '^$$' -fuzz FuzzReadSnapshot -fuzztime $(FUZZTIME) ./registry/state/
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./node/config/
 
 clean:
 	rm -rf bin examples/cluster/data
