@@ -54,6 +54,9 @@ func runOperator(ctx context.Context, args []string, stdout io.Writer) error {
 			return snapshotSave(ctx, args[2:], stdout)
 		case "restore":
 			return snapshotRestore(ctx, args[2:], stdout)
+		case "-h", "--help":
+			fmt.Fprintln(stdout, "Usage: mcpmesh operator snapshot save|restore -f FILE [flags]  (each takes -h)")
+			return nil
 		}
 		return usagef("unknown snapshot subcommand %q; want save or restore", args[1])
 	case "join":

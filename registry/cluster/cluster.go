@@ -578,16 +578,31 @@ func (c *Cluster) addVoterLocal(ctx context.Context, id, addr string) error {
 	if err := f.Error(); err != nil {
 		return err
 	}
+	var stale []raft.ServerID
 	for _, s := range f.Configuration().Servers {
 		if s.ID == raft.ServerID(id) && s.Address == raft.ServerAddress(addr) {
 			return nil // already a member
 		}
 		if s.ID == raft.ServerID(id) || s.Address == raft.ServerAddress(addr) {
-			// Same ID at a new address or a new ID at an old address: the
-			// stale entry must go before the node can join.
-			if err := c.raft.RemoveServer(s.ID, 0, c.cfg.ApplyTimeout).Error(); err != nil {
-				return fmt.Errorf("remove stale server %s: %w", s.ID, err)
-			}
+			stale = append(stale, s.ID)
+		}
+	}
+	// Before a node gets a vote, check who answers at its address: mTLS
+	// proves a node of this trust domain, and its SVID must name this id.
+	// An address with nothing behind it, or with another node, would
+	// otherwise become a voter that lowers the cluster's fault tolerance.
+	got, err := c.mux.peerNodeID(ctx, addr, 5*time.Second)
+	if err != nil {
+		return &state.Error{Kind: state.KindInvalid, Message: fmt.Sprintf("cannot verify node %s at %s (start the node first; it must hold a node SVID of this trust domain): %v", id, addr, err)}
+	}
+	if got != id {
+		return &state.Error{Kind: state.KindInvalid, Message: fmt.Sprintf("the node at %s is %q, not %q; check the id and address", addr, got, id)}
+	}
+	// Same ID at a new address, or a new ID at an old address: the stale
+	// entry goes before the verified node joins.
+	for _, sid := range stale {
+		if err := c.raft.RemoveServer(sid, 0, c.cfg.ApplyTimeout).Error(); err != nil {
+			return fmt.Errorf("remove stale server %s: %w", sid, err)
 		}
 	}
 	if err := c.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, c.cfg.ApplyTimeout).Error(); err != nil {

@@ -414,3 +414,31 @@ func TestRestartResumesFromDisk(t *testing.T) {
 		return hasTenant(re, "while-down"), fmt.Sprintf("applied %d", re.FSM.AppliedIndex())
 	})
 }
+
+func TestAddVoterVerifiesTheNode(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	leader := tc.leader()
+	f := tc.follower(leader)
+
+	// Nothing listens at the address: refused, nothing added.
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	if err := f.AddVoter(t.Context(), "n9", deadAddr); !errors.Is(err, state.ErrInvalid) || !strings.Contains(err.Error(), "cannot verify node n9") {
+		t.Errorf("add an address with no node: err = %v", err)
+	}
+	// A real node, asked for under another id: refused.
+	if err := f.AddVoter(t.Context(), "n9", tc.addrs[f.cfg.NodeID]); !errors.Is(err, state.ErrInvalid) || !strings.Contains(err.Error(), "not \"n9\"") {
+		t.Errorf("add a node under the wrong id: err = %v", err)
+	}
+	ms, err := leader.Members(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) != 3 {
+		t.Errorf("refused adds changed the configuration: %d members", len(ms))
+	}
+}

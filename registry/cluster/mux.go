@@ -251,6 +251,32 @@ func (t *trackedConn) Close() error {
 	return t.Conn.Close()
 }
 
+// peerNodeID dials address, completes the mTLS handshake (so the peer is
+// a node of this trust domain, or the dial fails) and returns the node ID
+// its SVID names: the last segment of spiffe://<td>/mcpmesh/node/<id>.
+func (m *mux) peerNodeID(ctx context.Context, address string, timeout time.Duration) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	raw, err := (&net.Dialer{}).DialContext(ctx, "tcp", address)
+	if err != nil {
+		return "", err
+	}
+	c := tls.Client(raw, m.clientTLS)
+	defer c.Close()
+	if err := c.HandshakeContext(ctx); err != nil {
+		return "", fmt.Errorf("TLS handshake with %s: %w", address, err)
+	}
+	certs := c.ConnectionState().PeerCertificates
+	if len(certs) == 0 {
+		return "", fmt.Errorf("%s presented no certificate", address)
+	}
+	id, err := x509svid.IDFromCert(certs[0])
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", address, err)
+	}
+	return path.Base(id.Path()), nil
+}
+
 func (m *mux) withFaults(c *tls.Conn) net.Conn {
 	if m.cut == nil {
 		return c

@@ -143,7 +143,7 @@ func New(t TB, opts Options) *Cluster {
 		t.Fatalf("trust init: exit %d: %s", code, out)
 	}
 	for i := 1; i <= opts.Nodes; i++ {
-		c.Nodes = append(c.Nodes, &Node{c: c, ID: fmt.Sprintf("n%d", i), HTTPAddr: FreePort(t), RaftAddr: FreePort(t)})
+		c.Nodes = append(c.Nodes, &Node{c: c, ID: fmt.Sprintf("n%d", i), HTTPAddr: StablePort(t), RaftAddr: StablePort(t)})
 	}
 	var peers strings.Builder
 	for _, n := range c.Nodes {
@@ -160,41 +160,10 @@ func New(t TB, opts Options) *Cluster {
 }
 
 // WriteConfig (re)writes the node's config with the given bootstrap section.
-func (n *Node) WriteConfig(bootstrapYAML string) {
-	c := n.c
-	cfg := fmt.Sprintf(`node_id: %s
-namespace: %s
-trust_domain: %s
-data_dir: %q
-http:
-  listen: %q
-  shutdown_timeout: 5s
-raft:
-  listen: %q
-  no_sync: %v
-trust:
-  ca_dir: %q
-admin:
-  token_file: %q
-log:
-  level: debug
-%s
-%s`, n.ID, c.Opts.Namespace, c.Opts.TrustDomain, n.DataDir, n.HTTPAddr, n.RaftAddr, c.Opts.NoSync, c.CADir, c.TokenFile, bootstrapYAML, c.Opts.ExtraYAML)
-	if err := os.WriteFile(n.ConfigPath, []byte(cfg), 0o600); err != nil {
-		c.t.Fatalf("write config: %v", err)
-	}
-}
+func (n *Node) WriteConfig(bootstrapYAML string) { n.WriteConfigWith(NodeOverrides{}, bootstrapYAML) }
 
 // AddNode prepares (does not start) a node that joins via the given node.
-func (c *Cluster) AddNode(id string, via *Node) *Node {
-	n := &Node{c: c, ID: id, HTTPAddr: FreePort(c.t), RaftAddr: FreePort(c.t)}
-	n.DataDir = filepath.Join(c.Dir, id)
-	n.ConfigPath = filepath.Join(c.Dir, id+".yaml")
-	n.LogPath = filepath.Join(c.Dir, id+".log")
-	n.WriteConfig(fmt.Sprintf("bootstrap:\n  join: [%q]\n", via.RaftAddr))
-	c.Nodes = append(c.Nodes, n)
-	return n
-}
+func (c *Cluster) AddNode(id string, via *Node) *Node { return c.AddNodeWith(id, via, NodeOverrides{}) }
 
 // Start starts every node and waits until all are ready.
 func (c *Cluster) Start() {

@@ -19,9 +19,8 @@ type NodeOverrides struct {
 	HTTPTLS bool
 }
 
-// WriteConfigWith (re)writes the node's config like WriteConfig, with o
-// applied. (It repeats WriteConfig's template rather than changing it,
-// because WriteConfig is shared with the benchmarks.)
+// WriteConfigWith (re)writes the node's config with the given bootstrap
+// section and o applied.
 func (n *Node) WriteConfigWith(o NodeOverrides, bootstrapYAML string) {
 	c := n.c
 	td, caDir := c.Opts.TrustDomain, c.CADir
@@ -56,10 +55,10 @@ log:
 }
 
 // AddNodeWith prepares (does not start) a node that joins via the given
-// node, like AddNode, with o applied to its config.
+// node, with o applied to its config.
 func (c *Cluster) AddNodeWith(id string, via *Node, o NodeOverrides) *Node {
 	c.t.Helper()
-	n := &Node{c: c, ID: id, HTTPAddr: FreePort(c.t), RaftAddr: FreePort(c.t)}
+	n := &Node{c: c, ID: id, HTTPAddr: StablePort(c.t), RaftAddr: StablePort(c.t)}
 	n.DataDir = filepath.Join(c.Dir, id)
 	n.ConfigPath = filepath.Join(c.Dir, id+".yaml")
 	n.LogPath = filepath.Join(c.Dir, id+".log")
