@@ -21,6 +21,8 @@ import (
 
 	"github.com/mcpmesh/mcpmesh/node/adminauth"
 	"github.com/mcpmesh/mcpmesh/node/config"
+	"github.com/mcpmesh/mcpmesh/node/gateway"
+	"github.com/mcpmesh/mcpmesh/node/upstream"
 	"github.com/mcpmesh/mcpmesh/registry/api"
 	"github.com/mcpmesh/mcpmesh/registry/cluster"
 	"github.com/mcpmesh/mcpmesh/trust/ca"
@@ -40,6 +42,8 @@ type Node struct {
 	ca       *ca.CA
 	rotator  *svid.Rotator
 	cluster  *cluster.Cluster
+	pool     *upstream.Pool
+	gateway  *gateway.Gateway
 	auth     *adminauth.Authenticator
 	httpLn   net.Listener
 	server   *http.Server
@@ -160,6 +164,9 @@ func New(cfg config.Config, opts ...Option) (n *Node, err error) {
 	if err := n.registry.Register(newCollector(n)); err != nil {
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}
+	n.pool = upstream.NewPool(upstream.Config{CallTimeout: cfg.MCP.CallTimeout, MaxConcurrent: cfg.MCP.MaxConcurrentPerUpstream}, upstream.WithLogger(n.logger))
+	n.gateway = gateway.New(gateway.Config{Namespace: cfg.Namespace, AnonymousRoutes: cfg.MCP.AnonymousRoutes},
+		n.cluster.FSM, n.pool, gateway.WithLogger(n.logger), gateway.WithMetrics(n.registry))
 
 	n.server = &http.Server{
 		Handler:           n.handler(),
@@ -178,6 +185,11 @@ func (n *Node) Cluster() *cluster.Cluster { return n.cluster }
 func (n *Node) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", n.auth.Middleware(api.New(n.cluster, api.WithLogger(n.logger))))
+	// Browsers must not drive the MCP endpoints from other origins
+	// (Sec-Fetch-Site / Origin checks); go-sdk adds DNS-rebinding protection.
+	mcpHandler := http.NewCrossOriginProtection().Handler(n.gateway)
+	mux.Handle("/mcp", mcpHandler)
+	mux.Handle("/mcp/", mcpHandler)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
@@ -194,11 +206,15 @@ type Readiness struct {
 	Leader  string `json:"leader"`
 	Role    string `json:"role"`
 	Applied uint64 `json:"appliedIndex"`
+	// Upstreams is the health of every upstream the node has called. An
+	// unhealthy upstream does not make the node unready: its other tools
+	// and its registry still work.
+	Upstreams []upstream.Health `json:"upstreams"`
 }
 
 func (n *Node) readyz(w http.ResponseWriter, r *http.Request) {
 	st := n.cluster.Status()
-	rd := Readiness{Node: n.cfg.NodeID, Leader: st.Leader, Role: st.State, Applied: st.AppliedIndex}
+	rd := Readiness{Node: n.cfg.NodeID, Leader: st.Leader, Role: st.State, Applied: st.AppliedIndex, Upstreams: n.pool.Health()}
 	rd.Ready, rd.Reason = n.cluster.Ready()
 	if n.draining.Load() {
 		rd.Ready, rd.Reason = false, "draining"
@@ -219,6 +235,12 @@ func (n *Node) Run(ctx context.Context) error {
 	g.Go(func() error {
 		if err := n.rotator.Run(gctx); err != nil && !errors.Is(err, context.Canceled) {
 			return fmt.Errorf("SVID rotation: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		if err := n.gateway.Run(gctx); err != nil {
+			return fmt.Errorf("gateway: %w", err)
 		}
 		return nil
 	})
@@ -256,6 +278,9 @@ func (n *Node) close() error {
 	var errs []error
 	if n.httpLn != nil {
 		n.httpLn.Close()
+	}
+	if n.pool != nil {
+		errs = append(errs, n.pool.Close())
 	}
 	if n.cluster != nil {
 		errs = append(errs, n.cluster.Shutdown())

@@ -40,7 +40,21 @@ type Config struct {
 	Bootstrap BootstrapConfig `yaml:"bootstrap"`
 	Trust     TrustConfig     `yaml:"trust"`
 	Admin     AdminConfig     `yaml:"admin"`
+	MCP       MCPConfig       `yaml:"mcp"`
 	Log       LogConfig       `yaml:"log"`
+}
+
+// MCPConfig controls the MCP front door (/mcp).
+type MCPConfig struct {
+	// AnonymousRoutes are the /mcp paths served without authentication,
+	// e.g. "/mcp" or "/mcp/s/hr/corp.hr/directory"; a trailing "/*"
+	// matches a prefix. Default none: agent authentication is not built
+	// yet, so without a grant every /mcp request is refused.
+	AnonymousRoutes []string `yaml:"anonymous_routes"`
+	// CallTimeout bounds one tool call to an upstream. Default 30s.
+	CallTimeout time.Duration `yaml:"call_timeout"`
+	// MaxConcurrentPerUpstream is each upstream's bulkhead. Default 64.
+	MaxConcurrentPerUpstream int `yaml:"max_concurrent_per_upstream"`
 }
 
 // HTTPConfig is the listener that agents and administrators use.
@@ -142,6 +156,7 @@ func DefaultConfig() Config {
 		},
 		Trust: TrustConfig{SVIDTTL: time.Hour},
 		Admin: AdminConfig{SPIFFEPathPrefix: "/admin/"},
+		MCP:   MCPConfig{CallTimeout: 30 * time.Second, MaxConcurrentPerUpstream: 64},
 		Log:   LogConfig{Level: "info", Format: "text"},
 	}
 }
@@ -304,6 +319,17 @@ func (c *Config) Validate() error {
 	}
 	if !strings.HasPrefix(c.Admin.SPIFFEPathPrefix, "/") {
 		return fmt.Errorf("admin.spiffe_path_prefix: %q must start with /", c.Admin.SPIFFEPathPrefix)
+	}
+	for i, r := range c.MCP.AnonymousRoutes {
+		if r != "/mcp" && !strings.HasPrefix(r, "/mcp/") {
+			return fmt.Errorf("mcp.anonymous_routes[%d]: %q is not an /mcp route (e.g. /mcp or /mcp/s/<namespace>/<server>)", i, r)
+		}
+	}
+	if c.MCP.CallTimeout <= 0 {
+		return errors.New("mcp.call_timeout: must be a positive duration such as 30s")
+	}
+	if c.MCP.MaxConcurrentPerUpstream < 1 {
+		return errors.New("mcp.max_concurrent_per_upstream: must be at least 1")
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

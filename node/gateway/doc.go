@@ -1,0 +1,33 @@
+// Package gateway is a node's MCP front door: agents connect to it as one
+// MCP server and call the tools of the servers the namespace's registry
+// approved — only those, only at their approved versions.
+//
+// # Endpoints
+//
+//   - /mcp is the aggregated view: every tool of every served server version,
+//     named "<namespace>.<tool>" ("<namespace>.<server>.<tool>" where two
+//     servers of the namespace share a tool name), in name order.
+//   - /mcp/s/<namespace>/<server name> is one server with its own tool names.
+//
+// Both speak the two protocol eras on the same URL: requests of revision
+// 2026-07-28 (stateless; server/discover) go to a stateless go-sdk handler,
+// legacy ones (initialize, Mcp-Session-Id, GET streams) to a stateful one,
+// both over the same mcp.Server, chosen per request.
+//
+// # What is served
+//
+// tools/list is answered from the registry's replicated state, never from
+// an upstream. For each server the newest live version (approved, or
+// deprecated before its sunset) is served; the tool definitions are the
+// ones pinned at submission. The views follow the registry: when its state
+// changes, tools are added, replaced and removed in place (sessions get
+// list_changed).
+//
+// # What is not here yet
+//
+// Version pins, deprecation warnings, argument validation, rug-pull
+// quarantine, resources and prompts, and agent authentication belong to
+// this package's later slices or to other packages; see the README's status.
+// Until agent authentication exists, only routes a node's config names in
+// mcp.anonymous_routes are served; every other /mcp request is refused.
+package gateway

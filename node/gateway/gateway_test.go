@@ -1,0 +1,327 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/hashicorp/raft"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpmesh/mcpmesh/node/upstream"
+	"github.com/mcpmesh/mcpmesh/registry/card"
+	"github.com/mcpmesh/mcpmesh/registry/state"
+)
+
+// registry drives a real FSM the way Raft would.
+type registry struct {
+	t     *testing.T
+	fsm   *state.FSM
+	index uint64
+}
+
+func newRegistry(t *testing.T) *registry {
+	t.Helper()
+	f, err := state.Open("state", state.WithFS(vfs.NewMem()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return &registry{t: t, fsm: f}
+}
+
+func (r *registry) apply(cmd any) {
+	r.t.Helper()
+	data, err := state.Encode(cmd)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.index++
+	if res := r.fsm.Apply(&raft.Log{Index: r.index, Type: raft.LogCommand, Data: data}); res != nil {
+		if err, ok := res.(error); ok {
+			r.t.Fatalf("apply %T: %v", cmd, err)
+		}
+	}
+}
+
+var t0 = time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+
+const lookupTool = `{"name":"lookup","description":"Looks a thing up.","inputSchema":{"type":"object","properties":{"q":{"type":"string"}},"required":["q"]}}`
+
+func cardJSON(name, version, url, tools string) json.RawMessage {
+	return json.RawMessage(fmt.Sprintf(`{"name":%q,"description":"test server","version":%q,"_meta":{
+		"io.mcpmesh/governance":{"owner":"o","team":"t","dataClassification":"internal","riskTier":"low","costPerCall":0,
+		"upstream":{"transport":"streamable-http","url":%q}},
+		"io.mcpmesh/tools":[%s]}}`, name, version, url, tools))
+}
+
+func (r *registry) register(name, version, url, tools string, approve bool) {
+	r.t.Helper()
+	raw := cardJSON(name, version, url, tools)
+	if _, err := card.Parse(raw); err != nil {
+		r.t.Fatalf("test card invalid: %v", err)
+	}
+	r.apply(state.SubmitVersion{Card: raw, By: "ci", At: t0})
+	if approve {
+		r.apply(state.Transition{Server: name, Version: version, To: card.StateApproved, By: "rev", At: t0})
+	}
+}
+
+// upstreamServer is a go-sdk MCP server that records what it received.
+type upstreamServer struct {
+	*httptest.Server
+	mu      sync.Mutex
+	headers []http.Header
+	calls   []string
+}
+
+func newUpstream(t *testing.T, label string) *upstreamServer {
+	t.Helper()
+	u := &upstreamServer{}
+	s := mcp.NewServer(&mcp.Implementation{Name: "up-" + label, Version: "1"}, nil)
+	var def mcp.Tool
+	json.Unmarshal([]byte(lookupTool), &def)
+	s.AddTool(&def, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		var args struct{ Q string }
+		json.Unmarshal(req.Params.Arguments, &args)
+		u.mu.Lock()
+		u.calls = append(u.calls, args.Q)
+		u.mu.Unlock()
+		return &mcp.CallToolResult{
+			Content:           []mcp.Content{&mcp.TextContent{Text: label + ":" + args.Q}},
+			StructuredContent: map[string]any{"from": label, "q": args.Q},
+		}, nil
+	})
+	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, &mcp.StreamableHTTPOptions{Stateless: true})
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.mu.Lock()
+		u.headers = append(u.headers, r.Header.Clone())
+		u.mu.Unlock()
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(u.Close)
+	return u
+}
+
+func newGateway(t *testing.T, r *registry, anon ...string) (*Gateway, *httptest.Server) {
+	t.Helper()
+	pool := upstream.NewPool(upstream.Config{CallTimeout: 10 * time.Second})
+	t.Cleanup(func() { pool.Close() })
+	if anon == nil {
+		anon = []string{"/mcp", "/mcp/s/*"}
+	}
+	g := New(Config{Namespace: "hr", AnonymousRoutes: anon}, r.fsm, pool, WithClock(func() time.Time { return t0.Add(time.Hour) }))
+	if err := g.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(g)
+	t.Cleanup(srv.Close)
+	return g, srv
+}
+
+// headerTransport adds the agent's own credentials to every request.
+type headerTransport struct{ h http.Header }
+
+func (t headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	for k, v := range t.h {
+		r.Header[k] = v
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+func connect(t *testing.T, url, version string) *mcp.ClientSession {
+	t.Helper()
+	c := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1"}, nil)
+	hc := &http.Client{Transport: headerTransport{http.Header{"Authorization": {"Bearer agent-secret-token"}, "Cookie": {"session=agent-cookie"}}}}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	s, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: hc}, &mcp.ClientSessionOptions{ProtocolVersion: version})
+	if err != nil {
+		t.Fatalf("connect %s with %s: %v", url, version, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func toolNames(t *testing.T, s *mcp.ClientSession) []string {
+	t.Helper()
+	res, err := s.ListTools(t.Context(), nil)
+	if err != nil {
+		t.Fatalf("tools/list: %v", err)
+	}
+	var names []string
+	for _, tool := range res.Tools {
+		names = append(names, tool.Name)
+	}
+	return names
+}
+
+var eras = []string{"2026-07-28", "2025-11-25", "2025-06-18"}
+
+func TestServesApprovedToolsInBothEras(t *testing.T) {
+	r := newRegistry(t)
+	dir := newUpstream(t, "directory")
+	other := newUpstream(t, "other")
+	r.register("corp.hr/directory", "1.0.0", dir.URL, lookupTool+`,{"name":"count","inputSchema":{"type":"object"}}`, true)
+	r.register("corp.hr/other", "1.0.0", other.URL, lookupTool, true)
+	r.register("corp.hr/shadow", "1.0.0", other.URL, `{"name":"secret","inputSchema":{"type":"object"}}`, false)
+	_, srv := newGateway(t, r)
+
+	for _, era := range eras {
+		t.Run(era, func(t *testing.T) {
+			s := connect(t, srv.URL+"/mcp", era)
+			if got := s.InitializeResult().ProtocolVersion; got != era {
+				t.Errorf("negotiated %s, want %s", got, era)
+			}
+			// Colliding names get the server's short name; order is by name.
+			want := []string{"hr.count", "hr.directory.lookup", "hr.other.lookup"}
+			if got := toolNames(t, s); !slices.Equal(got, want) {
+				t.Errorf("tools = %v, want %v (the unapproved shadow server must not appear)", got, want)
+			}
+			res, err := s.CallTool(t.Context(), &mcp.CallToolParams{Name: "hr.directory.lookup", Arguments: map[string]any{"q": "ada-" + era}})
+			if err != nil {
+				t.Fatalf("call: %v", err)
+			}
+			if res.IsError || len(res.Content) != 1 || res.Content[0].(*mcp.TextContent).Text != "directory:ada-"+era {
+				t.Errorf("result = %+v", res)
+			}
+			if sc, _ := json.Marshal(res.StructuredContent); !strings.Contains(string(sc), `"from":"directory"`) {
+				t.Errorf("structuredContent lost: %s", sc)
+			}
+
+			one := connect(t, srv.URL+"/mcp/s/hr/corp.hr/other", era)
+			if got := toolNames(t, one); !slices.Equal(got, []string{"lookup"}) {
+				t.Errorf("per-server tools = %v, want [lookup]", got)
+			}
+			res, err = one.CallTool(t.Context(), &mcp.CallToolParams{Name: "lookup", Arguments: map[string]any{"q": "x"}})
+			if err != nil || res.Content[0].(*mcp.TextContent).Text != "other:x" {
+				t.Errorf("per-server call = %+v, %v", res, err)
+			}
+		})
+	}
+
+	// No agent credential ever reaches an upstream.
+	for _, u := range []*upstreamServer{dir, other} {
+		u.mu.Lock()
+		for _, h := range u.headers {
+			if h.Get("Authorization") != "" || h.Get("Cookie") != "" {
+				t.Errorf("upstream received agent credentials: Authorization=%q Cookie=%q", h.Get("Authorization"), h.Get("Cookie"))
+			}
+		}
+		if len(u.headers) == 0 {
+			t.Errorf("upstream %s received no requests", u.URL)
+		}
+		u.mu.Unlock()
+	}
+}
+
+func TestUnapprovedServerIsUnreachable(t *testing.T) {
+	r := newRegistry(t)
+	up := newUpstream(t, "shadow")
+	r.register("corp.hr/shadow", "1.0.0", up.URL, lookupTool, false)
+	_, srv := newGateway(t, r)
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/mcp/s/hr/corp.hr/shadow", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("unapproved server endpoint: HTTP %d, want 404", resp.StatusCode)
+	}
+	s := connect(t, srv.URL+"/mcp", "2026-07-28")
+	if got := toolNames(t, s); len(got) != 0 {
+		t.Errorf("aggregated view lists %v for an unapproved server", got)
+	}
+	if _, err := s.CallTool(t.Context(), &mcp.CallToolParams{Name: "hr.lookup", Arguments: map[string]any{"q": "x"}}); err == nil {
+		t.Error("calling an unapproved server's tool succeeded")
+	}
+	up.mu.Lock()
+	defer up.mu.Unlock()
+	if len(up.calls) != 0 {
+		t.Errorf("the unapproved upstream was called: %v", up.calls)
+	}
+}
+
+func TestViewsFollowTheRegistry(t *testing.T) {
+	r := newRegistry(t)
+	v1 := newUpstream(t, "v1")
+	v2 := newUpstream(t, "v2")
+	r.register("corp.hr/directory", "1.0.0", v1.URL, lookupTool, true)
+	g, srv := newGateway(t, r)
+	s := connect(t, srv.URL+"/mcp", "2025-11-25") // a legacy session lives across changes
+	call := func() string {
+		t.Helper()
+		res, err := s.CallTool(t.Context(), &mcp.CallToolParams{Name: "hr.lookup", Arguments: map[string]any{"q": "q"}})
+		if err != nil {
+			t.Fatalf("call: %v", err)
+		}
+		return res.Content[0].(*mcp.TextContent).Text
+	}
+	if got := call(); got != "v1:q" {
+		t.Fatalf("before: %s", got)
+	}
+	// A newer approved version takes over.
+	r.register("corp.hr/directory", "2.0.0", v2.URL, lookupTool, true)
+	g.Sync()
+	if got := call(); got != "v2:q" {
+		t.Errorf("after approving 2.0.0: %s, want v2:q", got)
+	}
+	// Retiring every live version removes the tool.
+	r.apply(state.Transition{Server: "corp.hr/directory", Version: "2.0.0", To: card.StateRetired, By: "rev", At: t0})
+	g.Sync()
+	if got := call(); got != "v1:q" {
+		t.Errorf("after retiring 2.0.0: %s, want v1:q (1.0.0 is still approved)", got)
+	}
+	r.apply(state.Transition{Server: "corp.hr/directory", Version: "1.0.0", To: card.StateRetired, By: "rev", At: t0})
+	g.Sync()
+	if got := toolNames(t, s); len(got) != 0 {
+		t.Errorf("after retiring every version: tools %v", got)
+	}
+}
+
+func TestRoutesNeedAnonymousGrant(t *testing.T) {
+	r := newRegistry(t)
+	up := newUpstream(t, "d")
+	r.register("corp.hr/directory", "1.0.0", up.URL, lookupTool, true)
+	_, srv := newGateway(t, r, "/mcp/s/hr/corp.hr/directory")
+	for path, want := range map[string]int{"/mcp": http.StatusUnauthorized, "/mcp/s/hr/corp.hr/other": http.StatusUnauthorized} {
+		resp, err := http.Post(srv.URL+path, "application/json", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want || resp.Header.Get("WWW-Authenticate") == "" {
+			t.Errorf("%s: HTTP %d (WWW-Authenticate %q), want %d with a challenge", path, resp.StatusCode, resp.Header.Get("WWW-Authenticate"), want)
+		}
+	}
+	s := connect(t, srv.URL+"/mcp/s/hr/corp.hr/directory", "2026-07-28")
+	if got := toolNames(t, s); !slices.Equal(got, []string{"lookup"}) {
+		t.Errorf("granted route: tools %v", got)
+	}
+}
+
+func TestUpstreamDownIsAClearError(t *testing.T) {
+	r := newRegistry(t)
+	up := newUpstream(t, "d")
+	url := up.URL
+	up.Close()
+	r.register("corp.hr/directory", "1.0.0", url, lookupTool, true)
+	_, srv := newGateway(t, r)
+	s := connect(t, srv.URL+"/mcp", "2026-07-28")
+	_, err := s.CallTool(t.Context(), &mcp.CallToolParams{Name: "hr.lookup", Arguments: map[string]any{"q": "x"}})
+	if err == nil || !strings.Contains(err.Error(), "corp.hr/directory@1.0.0") {
+		t.Errorf("call to a dead upstream: err = %v, want one naming the upstream", err)
+	}
+}

@@ -1,0 +1,37 @@
+package gateway
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	calls    *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// newMetrics creates the gateway's metrics and registers them with reg
+// (nil: unregistered, for tests).
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mcpmesh_gateway_tool_calls_total",
+			Help: "Tool calls through the gateway by namespace, exposed tool name and outcome (ok, tool_error, error).",
+		}, []string{"namespace", "tool", "outcome"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "mcpmesh_gateway_tool_call_duration_seconds",
+			Help:    "Duration of tool calls through the gateway, upstream included.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"namespace", "tool"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.calls, m.duration)
+	}
+	return m
+}
+
+func (m *metrics) observe(ns, tool, outcome string, d time.Duration) {
+	m.calls.WithLabelValues(ns, tool, outcome).Inc()
+	m.duration.WithLabelValues(ns, tool).Observe(d.Seconds())
+}

@@ -1,0 +1,463 @@
+// Package upstream connects a node to the upstream MCP servers its registry
+// approved: one reusable client session per server version, over Streamable
+// HTTP (both protocol eras; the go-sdk client negotiates), legacy HTTP+SSE,
+// or stdio (a child process with a minimal environment, never the node's).
+//
+// Every call is bounded: a per-call timeout, a concurrency bulkhead per
+// upstream, and a circuit breaker that fails fast after consecutive
+// transport failures and probes again after a cooldown. Sessions are
+// dropped and re-dialled after a transport failure; a stdio server that
+// exits is restarted on the next call, after a backoff.
+//
+// It owns the connections only. Which calls may reach an upstream, and with
+// what arguments, is decided before (package gateway); nothing the agent
+// sent — headers, tokens — is ever forwarded: sessions are the node's own.
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// Transports an upstream can use (registry card `upstream.transport`).
+const (
+	TransportStreamableHTTP = "streamable-http"
+	TransportSSE            = "sse"
+	TransportStdio          = "stdio"
+)
+
+// Target identifies one upstream server version and how to reach it.
+type Target struct {
+	Server    string
+	Version   string
+	Transport string
+	URL       string
+	Command   string
+	Args      []string
+	// Env is the whole environment of a stdio server (plus PATH and HOME
+	// set by the pool); nothing of the node's environment is inherited.
+	Env map[string]string
+}
+
+// Key names the target in logs, metrics and the pool.
+func (t Target) Key() string { return t.Server + "@" + t.Version }
+
+// Config bounds the pool. Zero values take the defaults listed.
+type Config struct {
+	// CallTimeout bounds one call, including connecting. Default 30s.
+	CallTimeout time.Duration
+	// MaxConcurrent is the bulkhead: calls in flight per upstream. Default 64.
+	MaxConcurrent int
+	// BreakerThreshold consecutive transport failures open the breaker.
+	// Default 5.
+	BreakerThreshold int
+	// BreakerCooldown is how long an open breaker fails fast before it lets
+	// one probe through. Default 10s.
+	BreakerCooldown time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.CallTimeout == 0 {
+		c.CallTimeout = 30 * time.Second
+	}
+	if c.MaxConcurrent == 0 {
+		c.MaxConcurrent = 64
+	}
+	if c.BreakerThreshold == 0 {
+		c.BreakerThreshold = 5
+	}
+	if c.BreakerCooldown == 0 {
+		c.BreakerCooldown = 10 * time.Second
+	}
+}
+
+// ErrBusy means the upstream's bulkhead is full: too many calls in flight.
+var ErrBusy = errors.New("upstream at capacity; retry shortly")
+
+// ErrUnavailable means the upstream's circuit breaker is open after
+// repeated failures; calls fail fast until a probe succeeds.
+var ErrUnavailable = errors.New("upstream unavailable (circuit open after repeated failures)")
+
+// Pool holds the upstream sessions of one node. It is safe for concurrent use.
+type Pool struct {
+	cfg    Config
+	logger *slog.Logger
+	http   *http.Client
+	client *mcp.Client
+
+	mu    sync.Mutex
+	conns map[string]*conn
+}
+
+// Option configures NewPool.
+type Option interface{ apply(*Pool) }
+
+type optionFunc func(*Pool)
+
+func (f optionFunc) apply(p *Pool) { f(p) }
+
+// WithLogger sets the logger; the default discards.
+func WithLogger(l *slog.Logger) Option { return optionFunc(func(p *Pool) { p.logger = l }) }
+
+// WithHTTPClient sets the HTTP client for HTTP upstreams; the default is a
+// dedicated client with connection reuse.
+func WithHTTPClient(c *http.Client) Option { return optionFunc(func(p *Pool) { p.http = c }) }
+
+// NewPool returns an empty pool; sessions are dialled on first use.
+func NewPool(cfg Config, opts ...Option) *Pool {
+	cfg.setDefaults()
+	p := &Pool{cfg: cfg, logger: slog.New(slog.DiscardHandler), conns: map[string]*conn{}}
+	for _, o := range opts {
+		o.apply(p)
+	}
+	if p.http == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = 64
+		// The node talks to upstreams it was told to; never through a proxy
+		// taken from the environment.
+		tr.Proxy = nil
+		p.http = &http.Client{Transport: tr}
+	}
+	p.client = mcp.NewClient(&mcp.Implementation{Name: "mcpmesh", Version: "1"}, &mcp.ClientOptions{Logger: p.logger})
+	return p
+}
+
+// conn is one upstream's session, bulkhead and breaker.
+type conn struct {
+	target Target
+	slots  chan struct{}
+
+	mu      sync.Mutex
+	session *mcp.ClientSession
+	// legacy is set once the upstream turned the 2026-07-28 era down (a
+	// stateful server): its sessions use legacyVersion from then on.
+	legacy   bool
+	failures int
+	openedAt time.Time
+	nextDial time.Time
+	lastErr  error
+}
+
+func (p *Pool) conn(t Target) *conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c, ok := p.conns[t.Key()]
+	if !ok || !sameTarget(c.target, t) {
+		if ok {
+			c.close()
+		}
+		c = &conn{target: t, slots: make(chan struct{}, p.cfg.MaxConcurrent)}
+		p.conns[t.Key()] = c
+	}
+	return c
+}
+
+func sameTarget(a, b Target) bool {
+	if a.Transport != b.Transport || a.URL != b.URL || a.Command != b.Command || len(a.Args) != len(b.Args) || len(a.Env) != len(b.Env) {
+		return false
+	}
+	for i := range a.Args {
+		if a.Args[i] != b.Args[i] {
+			return false
+		}
+	}
+	for k, v := range a.Env {
+		if b.Env[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// CallTool calls a tool on the target and returns the upstream's result
+// unchanged. A JSON-RPC error from the upstream comes back as the error.
+func (p *Pool) CallTool(ctx context.Context, t Target, params *mcp.CallToolParams) (*mcp.CallToolResult, error) {
+	var res *mcp.CallToolResult
+	err := p.do(ctx, t, func(ctx context.Context, s *mcp.ClientSession) error {
+		var err error
+		res, err = s.CallTool(ctx, params)
+		return err
+	})
+	return res, err
+}
+
+// ListTools lists the target's live tools (used to check the registry's
+// pinned definitions against what the upstream really serves).
+func (p *Pool) ListTools(ctx context.Context, t Target) ([]*mcp.Tool, error) {
+	var out []*mcp.Tool
+	err := p.do(ctx, t, func(ctx context.Context, s *mcp.ClientSession) error {
+		params := &mcp.ListToolsParams{}
+		for {
+			res, err := s.ListTools(ctx, params)
+			if err != nil {
+				return err
+			}
+			out = append(out, res.Tools...)
+			if res.NextCursor == "" {
+				return nil
+			}
+			params.Cursor = res.NextCursor
+		}
+	})
+	return out, err
+}
+
+func (p *Pool) do(ctx context.Context, t Target, fn func(context.Context, *mcp.ClientSession) error) error {
+	c := p.conn(t)
+	select {
+	case c.slots <- struct{}{}:
+		defer func() { <-c.slots }()
+	default:
+		return fmt.Errorf("%s: %w", t.Key(), ErrBusy)
+	}
+	ctx, cancel := detach(ctx, p.cfg.CallTimeout)
+	defer cancel()
+	s, err := p.session(ctx, c)
+	if err != nil {
+		return err
+	}
+	err = fn(ctx, s)
+	if err != nil && versionRejected(err) && p.downgrade(c, s) {
+		// The upstream refused the request before handling it; retry once
+		// on a legacy session.
+		if s, err = p.session(ctx, c); err != nil {
+			return err
+		}
+		err = fn(ctx, s)
+	}
+	if err != nil && isTransportFailure(ctx, err) {
+		p.failed(c, s, err)
+		return fmt.Errorf("%s: %w", t.Key(), err)
+	}
+	c.mu.Lock()
+	c.failures = 0
+	c.mu.Unlock()
+	return err
+}
+
+// detach returns a context for an upstream call that keeps the caller's
+// cancellation and deadline (bounded by timeout) but none of its values.
+// The agent's request context carries go-sdk state such as the agent's
+// negotiated protocol version, which the upstream client would otherwise
+// pick up and send upstream; nothing of the agent's request may cross.
+func detach(parent context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	if d, ok := parent.Deadline(); ok {
+		ctx, cancel = withEarlierDeadline(ctx, cancel, d)
+	}
+	stop := context.AfterFunc(parent, cancel)
+	return ctx, func() {
+		stop()
+		cancel()
+	}
+}
+
+func withEarlierDeadline(ctx context.Context, cancel context.CancelFunc, d time.Time) (context.Context, context.CancelFunc) {
+	dctx, dcancel := context.WithDeadline(ctx, d)
+	return dctx, func() {
+		dcancel()
+		cancel()
+	}
+}
+
+// isTransportFailure separates a broken connection from an answer: an
+// upstream's JSON-RPC error or a caller's cancellation says nothing about
+// the upstream's health.
+func isTransportFailure(ctx context.Context, err error) bool {
+	if errors.Is(err, context.Canceled) {
+		return false // the caller gave up; says nothing about the upstream
+	}
+	_, answered := Answered(err)
+	return !answered
+}
+
+func (p *Pool) session(ctx context.Context, c *conn) (*mcp.ClientSession, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.session != nil {
+		return c.session, nil
+	}
+	now := time.Now()
+	if c.failures >= p.cfg.BreakerThreshold && now.Sub(c.openedAt) < p.cfg.BreakerCooldown {
+		return nil, fmt.Errorf("%s: %w: last error: %v", c.target.Key(), ErrUnavailable, c.lastErr)
+	}
+	if now.Before(c.nextDial) {
+		return nil, fmt.Errorf("%s: %w: restarting after a failure (last error: %v)", c.target.Key(), ErrUnavailable, c.lastErr)
+	}
+	tr, err := p.transport(c.target)
+	if err != nil {
+		return nil, err
+	}
+	s, err := p.client.Connect(ctx, tr, c.sessionOptions())
+	if err != nil && !c.legacy && versionRejected(err) {
+		c.legacy = true
+		p.logger.Info("upstream refuses the 2026-07-28 era; using "+legacyVersion, "upstream", c.target.Key())
+		if tr, err = p.transport(c.target); err != nil {
+			return nil, err
+		}
+		s, err = p.client.Connect(ctx, tr, c.sessionOptions())
+	}
+	if err != nil {
+		c.recordFailure(err, p.cfg.BreakerThreshold)
+		return nil, fmt.Errorf("connect to upstream %s: %w", c.target.Key(), err)
+	}
+	c.session = s
+	return s, nil
+}
+
+// legacyVersion is the protocol revision used with upstreams that refuse
+// the stateless 2026-07-28 era.
+const legacyVersion = "2025-11-25"
+
+func (c *conn) sessionOptions() *mcp.ClientSessionOptions {
+	if c.legacy {
+		return &mcp.ClientSessionOptions{ProtocolVersion: legacyVersion}
+	}
+	return nil
+}
+
+// downgrade switches c to the legacy era after its upstream refused a
+// modern request on session s; it reports whether anything changed.
+func (p *Pool) downgrade(c *conn, s *mcp.ClientSession) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.legacy {
+		return false
+	}
+	c.legacy = true
+	if c.session == s {
+		c.session = nil
+		s.Close()
+	}
+	p.logger.Info("upstream refuses the 2026-07-28 era; using "+legacyVersion, "upstream", c.target.Key())
+	return true
+}
+
+func (c *conn) recordFailure(err error, threshold int) {
+	c.failures++
+	c.lastErr = err
+	if c.failures >= threshold {
+		c.openedAt = time.Now()
+	}
+	// Back off re-dials (a crashing stdio server is restarted at most this
+	// often): 100ms doubling to 5s.
+	backoff := min(100*time.Millisecond<<min(c.failures-1, 6), 5*time.Second)
+	c.nextDial = time.Now().Add(backoff)
+}
+
+func (p *Pool) failed(c *conn, s *mcp.ClientSession, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.session == s {
+		c.session = nil
+		s.Close()
+	}
+	c.recordFailure(err, p.cfg.BreakerThreshold)
+	p.logger.Warn("upstream call failed; session dropped", "upstream", c.target.Key(), "failures", c.failures, "error", err)
+}
+
+func (p *Pool) transport(t Target) (mcp.Transport, error) {
+	switch t.Transport {
+	case TransportStreamableHTTP:
+		return &mcp.StreamableClientTransport{Endpoint: t.URL, HTTPClient: p.http, MaxRetries: 1, DisableStandaloneSSE: true}, nil
+	case TransportSSE:
+		return &mcp.SSEClientTransport{Endpoint: t.URL, HTTPClient: p.http}, nil
+	case TransportStdio:
+		cmd := exec.Command(t.Command, t.Args...)
+		cmd.Env = stdioEnv(t.Env)
+		cmd.Stderr = nil
+		return &mcp.CommandTransport{Command: cmd}, nil
+	}
+	return nil, fmt.Errorf("upstream %s: unsupported transport %q", t.Key(), t.Transport)
+}
+
+// stdioEnv is a stdio server's whole environment: what its card declares,
+// plus a PATH and HOME so ordinary commands run. The node's own variables
+// (and so any secret in them) are never passed on.
+func stdioEnv(declared map[string]string) []string {
+	env := map[string]string{"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.TempDir()}
+	for k, v := range declared {
+		env[k] = v
+	}
+	out := make([]string, 0, len(env))
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Health is one upstream's state, for /readyz detail and metrics.
+type Health struct {
+	Upstream  string `json:"upstream"`
+	Connected bool   `json:"connected"`
+	Open      bool   `json:"circuitOpen"`
+	Failures  int    `json:"consecutiveFailures"`
+	LastError string `json:"lastError,omitempty"`
+	InFlight  int    `json:"inFlight"`
+}
+
+// Health reports every upstream the pool has dialled, by key.
+func (p *Pool) Health() []Health {
+	p.mu.Lock()
+	conns := make([]*conn, 0, len(p.conns))
+	for _, c := range p.conns {
+		conns = append(conns, c)
+	}
+	p.mu.Unlock()
+	out := make([]Health, 0, len(conns))
+	for _, c := range conns {
+		c.mu.Lock()
+		h := Health{Upstream: c.target.Key(), Connected: c.session != nil, Failures: c.failures, InFlight: len(c.slots),
+			Open: c.failures >= p.cfg.BreakerThreshold && time.Since(c.openedAt) < p.cfg.BreakerCooldown}
+		if c.lastErr != nil {
+			h.LastError = c.lastErr.Error()
+		}
+		c.mu.Unlock()
+		out = append(out, h)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Upstream < out[j].Upstream })
+	return out
+}
+
+// Forget closes and drops the session of a target no longer served.
+func (p *Pool) Forget(key string) {
+	p.mu.Lock()
+	c, ok := p.conns[key]
+	delete(p.conns, key)
+	p.mu.Unlock()
+	if ok {
+		c.close()
+	}
+}
+
+func (c *conn) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.session != nil {
+		c.session.Close()
+		c.session = nil
+	}
+}
+
+// Close closes every session (and stops stdio servers).
+func (p *Pool) Close() error {
+	p.mu.Lock()
+	conns := p.conns
+	p.conns = map[string]*conn{}
+	p.mu.Unlock()
+	for _, c := range conns {
+		c.close()
+	}
+	return nil
+}

@@ -1,0 +1,196 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpmesh/mcpmesh/test/internal/testcluster"
+)
+
+// testUpstream is a go-sdk MCP server in the test process that the node
+// under test reaches over loopback; it records the headers it received.
+type testUpstream struct {
+	URL     string
+	mu      sync.Mutex
+	headers []http.Header
+}
+
+const upstreamTool = `{"name":"lookup","description":"Looks a thing up.","inputSchema":{"type":"object","properties":{"q":{"type":"string"}},"required":["q"]}}`
+
+func startUpstream(t *testing.T, label string) *testUpstream {
+	t.Helper()
+	u := &testUpstream{}
+	s := mcp.NewServer(&mcp.Implementation{Name: label, Version: "1"}, nil)
+	var def mcp.Tool
+	if err := json.Unmarshal([]byte(upstreamTool), &def); err != nil {
+		t.Fatal(err)
+	}
+	s.AddTool(&def, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		var args struct{ Q string }
+		json.Unmarshal(req.Params.Arguments, &args)
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: label + ":" + args.Q}}}, nil
+	})
+	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.mu.Lock()
+		u.headers = append(u.headers, r.Header.Clone())
+		u.mu.Unlock()
+		h.ServeHTTP(w, r)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	u.URL = "http://" + ln.Addr().String() + "/mcp"
+	return u
+}
+
+func upstreamCard(name, version, url string) []byte {
+	return []byte(fmt.Sprintf(`{"name":%q,"description":"Test upstream","version":%q,"_meta":{
+"io.mcpmesh/governance":{"owner":"o@corp.example","team":"t","dataClassification":"internal","riskTier":"low","costPerCall":0,
+"upstream":{"transport":"streamable-http","url":%q}},
+"io.mcpmesh/tools":[%s]}}`, name, version, url, upstreamTool))
+}
+
+// credentialTransport makes the agent send credentials of its own, which
+// must end at the node.
+type credentialTransport struct{}
+
+func (credentialTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer agent-token-must-not-travel")
+	r.Header.Set("X-Api-Key", "agent-key-must-not-travel")
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+func mcpConnect(t *testing.T, url, version string) *mcp.ClientSession {
+	t.Helper()
+	c := mcp.NewClient(&mcp.Implementation{Name: "e2e-agent", Version: "1"}, nil)
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	defer cancel()
+	s, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: &http.Client{Transport: credentialTransport{}}}, &mcp.ClientSessionOptions{ProtocolVersion: version})
+	if err != nil {
+		t.Fatalf("connect to %s (%s): %v", url, version, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// TestGatewayServesApprovedServers: agents list and call, through the real
+// binary, only the tools of approved servers, in both protocol eras, on the
+// aggregated and the per-server endpoint, via any node of the cluster; no
+// agent credential reaches an upstream.
+func TestGatewayServesApprovedServers(t *testing.T) {
+	t.Parallel()
+	directory := startUpstream(t, "directory")
+	shadow := startUpstream(t, "shadow")
+	c := startCluster(t, testcluster.Options{NoSync: true, ExtraYAML: "mcp:\n  anonymous_routes: [\"/mcp\", \"/mcp/s/*\"]\n"})
+	leader := c.Leader(leaderTimeout)
+	follower := c.Followers(leader)[0]
+
+	mustCLI(t, c, follower, "registry", "submit", "-f", writeCard(t, upstreamCard("corp.hr/directory", "1.0.0", directory.URL)))
+	mustCLI(t, c, follower, "registry", "submit", "-f", writeCard(t, upstreamCard("corp.hr/shadow", "1.0.0", shadow.URL)))
+	mustCLI(t, c, follower, "registry", "approve", "corp.hr/directory@1.0.0")
+
+	for _, n := range c.Nodes {
+		for _, era := range []string{"2026-07-28", "2025-11-25", "2025-06-18"} {
+			var names []string
+			ok := testcluster.Eventually(catchUp, func() bool {
+				s := mcpConnect(t, n.URL()+"/mcp", era)
+				res, err := s.ListTools(t.Context(), nil)
+				if err != nil {
+					return false
+				}
+				names = names[:0]
+				for _, tool := range res.Tools {
+					names = append(names, tool.Name)
+				}
+				return slices.Equal(names, []string{"hr.lookup"})
+			})
+			if !ok {
+				t.Fatalf("%s %s: tools/list = %v, want [hr.lookup] (the unapproved shadow server must not appear)", n.ID, era, names)
+			}
+			s := mcpConnect(t, n.URL()+"/mcp", era)
+			res, err := s.CallTool(t.Context(), &mcp.CallToolParams{Name: "hr.lookup", Arguments: map[string]any{"q": n.ID}})
+			if err != nil || res.IsError || res.Content[0].(*mcp.TextContent).Text != "directory:"+n.ID {
+				t.Errorf("%s %s: call = %+v, %v", n.ID, era, res, err)
+			}
+			one := mcpConnect(t, n.URL()+"/mcp/s/hr/corp.hr/directory", era)
+			res, err = one.CallTool(t.Context(), &mcp.CallToolParams{Name: "lookup", Arguments: map[string]any{"q": "one"}})
+			if err != nil || res.Content[0].(*mcp.TextContent).Text != "directory:one" {
+				t.Errorf("%s %s: per-server call = %+v, %v", n.ID, era, res, err)
+			}
+		}
+	}
+
+	// The unapproved server is unreachable, by name and by its own route.
+	code, body := postJSON(t, leader.URL()+"/mcp/s/hr/corp.hr/shadow", `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)
+	if code != http.StatusNotFound {
+		t.Errorf("unapproved server route: HTTP %d %s, want 404", code, body)
+	}
+	shadow.mu.Lock()
+	if len(shadow.headers) != 0 {
+		t.Errorf("the unapproved upstream received %d requests", len(shadow.headers))
+	}
+	shadow.mu.Unlock()
+
+	// No agent credential traveled upstream.
+	directory.mu.Lock()
+	defer directory.mu.Unlock()
+	if len(directory.headers) == 0 {
+		t.Fatal("the upstream received no requests")
+	}
+	for _, h := range directory.headers {
+		for k, vs := range h {
+			for _, v := range vs {
+				if strings.Contains(v, "must-not-travel") {
+					t.Errorf("upstream received the agent's credential in %s", k)
+				}
+			}
+		}
+	}
+}
+
+// TestGatewayRefusesUngrantedRoutes: without agent authentication, /mcp is
+// closed unless the config grants anonymous access to the route.
+func TestGatewayRefusesUngrantedRoutes(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, testcluster.Options{NoSync: true, Nodes: 1})
+	n := c.Nodes[0]
+	code, body := postJSON(t, n.URL()+"/mcp", `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)
+	if code != http.StatusUnauthorized || !strings.Contains(body, "anonymous_routes") {
+		t.Errorf("POST /mcp without a grant: HTTP %d %q, want 401 naming mcp.anonymous_routes", code, body)
+	}
+}
+
+func postJSON(t *testing.T, url, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	buf := make([]byte, 4096)
+	n, _ := resp.Body.Read(buf)
+	b.Write(buf[:n])
+	return resp.StatusCode, b.String()
+}
