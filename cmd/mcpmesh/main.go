@@ -34,6 +34,7 @@ func commands() []command {
 		{"trust", "manage the trust domain's CA and SVIDs (init, issue)", runTrust},
 		{"registry", "submit and review server cards (submit, list, show, approve, reject, deprecate, retire, quarantine)", runRegistry},
 		{"tenant", "manage tenants (add, list)", runTenant},
+		{"apply", "apply a catalog directory of server cards and tenants.yaml (-f DIR [-dry-run])", runApply},
 		{"members", "list the cluster's Raft servers, roles and last contact", runMembers},
 		{"operator", "cluster operations (snapshot save/restore, join, remove)", runOperator},
 		{"version", "print the version", func(_ context.Context, _ []string, w io.Writer) error {
