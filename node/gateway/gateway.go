@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -47,6 +48,7 @@ type Gateway struct {
 
 	mu          sync.Mutex // serializes Sync
 	fingerprint string
+	sunset      time.Time // the earliest future sunset among live versions
 	agg         *endpoint
 	servers     sync.Map // server name → *endpoint
 }
@@ -91,8 +93,13 @@ type endpoint struct {
 	server    *mcp.Server
 	stateless http.Handler
 	stateful  http.Handler
-	// names are the tool names currently registered, for diffing.
-	names map[string]string // exposed name → entry fingerprint
+	mu sync.Mutex
+	// names are the tool names currently registered, for diffing, and
+	// routes what each one calls.
+	names  map[string]string // exposed name → route fingerprint
+	routes map[string]*route
+	// deprecated is set while any route has a deprecated version.
+	deprecated atomic.Bool
 }
 
 func (g *Gateway) newEndpoint(name string) *endpoint {
@@ -103,10 +110,11 @@ func (g *Gateway) newEndpoint(name string) *endpoint {
 		stateless: mcp.NewStreamableHTTPHandler(get, &mcp.StreamableHTTPOptions{Stateless: true, Logger: g.logger, MaxRequestBodyBytes: g.cfg.MaxBodyBytes}),
 		stateful:  mcp.NewStreamableHTTPHandler(get, &mcp.StreamableHTTPOptions{Logger: g.logger, MaxRequestBodyBytes: g.cfg.MaxBodyBytes, SessionTimeout: 30 * time.Minute}),
 		names:     map[string]string{},
+		routes:    map[string]*route{},
 	}
 }
 
-// entry is one served tool.
+// entry is one tool of one live server version.
 type entry struct {
 	server, version, tool string
 	hash                  string
@@ -115,7 +123,39 @@ type entry struct {
 	deprecation           *card.Deprecation
 }
 
-func (e *entry) fingerprint() string { return e.version + "|" + e.hash }
+// route is one exposed tool: the live versions that have it, and the
+// newest of them, which answers calls that pin no version.
+type route struct {
+	server, tool string
+	newest       *entry
+	versions     map[string]*entry
+}
+
+// fingerprint changes whenever anything the handler or the listing uses
+// changes.
+func (r *route) fingerprint() string {
+	vs := make([]string, 0, len(r.versions))
+	for v, e := range r.versions {
+		dep := ""
+		if e.deprecation != nil {
+			dep = e.deprecation.Sunset.String() + e.deprecation.Replacement
+		}
+		vs = append(vs, v+"|"+e.hash+"|"+dep)
+	}
+	sort.Strings(vs)
+	return r.newest.version + ";" + strings.Join(vs, ";")
+}
+
+// deprecated reports whether any version of the route is deprecated, so
+// that the HTTP layer knows when a call may need deprecation headers.
+func (r *route) deprecated() bool {
+	for _, e := range r.versions {
+		if e.deprecation != nil {
+			return true
+		}
+	}
+	return false
+}
 
 // Run keeps the views in step with the registry until ctx ends.
 func (g *Gateway) Run(ctx context.Context) error {
@@ -123,11 +163,18 @@ func (g *Gateway) Run(ctx context.Context) error {
 		if err := g.Sync(); err != nil {
 			g.logger.Error("gateway: sync with registry failed", "error", err)
 		}
-		next := g.fsm.AppliedIndex() + 1
-		if err := g.fsm.WaitApplied(ctx, next); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
+		// Wake on the next registry change, or when the next sunset date
+		// passes (a version stops answering without any write).
+		wctx, cancel := ctx, context.CancelFunc(func() {})
+		if at := g.nextSunset(); !at.IsZero() {
+			wctx, cancel = context.WithDeadline(ctx, at)
+		}
+		err := g.fsm.WaitApplied(wctx, g.fsm.AppliedIndex()+1)
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil && wctx.Err() == nil {
 			return err
 		}
 	}
@@ -142,13 +189,21 @@ func (g *Gateway) Sync() error {
 	if err != nil {
 		return err
 	}
-	served := g.servedVersions(all)
-	fp := fingerprintOf(served)
+	live := g.liveVersions(all)
+	g.sunset = time.Time{}
+	for _, sv := range live {
+		if d := sv.Deprecation; d != nil && (g.sunset.IsZero() || d.Sunset.Before(g.sunset)) {
+			g.sunset = d.Sunset
+		}
+	}
+	fp := fingerprintOf(live)
 	if fp == g.fingerprint {
 		return nil
 	}
-	byServer := map[string][]*entry{}
-	for _, sv := range served {
+	// Routes per server and tool, over every live version; the newest
+	// version that has a tool defines it in listings.
+	byServer := map[string]map[string]*route{}
+	for _, sv := range live {
 		tvs, err := g.fsm.ToolVersions(sv.Server, sv.Version)
 		if err != nil {
 			return err
@@ -159,39 +214,44 @@ func (g *Gateway) Sync() error {
 				g.logger.Error("gateway: tool definition unusable; not served", "server", sv.Server, "version", sv.Version, "tool", tv.Name, "error", err)
 				continue
 			}
-			byServer[sv.Server] = append(byServer[sv.Server], &entry{
-				server: sv.Server, version: sv.Version, tool: tv.Name, hash: tv.Hash, def: def,
-				target: targetOf(sv), deprecation: sv.Deprecation,
-			})
+			e := &entry{server: sv.Server, version: sv.Version, tool: tv.Name, hash: tv.Hash, def: def, target: targetOf(sv), deprecation: sv.Deprecation}
+			if byServer[sv.Server] == nil {
+				byServer[sv.Server] = map[string]*route{}
+			}
+			r := byServer[sv.Server][tv.Name]
+			if r == nil {
+				r = &route{server: sv.Server, tool: tv.Name, versions: map[string]*entry{}}
+				byServer[sv.Server][tv.Name] = r
+			}
+			r.versions[sv.Version] = e
+			if r.newest == nil || card.CompareVersions(sv.Version, r.newest.version) > 0 {
+				r.newest = e
+			}
 		}
 	}
 	// Aggregated names: <ns>.<tool>, or <ns>.<server>.<tool> on collisions.
 	count := map[string]int{}
-	for _, es := range byServer {
-		for _, e := range es {
-			count[e.tool]++
+	for _, rs := range byServer {
+		for tool := range rs {
+			count[tool]++
 		}
 	}
-	agg := map[string]*entry{}
-	for _, es := range byServer {
-		for _, e := range es {
-			name := g.cfg.Namespace + "." + e.tool
-			if count[e.tool] > 1 {
-				name = g.cfg.Namespace + "." + shortName(e.server) + "." + e.tool
+	agg := map[string]*route{}
+	for server, rs := range byServer {
+		for tool, r := range rs {
+			name := g.cfg.Namespace + "." + tool
+			if count[tool] > 1 {
+				name = g.cfg.Namespace + "." + shortName(server) + "." + tool
 			}
-			agg[name] = e
+			agg[name] = r
 		}
 	}
 	g.apply(g.agg, agg)
 	seen := map[string]bool{}
-	for server, es := range byServer {
+	for server, rs := range byServer {
 		seen[server] = true
 		v, _ := g.servers.LoadOrStore(server, g.newEndpoint(server))
-		own := map[string]*entry{}
-		for _, e := range es {
-			own[e.tool] = e
-		}
-		g.apply(v.(*endpoint), own)
+		g.apply(v.(*endpoint), rs)
 	}
 	g.servers.Range(func(k, v any) bool {
 		if !seen[k.(string)] {
@@ -205,12 +265,15 @@ func (g *Gateway) Sync() error {
 }
 
 // apply makes ep serve exactly want.
-func (g *Gateway) apply(ep *endpoint, want map[string]*entry) {
+func (g *Gateway) apply(ep *endpoint, want map[string]*route) {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
 	var remove []string
 	for name := range ep.names {
 		if _, ok := want[name]; !ok {
 			remove = append(remove, name)
 			delete(ep.names, name)
+			delete(ep.routes, name)
 		}
 	}
 	if len(remove) > 0 {
@@ -222,44 +285,65 @@ func (g *Gateway) apply(ep *endpoint, want map[string]*entry) {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		e := want[name]
-		if ep.names[name] == e.fingerprint() {
+		r := want[name]
+		fp := r.fingerprint()
+		if ep.names[name] == fp {
 			continue
 		}
-		t := *e.def
+		t := *r.newest.def
 		t.Name = name
-		ep.server.AddTool(&t, g.handler(e, name))
-		ep.names[name] = e.fingerprint()
+		ep.server.AddTool(&t, g.handler(r, name))
+		ep.names[name] = fp
+		ep.routes[name] = r
 	}
+	anyDeprecated := false
+	for _, r := range ep.routes {
+		anyDeprecated = anyDeprecated || r.deprecated()
+	}
+	ep.deprecated.Store(anyDeprecated)
 }
 
-// servedVersions picks, for each server, the newest version that is live:
-// approved, or deprecated with its sunset still ahead.
-func (g *Gateway) servedVersions(all []state.ServerVersion) []state.ServerVersion {
+// route returns the route behind an exposed tool name of ep.
+func (ep *endpoint) route(name string) *route {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	return ep.routes[name]
+}
+
+// served reports whether ep serves any tool.
+func (ep *endpoint) served() bool {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	return len(ep.names) > 0
+}
+
+// nextSunset returns the earliest sunset still ahead, zero if none.
+func (g *Gateway) nextSunset() time.Time {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.sunset
+}
+
+// liveVersions returns the versions that answer calls: approved, or
+// deprecated with the sunset still ahead; by server, then version.
+func (g *Gateway) liveVersions(all []state.ServerVersion) []state.ServerVersion {
 	now := g.now()
-	best := map[string]state.ServerVersion{}
+	var out []state.ServerVersion
 	for _, sv := range all {
-		live := sv.State == card.StateApproved ||
-			(sv.State == card.StateDeprecated && sv.Deprecation != nil && now.Before(sv.Deprecation.Sunset))
-		if !live {
-			continue
-		}
-		if cur, ok := best[sv.Server]; !ok || card.CompareVersions(sv.Version, cur.Version) > 0 {
-			best[sv.Server] = sv
+		if sv.State == card.StateApproved || (sv.State == card.StateDeprecated && sv.Deprecation != nil && now.Before(sv.Deprecation.Sunset)) {
+			out = append(out, sv)
 		}
 	}
-	out := make([]state.ServerVersion, 0, len(best))
-	for _, sv := range best {
-		out = append(out, sv)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Server < out[j].Server })
 	return out
 }
 
-func fingerprintOf(served []state.ServerVersion) string {
+func fingerprintOf(live []state.ServerVersion) string {
 	h := sha256.New()
-	for _, sv := range served {
+	for _, sv := range live {
 		fmt.Fprintf(h, "%s@%s:%s:%s\n", sv.Server, sv.Version, sv.CardHash, sv.State)
+		if d := sv.Deprecation; d != nil {
+			fmt.Fprintf(h, "  %s %s %s\n", d.Sunset, d.Replacement, d.Note)
+		}
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
@@ -306,27 +390,6 @@ func toolFromDefinition(def json.RawMessage) (*mcp.Tool, error) {
 	return t, nil
 }
 
-// handler forwards a call of one served tool to its upstream.
-func (g *Gateway) handler(e *entry, exposed string) mcp.ToolHandler {
-	return func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-		start := time.Now()
-		params := &mcp.CallToolParams{Name: e.tool, Arguments: req.Params.Arguments}
-		res, err := g.pool.CallTool(ctx, e.target, params)
-		outcome := "ok"
-		switch {
-		case err != nil:
-			outcome = "error"
-		case res.IsError:
-			outcome = "tool_error"
-		}
-		g.metrics.observe(g.cfg.Namespace, exposed, outcome, time.Since(start))
-		if err != nil {
-			return nil, g.upstreamError(e, err)
-		}
-		return res, nil
-	}
-}
-
 // upstreamError maps a failed upstream call to the JSON-RPC error the agent
 // sees: an upstream's own JSON-RPC error passes through; anything else says
 // which upstream failed and that the call did not complete.
@@ -367,7 +430,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		v, found := g.servers.Load(server)
-		if !found || len(v.(*endpoint).names) == 0 {
+		if !found || !v.(*endpoint).served() {
 			http.Error(w, fmt.Sprintf("server %q is not served by namespace %s (not registered, or no approved version)", server, ns), http.StatusNotFound)
 			return
 		}
@@ -376,7 +439,15 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	if useStateful(r, g.cfg.MaxBodyBytes) {
+	// The body is read before go-sdk only when needed: to route a request
+	// that names no protocol version, or to set deprecation headers.
+	var call *rpcCall
+	var batch bool
+	if r.Method == http.MethodPost && (r.Header.Get("MCP-Protocol-Version") == "" && r.Header.Get("Mcp-Session-Id") == "" || ep.deprecated.Load()) {
+		call, batch = peekCall(r, g.cfg.MaxBodyBytes)
+	}
+	g.deprecationHeaders(w, ep, call)
+	if useStateful(r, call, batch) {
 		ep.stateful.ServeHTTP(w, r)
 		return
 	}

@@ -325,3 +325,102 @@ func TestUpstreamDownIsAClearError(t *testing.T) {
 		t.Errorf("call to a dead upstream: err = %v, want one naming the upstream", err)
 	}
 }
+
+func TestVersionsPinsDeprecationAndSunset(t *testing.T) {
+	r := newRegistry(t)
+	v1 := newUpstream(t, "v1")
+	v2 := newUpstream(t, "v2")
+	old := newUpstream(t, "old")
+	const s = "corp.finance/ledger"
+	r.register(s, "0.9.0", old.URL, lookupTool, true)
+	r.register(s, "1.0.0", v1.URL, lookupTool, true)
+	r.register(s, "2.0.0", v2.URL, lookupTool, true)
+	r.register(s, "3.0.0", v2.URL, lookupTool, false) // submitted only
+	// The gateway's clock is t0+1h: 1.0.0's sunset is ahead, 0.9.0's passed.
+	r.apply(state.Transition{Server: s, Version: "1.0.0", To: card.StateDeprecated, By: "rev", At: t0,
+		Deprecation: &card.Deprecation{Sunset: t0.Add(48 * time.Hour), Replacement: "2.0.0", Note: "get_balance returns an amount object"}})
+	r.apply(state.Transition{Server: s, Version: "0.9.0", To: card.StateDeprecated, By: "rev", At: t0,
+		Deprecation: &card.Deprecation{Sunset: t0.Add(30 * time.Minute), Replacement: "2.0.0", Note: "see the migration guide"}})
+	g, srv := newGateway(t, r)
+	if at := g.nextSunset(); !at.Equal(t0.Add(48 * time.Hour)) {
+		t.Errorf("next sunset = %s, want 1.0.0's", at)
+	}
+
+	for _, era := range eras {
+		t.Run(era, func(t *testing.T) {
+			sess := connect(t, srv.URL+"/mcp", era)
+			call := func(pin string) (*mcp.CallToolResult, error) {
+				p := &mcp.CallToolParams{Name: "hr.lookup", Arguments: map[string]any{"q": "q"}}
+				if pin != "" {
+					p.Meta = mcp.Meta{MetaVersion: pin}
+				}
+				return sess.CallTool(t.Context(), p)
+			}
+			// No pin: the newest live version answers, and says so.
+			res, err := call("")
+			if err != nil || res.Content[0].(*mcp.TextContent).Text != "v2:q" || res.Meta[MetaVersion] != "2.0.0" || res.Meta[MetaDeprecation] != nil {
+				t.Errorf("unpinned: %+v (meta %v), %v", res, res.Meta, err)
+			}
+			// Pinned to the deprecated 1.0.0: answers, with a warning.
+			res, err = call("1.0.0")
+			if err != nil || res.Content[0].(*mcp.TextContent).Text != "v1:q" || res.Meta[MetaVersion] != "1.0.0" {
+				t.Fatalf("pinned 1.0.0: %+v, %v", res, err)
+			}
+			dep, _ := res.Meta[MetaDeprecation].(map[string]any)
+			if dep["replacement"] != "2.0.0" || !strings.Contains(fmt.Sprint(dep["message"]), "get_balance returns an amount object") {
+				t.Errorf("deprecation warning = %v", res.Meta[MetaDeprecation])
+			}
+			// Past its sunset: an error naming the replacement and the note.
+			_, err = call("0.9.0")
+			if err == nil || !strings.Contains(err.Error(), "was sunset") || !strings.Contains(err.Error(), "use 2.0.0: see the migration guide") {
+				t.Errorf("pinned to a sunset version: err = %v", err)
+			}
+			for pin, want := range map[string]string{"3.0.0": "is submitted, not live", "9.9.9": "is not registered", "latest": "not a version"} {
+				if _, err := call(pin); err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("pin %s: err = %v, want %q", pin, err, want)
+				}
+			}
+		})
+	}
+	old.mu.Lock()
+	defer old.mu.Unlock()
+	if len(old.calls) != 0 {
+		t.Errorf("the sunset version's upstream was called %d times", len(old.calls))
+	}
+}
+
+func TestDeprecationHeaders(t *testing.T) {
+	r := newRegistry(t)
+	v1 := newUpstream(t, "v1")
+	v2 := newUpstream(t, "v2")
+	const s = "corp.hr/directory"
+	r.register(s, "1.0.0", v1.URL, lookupTool, true)
+	r.register(s, "2.0.0", v2.URL, lookupTool, true)
+	sunset := t0.Add(72 * time.Hour)
+	r.apply(state.Transition{Server: s, Version: "1.0.0", To: card.StateDeprecated, By: "rev", At: t0,
+		Deprecation: &card.Deprecation{Sunset: sunset, Replacement: "2.0.0"}})
+	_, srv := newGateway(t, r)
+	post := func(meta string) *http.Response {
+		body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"hr.lookup","arguments":{"q":"x"},"_meta":{` + meta + `"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"raw","version":"1"}}}}`
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/mcp", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("MCP-Protocol-Version", "2026-07-28")
+		req.Header.Set("Mcp-Method", "tools/call")
+		req.Header.Set("Mcp-Name", "hr.lookup")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	resp := post(`"io.mcpmesh/version":"1.0.0",`)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(resp.Header.Get("X-MCP-Deprecated"), "corp.hr/directory@1.0.0 is deprecated") || resp.Header.Get("Sunset") != sunset.Format(http.TimeFormat) {
+		t.Errorf("pinned deprecated call: HTTP %d, X-MCP-Deprecated %q, Sunset %q", resp.StatusCode, resp.Header.Get("X-MCP-Deprecated"), resp.Header.Get("Sunset"))
+	}
+	resp = post("")
+	if resp.Header.Get("X-MCP-Deprecated") != "" || resp.Header.Get("Sunset") != "" {
+		t.Errorf("unpinned call (2.0.0 answers) carries deprecation headers: %q %q", resp.Header.Get("X-MCP-Deprecated"), resp.Header.Get("Sunset"))
+	}
+}

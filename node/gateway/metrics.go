@@ -7,8 +7,9 @@ import (
 )
 
 type metrics struct {
-	calls    *prometheus.CounterVec
-	duration *prometheus.HistogramVec
+	calls      *prometheus.CounterVec
+	duration   *prometheus.HistogramVec
+	deprecWarn *prometheus.CounterVec
 }
 
 // newMetrics creates the gateway's metrics and registers them with reg
@@ -24,9 +25,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Duration of tool calls through the gateway, upstream included.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}, []string{"namespace", "tool"}),
+		deprecWarn: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mcpmesh_gateway_deprecation_warnings_total",
+			Help: "Calls answered by a deprecated tool version, by namespace, exposed tool and version.",
+		}, []string{"namespace", "tool", "version"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.calls, m.duration)
+		reg.MustRegister(m.calls, m.duration, m.deprecWarn)
 	}
 	return m
 }
@@ -34,4 +39,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 func (m *metrics) observe(ns, tool, outcome string, d time.Duration) {
 	m.calls.WithLabelValues(ns, tool, outcome).Inc()
 	m.duration.WithLabelValues(ns, tool).Observe(d.Seconds())
+}
+
+func (m *metrics) deprecated(ns, tool, version string) {
+	m.deprecWarn.WithLabelValues(ns, tool, version).Inc()
 }

@@ -1,0 +1,140 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpmesh/mcpmesh/registry/card"
+)
+
+// Keys of mcpmesh's _meta entries on calls and results.
+const (
+	// MetaVersion pins a call to an exact server version (request _meta),
+	// and says which version answered (result _meta).
+	MetaVersion = "io.mcpmesh/version"
+	// MetaDeprecation carries the deprecation warning on a result.
+	MetaDeprecation = "io.mcpmesh/deprecation"
+)
+
+// codeVersionSunset is the JSON-RPC error for a call to a version past its
+// sunset date (implementation-defined range; go-sdk reserves -32003 to
+// -32005 for local conditions).
+const codeVersionSunset = -32010
+
+// handler serves calls of one exposed tool: it picks the version (the pin
+// in _meta, or the newest live one), calls that version's upstream and
+// says in the result which version answered, with a warning when that
+// version is deprecated.
+func (g *Gateway) handler(r *route, exposed string) mcp.ToolHandler {
+	return func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		start := time.Now()
+		e, err := g.resolve(r, pinOf(req.Params.Meta))
+		if err != nil {
+			g.metrics.observe(g.cfg.Namespace, exposed, "refused", time.Since(start))
+			return nil, err
+		}
+		res, err := g.pool.CallTool(ctx, e.target, &mcp.CallToolParams{Name: e.tool, Arguments: req.Params.Arguments})
+		outcome := "ok"
+		switch {
+		case err != nil:
+			outcome = "error"
+		case res.IsError:
+			outcome = "tool_error"
+		}
+		g.metrics.observe(g.cfg.Namespace, exposed, outcome, time.Since(start))
+		if err != nil {
+			return nil, g.upstreamError(e, err)
+		}
+		meta := maps.Clone(res.Meta)
+		if meta == nil {
+			meta = mcp.Meta{}
+		}
+		meta[MetaVersion] = e.version
+		if d := e.deprecation; d != nil {
+			warning := deprecationWarning(e)
+			meta[MetaDeprecation] = map[string]any{
+				"version": e.version, "sunset": d.Sunset.UTC().Format(time.RFC3339),
+				"replacement": d.Replacement, "note": d.Note, "message": warning,
+			}
+			g.metrics.deprecated(g.cfg.Namespace, exposed, e.version)
+			// Best effort: a client that does not listen for log messages
+			// still gets the warning in the result.
+			if req.Session != nil {
+				req.Session.Log(ctx, &mcp.LoggingMessageParams{Level: "warning", Logger: "mcpmesh", Data: warning})
+			}
+		}
+		res.Meta = meta
+		return res, nil
+	}
+}
+
+func pinOf(m mcp.Meta) string {
+	v, _ := m[MetaVersion].(string)
+	return v
+}
+
+func deprecationWarning(e *entry) string {
+	d := e.deprecation
+	msg := fmt.Sprintf("%s@%s is deprecated and stops answering after %s; move to %s", e.server, e.version, d.Sunset.UTC().Format(time.DateOnly), d.Replacement)
+	if d.Note != "" {
+		msg += ": " + d.Note
+	}
+	return msg
+}
+
+// resolve picks the version a call goes to, or says why none can answer.
+func (g *Gateway) resolve(r *route, pin string) (*entry, error) {
+	if pin == "" {
+		return r.newest, nil
+	}
+	if err := card.ValidateVersion(pin); err != nil {
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("_meta[%q]: %v", MetaVersion, err)}
+	}
+	if e, ok := r.versions[pin]; ok {
+		return e, nil
+	}
+	live := slices.Sorted(maps.Keys(r.versions))
+	sv, err := g.fsm.ServerVersion(r.server, pin)
+	if err != nil {
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("%s@%s is not registered; live versions: %s", r.server, pin, strings.Join(live, ", "))}
+	}
+	switch {
+	case sv.State == card.StateDeprecated && sv.Deprecation != nil:
+		d := sv.Deprecation
+		msg := fmt.Sprintf("%s@%s was sunset on %s; use %s", r.server, pin, d.Sunset.UTC().Format(time.DateOnly), d.Replacement)
+		if d.Note != "" {
+			msg += ": " + d.Note
+		}
+		return nil, &jsonrpc.Error{Code: codeVersionSunset, Message: msg}
+	case sv.State == card.StateApproved || sv.State == card.StateDeprecated:
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("%s@%s has no tool %q; versions that have it: %s", r.server, pin, r.tool, strings.Join(live, ", "))}
+	}
+	return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("%s@%s is %s, not live; live versions: %s", r.server, pin, sv.State, strings.Join(live, ", "))}
+}
+
+// deprecationHeaders sets X-MCP-Deprecated and Sunset (RFC 8594) on the
+// HTTP answer to a tools/call that a deprecated version will serve. The
+// call is only inspected when its tool has a deprecated version at all.
+func (g *Gateway) deprecationHeaders(w http.ResponseWriter, ep *endpoint, call *rpcCall) {
+	if call == nil || call.Method != "tools/call" {
+		return
+	}
+	r := ep.route(call.Params.Name)
+	if r == nil || !r.deprecated() {
+		return
+	}
+	e, err := g.resolve(r, pinOf(call.Params.Meta))
+	if err != nil || e.deprecation == nil {
+		return
+	}
+	w.Header().Set("X-MCP-Deprecated", deprecationWarning(e))
+	w.Header().Set("Sunset", e.deprecation.Sunset.UTC().Format(http.TimeFormat))
+}
