@@ -93,7 +93,7 @@ type endpoint struct {
 	server    *mcp.Server
 	stateless http.Handler
 	stateful  http.Handler
-	mu sync.Mutex
+	mu        sync.Mutex
 	// names are the tool names currently registered, for diffing, and
 	// routes what each one calls.
 	names  map[string]string // exposed name → route fingerprint
