@@ -166,7 +166,11 @@ func New(cfg config.Config, opts ...Option) (n *Node, err error) {
 	}
 	n.pool = upstream.NewPool(upstream.Config{CallTimeout: cfg.MCP.CallTimeout, MaxConcurrent: cfg.MCP.MaxConcurrentPerUpstream}, upstream.WithLogger(n.logger))
 	n.gateway = gateway.New(gateway.Config{Namespace: cfg.Namespace, AnonymousRoutes: cfg.MCP.AnonymousRoutes},
-		n.cluster.FSM, n.pool, gateway.WithLogger(n.logger), gateway.WithMetrics(n.registry))
+		n.cluster.FSM, n.pool, gateway.WithLogger(n.logger), gateway.WithMetrics(n.registry),
+		gateway.WithQuarantine(func(ctx context.Context, cmd []byte) error {
+			_, err := n.cluster.Apply(ctx, cmd)
+			return err
+		}, n.cluster.IsLeader))
 
 	n.server = &http.Server{
 		Handler:           n.handler(),
@@ -278,6 +282,9 @@ func (n *Node) close() error {
 	var errs []error
 	if n.httpLn != nil {
 		n.httpLn.Close()
+	}
+	if n.gateway != nil {
+		errs = append(errs, n.gateway.Close())
 	}
 	if n.pool != nil {
 		errs = append(errs, n.pool.Close())

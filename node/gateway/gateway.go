@@ -35,6 +35,9 @@ type Config struct {
 	AnonymousRoutes []string
 	// MaxBodyBytes bounds a request body. Default 4 MiB.
 	MaxBodyBytes int64
+	// CheckInterval is how often the leader re-checks each live version's
+	// tool definitions against the pinned ones. Default 10m.
+	CheckInterval time.Duration
 }
 
 // Gateway serves /mcp. It is safe for concurrent use.
@@ -45,6 +48,15 @@ type Gateway struct {
 	pool    *upstream.Pool
 	metrics *metrics
 	now     func() time.Time
+
+	propose  Proposer
+	isLeader func() bool
+	// life bounds the background definition checks; Close ends it.
+	life    context.Context
+	stop    context.CancelFunc
+	bg      sync.WaitGroup
+	checkMu sync.Mutex
+	checked map[string]time.Time // version@hash → last definition check
 
 	mu          sync.Mutex // serializes Sync
 	fingerprint string
@@ -68,6 +80,13 @@ func WithMetrics(reg prometheus.Registerer) Option {
 	return optionFunc(func(g *Gateway) { g.metrics = newMetrics(reg) })
 }
 
+// WithQuarantine lets the gateway check live tool definitions against the
+// pinned ones and quarantine a changed version through propose; only while
+// isLeader reports true, so one node per namespace checks.
+func WithQuarantine(propose Proposer, isLeader func() bool) Option {
+	return optionFunc(func(g *Gateway) { g.propose, g.isLeader = propose, isLeader })
+}
+
 // WithClock sets the clock used for sunset dates; the default is time.Now.
 func WithClock(now func() time.Time) Option { return optionFunc(func(g *Gateway) { g.now = now }) }
 
@@ -77,7 +96,11 @@ func New(cfg Config, fsm *state.FSM, pool *upstream.Pool, opts ...Option) *Gatew
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 4 << 20
 	}
-	g := &Gateway{cfg: cfg, logger: slog.New(slog.DiscardHandler), fsm: fsm, pool: pool, now: time.Now}
+	if cfg.CheckInterval == 0 {
+		cfg.CheckInterval = 10 * time.Minute
+	}
+	g := &Gateway{cfg: cfg, logger: slog.New(slog.DiscardHandler), fsm: fsm, pool: pool, now: time.Now, checked: map[string]time.Time{}}
+	g.life, g.stop = context.WithCancel(context.Background())
 	for _, o := range opts {
 		o.apply(g)
 	}
@@ -157,6 +180,13 @@ func (r *route) deprecated() bool {
 	return false
 }
 
+// Close stops background definition checks and waits for them.
+func (g *Gateway) Close() error {
+	g.stop()
+	g.bg.Wait()
+	return nil
+}
+
 // Run keeps the views in step with the registry until ctx ends.
 func (g *Gateway) Run(ctx context.Context) error {
 	for {
@@ -165,10 +195,12 @@ func (g *Gateway) Run(ctx context.Context) error {
 		}
 		// Wake on the next registry change, or when the next sunset date
 		// passes (a version stops answering without any write).
-		wctx, cancel := ctx, context.CancelFunc(func() {})
-		if at := g.nextSunset(); !at.IsZero() {
-			wctx, cancel = context.WithDeadline(ctx, at)
+		// Also wake for the periodic definition checks.
+		wake := g.now().Add(g.cfg.CheckInterval)
+		if at := g.nextSunset(); !at.IsZero() && at.Before(wake) {
+			wake = at
 		}
+		wctx, cancel := context.WithDeadline(ctx, wake)
 		err := g.fsm.WaitApplied(wctx, g.fsm.AppliedIndex()+1)
 		cancel()
 		if ctx.Err() != nil {
@@ -196,6 +228,7 @@ func (g *Gateway) Sync() error {
 			g.sunset = d.Sunset
 		}
 	}
+	g.checkVersions(live)
 	fp := fingerprintOf(live)
 	if fp == g.fingerprint {
 		return nil

@@ -119,6 +119,7 @@ func newGateway(t *testing.T, r *registry, anon ...string) (*Gateway, *httptest.
 		anon = []string{"/mcp", "/mcp/s/*"}
 	}
 	g := New(Config{Namespace: "hr", AnonymousRoutes: anon}, r.fsm, pool, WithClock(func() time.Time { return t0.Add(time.Hour) }))
+	t.Cleanup(func() { g.Close() })
 	if err := g.Sync(); err != nil {
 		t.Fatal(err)
 	}
@@ -422,5 +423,74 @@ func TestDeprecationHeaders(t *testing.T) {
 	resp = post("")
 	if resp.Header.Get("X-MCP-Deprecated") != "" || resp.Header.Get("Sunset") != "" {
 		t.Errorf("unpinned call (2.0.0 answers) carries deprecation headers: %q %q", resp.Header.Get("X-MCP-Deprecated"), resp.Header.Get("Sunset"))
+	}
+}
+
+func TestChangedDefinitionQuarantinesTheVersion(t *testing.T) {
+	r := newRegistry(t)
+	honest := newUpstream(t, "honest")
+	rug := newUpstream(t, "rug")
+	// The registry pinned a different description than the rug server
+	// serves: its definition changed after review.
+	pinned := strings.Replace(lookupTool, "Looks a thing up.", "Looks a thing up, read-only.", 1)
+	r.register("corp.hr/honest", "1.0.0", honest.URL, lookupTool, true)
+	r.register("corp.hr/rug", "1.0.0", rug.URL, pinned, true)
+
+	var mu sync.Mutex
+	pool := upstream.NewPool(upstream.Config{CallTimeout: 10 * time.Second})
+	t.Cleanup(func() { pool.Close() })
+	g := New(Config{Namespace: "hr", AnonymousRoutes: []string{"/mcp"}}, r.fsm, pool,
+		WithClock(func() time.Time { return t0.Add(time.Hour) }),
+		WithQuarantine(func(_ context.Context, cmd []byte) error {
+			mu.Lock()
+			defer mu.Unlock()
+			r.index++
+			if res := r.fsm.Apply(&raft.Log{Index: r.index, Type: raft.LogCommand, Data: cmd}); res != nil {
+				if err, ok := res.(error); ok {
+					return err
+				}
+			}
+			return nil
+		}, func() bool { return true }))
+	t.Cleanup(func() { g.Close() })
+	if err := g.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	var sv state.ServerVersion
+	for {
+		mu.Lock()
+		sv, _ = r.fsm.ServerVersion("corp.hr/rug", "1.0.0")
+		mu.Unlock()
+		if sv.State == card.StateQuarantined || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if sv.State != card.StateQuarantined {
+		t.Fatalf("rug-pulled version is %s, want quarantined", sv.State)
+	}
+	last := sv.History[len(sv.History)-1]
+	if last.By != "mcpmesh:definition-check" || !strings.Contains(last.Reason, "lookup (pinned") {
+		t.Errorf("quarantine recorded as %+v", last)
+	}
+	if hv, _ := r.fsm.ServerVersion("corp.hr/honest", "1.0.0"); hv.State != card.StateApproved {
+		t.Errorf("the honest server was quarantined too: %s", hv.State)
+	}
+	// Once the registry says quarantined, the tool is no longer served.
+	mu.Lock()
+	err := g.Sync()
+	mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(g)
+	t.Cleanup(srv.Close)
+	s := connect(t, srv.URL+"/mcp", "2026-07-28")
+	if got := toolNames(t, s); !slices.Equal(got, []string{"hr.honest.lookup"}) && !slices.Equal(got, []string{"hr.lookup"}) {
+		t.Errorf("tools after quarantine = %v, want only the honest server's", got)
+	}
+	if _, err := s.CallTool(t.Context(), &mcp.CallToolParams{Name: "hr.rug.lookup", Arguments: map[string]any{"q": "x"}}); err == nil {
+		t.Error("the quarantined tool still answers")
 	}
 }

@@ -10,6 +10,7 @@ type metrics struct {
 	calls      *prometheus.CounterVec
 	duration   *prometheus.HistogramVec
 	deprecWarn *prometheus.CounterVec
+	rugPulls   *prometheus.CounterVec
 }
 
 // newMetrics creates the gateway's metrics and registers them with reg
@@ -30,8 +31,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Calls answered by a deprecated tool version, by namespace, exposed tool and version.",
 		}, []string{"namespace", "tool", "version"}),
 	}
+	m.rugPulls = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mcpmesh_gateway_definition_changes_total",
+		Help: "Server versions quarantined because the upstream changed a tool definition under them (rug pulls), by namespace and server.",
+	}, []string{"namespace", "server"})
 	if reg != nil {
-		reg.MustRegister(m.calls, m.duration, m.deprecWarn)
+		reg.MustRegister(m.calls, m.duration, m.deprecWarn, m.rugPulls)
 	}
 	return m
 }
@@ -44,3 +49,5 @@ func (m *metrics) observe(ns, tool, outcome string, d time.Duration) {
 func (m *metrics) deprecated(ns, tool, version string) {
 	m.deprecWarn.WithLabelValues(ns, tool, version).Inc()
 }
+
+func (m *metrics) rugPull(ns, server string) { m.rugPulls.WithLabelValues(ns, server).Inc() }
