@@ -130,7 +130,9 @@ func (g *Gateway) newEndpoint(name string) *endpoint {
 	get := func(*http.Request) *mcp.Server { return s }
 	return &endpoint{
 		server:    s,
-		stateless: mcp.NewStreamableHTTPHandler(get, &mcp.StreamableHTTPOptions{Stateless: true, Logger: g.logger, MaxRequestBodyBytes: g.cfg.MaxBodyBytes}),
+		// In the 2026-07-28 era the POST is the whole request: an agent that
+		// goes away cancels the call, and so the upstream's.
+		stateless: mcp.NewStreamableHTTPHandler(get, &mcp.StreamableHTTPOptions{Stateless: true, Logger: g.logger, MaxRequestBodyBytes: g.cfg.MaxBodyBytes, PropagateRequestCancellation: true}),
 		stateful:  mcp.NewStreamableHTTPHandler(get, &mcp.StreamableHTTPOptions{Logger: g.logger, MaxRequestBodyBytes: g.cfg.MaxBodyBytes, SessionTimeout: 30 * time.Minute}),
 		names:     map[string]string{},
 		routes:    map[string]*route{},

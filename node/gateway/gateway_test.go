@@ -494,3 +494,110 @@ func TestChangedDefinitionQuarantinesTheVersion(t *testing.T) {
 		t.Error("the quarantined tool still answers")
 	}
 }
+
+// progressUpstream serves "slow": it reports progress three times, then
+// finishes, or waits until its call is cancelled (arguments {"hang":true})
+// and reports that on cancelled.
+func progressUpstream(t *testing.T) (string, chan struct{}) {
+	t.Helper()
+	cancelled := make(chan struct{}, 4)
+	s := mcp.NewServer(&mcp.Implementation{Name: "slow", Version: "1"}, nil)
+	s.AddTool(&mcp.Tool{Name: "slow", InputSchema: json.RawMessage(`{"type":"object"}`)}, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		var args struct{ Hang bool }
+		json.Unmarshal(req.Params.Arguments, &args)
+		if tok := req.Params.GetProgressToken(); tok != nil {
+			for i := 1; i <= 3; i++ {
+				req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: tok, Progress: float64(i), Total: 3, Message: fmt.Sprintf("step %d", i)})
+			}
+		}
+		if args.Hang {
+			select {
+			case <-ctx.Done():
+				cancelled <- struct{}{}
+				return nil, ctx.Err()
+			case <-time.After(30 * time.Second):
+			}
+		}
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "done"}}}, nil
+	})
+	srv := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
+	t.Cleanup(srv.Close)
+	return srv.URL, cancelled
+}
+
+func TestProgressAndCancellationCrossTheGateway(t *testing.T) {
+	r := newRegistry(t)
+	url, cancelled := progressUpstream(t)
+	r.register("corp.hr/slow", "1.0.0", url, `{"name":"slow","inputSchema":{"type":"object"}}`, true)
+	_, srv := newGateway(t, r)
+	for _, era := range eras {
+		t.Run(era, func(t *testing.T) {
+			var mu sync.Mutex
+			var got []*mcp.ProgressNotificationParams
+			c := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1"}, &mcp.ClientOptions{
+				ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
+					mu.Lock()
+					got = append(got, req.Params)
+					mu.Unlock()
+				},
+			})
+			s, err := c.Connect(t.Context(), &mcp.StreamableClientTransport{Endpoint: srv.URL + "/mcp"}, &mcp.ClientSessionOptions{ProtocolVersion: era})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			params := &mcp.CallToolParams{Name: "hr.slow", Arguments: map[string]any{}}
+			params.SetProgressToken("agent-token-" + era)
+			if _, err := s.CallTool(t.Context(), params); err != nil {
+				t.Fatal(err)
+			}
+			// Notifications are delivered asynchronously; wait for them.
+			var seen []mcp.ProgressNotificationParams
+			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+				mu.Lock()
+				seen = seen[:0]
+				for _, p := range got {
+					seen = append(seen, *p)
+				}
+				mu.Unlock()
+				if len(seen) >= 3 || time.Now().After(deadline) {
+					break
+				}
+			}
+			ok := len(seen) == 3
+			for i, p := range seen {
+				ok = ok && p.ProgressToken == "agent-token-"+era && p.Progress == float64(i+1) && p.Message == fmt.Sprintf("step %d", i+1)
+			}
+			if !ok {
+				t.Errorf("progress reaching the agent = %+v, want 3 notifications under the agent's own token", seen)
+			}
+
+			// The agent gives up: the upstream's call is cancelled too.
+			ctx, cancel := context.WithCancel(t.Context())
+			hang := &mcp.CallToolParams{Name: "hr.slow", Arguments: map[string]any{"hang": true}}
+			hang.SetProgressToken("hang-" + era)
+			done := make(chan error, 1)
+			go func() {
+				_, err := s.CallTool(ctx, hang)
+				done <- err
+			}()
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				mu.Lock()
+				started := len(got) >= 6
+				mu.Unlock()
+				if started || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			cancel()
+			select {
+			case <-cancelled:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("cancelling the agent's call did not cancel the upstream's within 10s")
+			}
+			<-done
+		})
+	}
+}

@@ -41,7 +41,7 @@ func (g *Gateway) handler(r *route, exposed string) mcp.ToolHandler {
 			g.metrics.observe(g.cfg.Namespace, exposed, "refused", time.Since(start))
 			return nil, err
 		}
-		res, err := g.pool.CallTool(ctx, e.target, &mcp.CallToolParams{Name: e.tool, Arguments: req.Params.Arguments})
+		res, err := g.callUpstream(ctx, e, req)
 		outcome := "ok"
 		switch {
 		case err != nil:
@@ -137,4 +137,52 @@ func (g *Gateway) deprecationHeaders(w http.ResponseWriter, ep *endpoint, call *
 	}
 	w.Header().Set("X-MCP-Deprecated", deprecationWarning(e))
 	w.Header().Set("Sunset", e.deprecation.Sunset.UTC().Format(http.TimeFormat))
+}
+
+// callUpstream calls e's upstream for req. When the agent asked for
+// progress, the upstream's progress is relayed under the agent's own token,
+// from the handler's goroutine and in order, all of it before the result:
+// go-sdk delivers server notifications of a stateless (2026-07-28) request
+// only while its handler runs, and only from its request context.
+func (g *Gateway) callUpstream(ctx context.Context, e *entry, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	params := &mcp.CallToolParams{Name: e.tool, Arguments: req.Params.Arguments}
+	token := req.Params.GetProgressToken()
+	if token == nil || req.Session == nil {
+		return g.pool.CallTool(ctx, e.target, params, nil)
+	}
+	progress := make(chan *mcp.ProgressNotificationParams, 256)
+	type outcome struct {
+		res *mcp.CallToolResult
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		res, err := g.pool.CallTool(ctx, e.target, params, func(p *mcp.ProgressNotificationParams) {
+			select {
+			case progress <- p:
+			default: // the agent is not keeping up: drop an update, never block the upstream
+			}
+		})
+		done <- outcome{res, err}
+	}()
+	relay := func(p *mcp.ProgressNotificationParams) {
+		req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: token, Progress: p.Progress, Total: p.Total, Message: p.Message})
+	}
+	for {
+		select {
+		case p := <-progress:
+			relay(p)
+		case o := <-done:
+			// The pool settles the call's progress before returning; what
+			// is buffered now is all there is.
+			for {
+				select {
+				case p := <-progress:
+					relay(p)
+				default:
+					return o.res, o.err
+				}
+			}
+		}
+	}
 }

@@ -97,6 +97,12 @@ type Pool struct {
 
 	mu    sync.Mutex
 	conns map[string]*conn
+
+	// progress routes upstream progress notifications to the call that
+	// asked for them, by the token the pool gave that call.
+	progressMu  sync.Mutex
+	progress    map[string]*progressWatch
+	progressSeq uint64
 }
 
 // Option configures NewPool.
@@ -116,7 +122,7 @@ func WithHTTPClient(c *http.Client) Option { return optionFunc(func(p *Pool) { p
 // NewPool returns an empty pool; sessions are dialled on first use.
 func NewPool(cfg Config, opts ...Option) *Pool {
 	cfg.setDefaults()
-	p := &Pool{cfg: cfg, logger: slog.New(slog.DiscardHandler), conns: map[string]*conn{}}
+	p := &Pool{cfg: cfg, logger: slog.New(slog.DiscardHandler), conns: map[string]*conn{}, progress: map[string]*progressWatch{}}
 	for _, o := range opts {
 		o.apply(p)
 	}
@@ -128,7 +134,10 @@ func NewPool(cfg Config, opts ...Option) *Pool {
 		tr.Proxy = nil
 		p.http = &http.Client{Transport: tr}
 	}
-	p.client = mcp.NewClient(&mcp.Implementation{Name: "mcpmesh", Version: "1"}, &mcp.ClientOptions{Logger: p.logger})
+	p.client = mcp.NewClient(&mcp.Implementation{Name: "mcpmesh", Version: "1"}, &mcp.ClientOptions{
+		Logger:                      p.logger,
+		ProgressNotificationHandler: p.onProgress,
+	})
 	return p
 }
 
@@ -181,7 +190,15 @@ func sameTarget(a, b Target) bool {
 
 // CallTool calls a tool on the target and returns the upstream's result
 // unchanged. A JSON-RPC error from the upstream comes back as the error.
-func (p *Pool) CallTool(ctx context.Context, t Target, params *mcp.CallToolParams) (*mcp.CallToolResult, error) {
+// If onProgress is not nil, the call asks the upstream for progress and
+// every progress notification it sends for this call reaches onProgress
+// (under a token of the pool's, never the caller's).
+func (p *Pool) CallTool(ctx context.Context, t Target, params *mcp.CallToolParams, onProgress func(*mcp.ProgressNotificationParams)) (*mcp.CallToolResult, error) {
+	if onProgress != nil {
+		token, done := p.watchProgress(onProgress)
+		defer done()
+		params.SetProgressToken(token)
+	}
 	var res *mcp.CallToolResult
 	err := p.do(ctx, t, func(ctx context.Context, s *mcp.ClientSession) error {
 		var err error
@@ -189,6 +206,68 @@ func (p *Pool) CallTool(ctx context.Context, t Target, params *mcp.CallToolParam
 		return err
 	})
 	return res, err
+}
+
+// progressWatch relays one call's progress.
+type progressWatch struct {
+	fn   func(*mcp.ProgressNotificationParams)
+	mu   sync.Mutex
+	last time.Time
+}
+
+func (p *Pool) watchProgress(fn func(*mcp.ProgressNotificationParams)) (string, func()) {
+	w := &progressWatch{fn: fn, last: time.Now()}
+	p.progressMu.Lock()
+	p.progressSeq++
+	token := fmt.Sprintf("mcpmesh-%d", p.progressSeq)
+	p.progress[token] = w
+	p.progressMu.Unlock()
+	return token, func() {
+		w.settle()
+		p.progressMu.Lock()
+		delete(p.progress, token)
+		p.progressMu.Unlock()
+	}
+}
+
+// settle waits until the call's progress has been quiet for a moment
+// (10 ms after the result at least, 100 ms at most). go-sdk's client hands a call its result as soon as
+// it is read, while notifications read just before it still wait in the
+// session's handler queue; without this the last progress updates would be
+// relayed after the agent already has its result (and be lost). go-sdk
+// offers no way to drain that queue, so this is a bounded heuristic, paid
+// only by calls that asked for progress.
+func (w *progressWatch) settle() {
+	const quiet, most = 10 * time.Millisecond, 100 * time.Millisecond
+	start := time.Now()
+	// Quiet is counted from the result's arrival at the earliest: what the
+	// upstream sent just before it may not have been handled yet at all.
+	w.mu.Lock()
+	w.last = start
+	w.mu.Unlock()
+	for time.Since(start) < most {
+		w.mu.Lock()
+		idle := time.Since(w.last)
+		w.mu.Unlock()
+		if idle >= quiet {
+			return
+		}
+		time.Sleep(quiet - idle)
+	}
+}
+
+func (p *Pool) onProgress(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
+	token, _ := req.Params.ProgressToken.(string)
+	p.progressMu.Lock()
+	w := p.progress[token]
+	p.progressMu.Unlock()
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	w.last = time.Now()
+	w.mu.Unlock()
+	w.fn(req.Params)
 }
 
 // ListTools lists the target's live tools (used to check the registry's

@@ -59,7 +59,7 @@ func TestStdioGetsAMinimalEnvironmentAndIsRestarted(t *testing.T) {
 	defer p.Close()
 	target := Target{Server: "corp.test/stdio", Version: "1.0.0", Transport: TransportStdio, Command: exe,
 		Env: map[string]string{"MCPMESH_TEST_STDIO_SERVER": "1", "REGION": "eu"}}
-	res, err := p.CallTool(t.Context(), target, &mcp.CallToolParams{Name: "env"})
+	res, err := p.CallTool(t.Context(), target, &mcp.CallToolParams{Name: "env"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,12 +73,12 @@ func TestStdioGetsAMinimalEnvironmentAndIsRestarted(t *testing.T) {
 
 	// The server exits mid-call: the call fails, the session is dropped, and
 	// a later call starts the server again (after the restart backoff).
-	if _, err := p.CallTool(t.Context(), target, &mcp.CallToolParams{Name: "exit"}); err == nil {
+	if _, err := p.CallTool(t.Context(), target, &mcp.CallToolParams{Name: "exit"}, nil); err == nil {
 		t.Fatal("call that killed the server succeeded")
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		res, err = p.CallTool(t.Context(), target, &mcp.CallToolParams{Name: "env"})
+		res, err = p.CallTool(t.Context(), target, &mcp.CallToolParams{Name: "env"}, nil)
 		if err == nil {
 			break
 		}
@@ -103,7 +103,7 @@ func TestBreakerOpensAfterRepeatedFailures(t *testing.T) {
 	// fast meanwhile), so keep calling until the breaker itself is open.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		_, err := p.CallTool(t.Context(), target, &mcp.CallToolParams{Name: "t"})
+		_, err := p.CallTool(t.Context(), target, &mcp.CallToolParams{Name: "t"}, nil)
 		if err == nil {
 			t.Fatal("call to a dead upstream succeeded")
 		}
@@ -115,7 +115,7 @@ func TestBreakerOpensAfterRepeatedFailures(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if _, err := p.CallTool(t.Context(), target, &mcp.CallToolParams{Name: "t"}); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "circuit open") {
+	if _, err := p.CallTool(t.Context(), target, &mcp.CallToolParams{Name: "t"}, nil); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "circuit open") {
 		t.Errorf("call with the breaker open: err = %v, want a fast ErrUnavailable", err)
 	}
 	h := p.Health()
@@ -139,7 +139,7 @@ func TestBulkheadRefusesPastCapacity(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if _, err := p.CallTool(context.Background(), target, &mcp.CallToolParams{Name: "t"}); err != nil {
+		if _, err := p.CallTool(context.Background(), target, &mcp.CallToolParams{Name: "t"}, nil); err != nil {
 			t.Errorf("first call: %v", err)
 		}
 	}()
@@ -148,12 +148,12 @@ func TestBulkheadRefusesPastCapacity(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("first call never reached the upstream")
 	}
-	if _, err := p.CallTool(t.Context(), target, &mcp.CallToolParams{Name: "t"}); !errors.Is(err, ErrBusy) {
+	if _, err := p.CallTool(t.Context(), target, &mcp.CallToolParams{Name: "t"}, nil); !errors.Is(err, ErrBusy) {
 		t.Errorf("second concurrent call: err = %v, want ErrBusy", err)
 	}
 	close(release)
 	wg.Wait()
-	if res, err := p.CallTool(t.Context(), target, &mcp.CallToolParams{Name: "t"}); err != nil || text(res) != "done" {
+	if res, err := p.CallTool(t.Context(), target, &mcp.CallToolParams{Name: "t"}, nil); err != nil || text(res) != "done" {
 		t.Errorf("after the first call finished: %v, %v", res, err)
 	}
 }
@@ -166,13 +166,13 @@ func TestUpstreamAnswersAreNotFailures(t *testing.T) {
 	defer p.Close()
 	target := Target{Server: "corp.test/x", Version: "1.0.0", Transport: TransportStreamableHTTP, URL: url}
 	for range 5 {
-		res, err := p.CallTool(t.Context(), target, &mcp.CallToolParams{Name: "t"})
+		res, err := p.CallTool(t.Context(), target, &mcp.CallToolParams{Name: "t"}, nil)
 		if err != nil || !res.IsError {
 			t.Fatalf("tool error result: %+v, %v", res, err)
 		}
 	}
 	// An unknown tool is the upstream's JSON-RPC answer, passed on as such.
-	_, err := p.CallTool(t.Context(), target, &mcp.CallToolParams{Name: "nope"})
+	_, err := p.CallTool(t.Context(), target, &mcp.CallToolParams{Name: "nope"}, nil)
 	if _, ok := Answered(err); err == nil || !ok {
 		t.Errorf("unknown tool: err = %v, want the upstream's JSON-RPC error", err)
 	}
