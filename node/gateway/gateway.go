@@ -129,7 +129,7 @@ func (g *Gateway) newEndpoint(name string) *endpoint {
 	s := mcp.NewServer(&mcp.Implementation{Name: name, Version: "1"}, &mcp.ServerOptions{Logger: g.logger})
 	get := func(*http.Request) *mcp.Server { return s }
 	return &endpoint{
-		server:    s,
+		server: s,
 		// In the 2026-07-28 era the POST is the whole request: an agent that
 		// goes away cancels the call, and so the upstream's.
 		stateless: mcp.NewStreamableHTTPHandler(get, &mcp.StreamableHTTPOptions{Stateless: true, Logger: g.logger, MaxRequestBodyBytes: g.cfg.MaxBodyBytes, PropagateRequestCancellation: true}),
