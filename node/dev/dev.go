@@ -2,7 +2,11 @@
 // trying mcpmesh and driving it from scripts and tests. Each example BU
 // (hr, finance) gets its own trust domain with an embedded CA, a node
 // (a single-voter Raft cluster, so one process holds everything), a dev
-// admin token, and the example catalog submitted and approved.
+// admin token, and the example catalog submitted and approved, older
+// versions deprecated in favour of the newest. The example upstream
+// servers (examples/servers) run in the same process at the addresses
+// their cards name, and each BU's MCP endpoint is open without
+// authentication — dev is the one place a config grants that.
 //
 // It writes what clients need to <data dir>/dev.json. State lives in the
 // data dir, so a second run resumes where the first stopped.
@@ -61,6 +65,8 @@ type Info struct {
 // Namespace is what a client needs to reach one BU.
 type Namespace struct {
 	TrustDomain string `json:"trustDomain"`
+	// MCPURL is the BU's aggregated MCP endpoint (anonymous in dev).
+	MCPURL string `json:"mcpUrl"`
 	// AdminURL is the base URL of the node's admin API (/v1/) and health
 	// endpoints.
 	AdminURL string `json:"adminUrl"`
@@ -107,7 +113,17 @@ func Run(ctx context.Context, cfg Config, out io.Writer, logger *slog.Logger) er
 		info.Namespaces[ns] = nsInfo
 	}
 
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	g, gctx := errgroup.WithContext(ctx)
+	if err := startUpstreams(gctx, g, cfg.Catalog, logger); err != nil {
+		cancel()
+		g.Wait() // the servers already started
+		for _, n := range nodes {
+			n.Close()
+		}
+		return err
+	}
 	for _, n := range nodes {
 		g.Go(func() error { return n.Run(gctx) })
 	}
@@ -184,11 +200,12 @@ func buConfig(cfg Config, i int, ns string) (config.Config, Namespace, error) {
 	c.Trust.CADir = filepath.Join(dir, "ca")
 	c.Trust.AutoInit = true
 	c.Admin.TokenFile = tokenFile
+	c.MCP.AnonymousRoutes = []string{"/mcp", "/mcp/s/*"}
 	c.Log.Level = "warn"
 	if err := c.Validate(); err != nil {
 		return config.Config{}, Namespace{}, fmt.Errorf("dev: %s config: %w", ns, err)
 	}
-	return c, Namespace{TrustDomain: td, AdminURL: "http://" + httpAddr, TokenFile: tokenFile, Token: token}, nil
+	return c, Namespace{TrustDomain: td, MCPURL: "http://" + httpAddr + "/mcp", AdminURL: "http://" + httpAddr, TokenFile: tokenFile, Token: token}, nil
 }
 
 func readOrCreateToken(path string) (string, error) {
@@ -233,7 +250,45 @@ func seed(ctx context.Context, catalog fs.FS, ns string, info Namespace) ([]stri
 		}
 		servers = append(servers, res.Server+"@"+res.Version)
 	}
+	if err := deprecateOlder(ctx, c, servers); err != nil {
+		return nil, err
+	}
 	return servers, nil
+}
+
+// deprecateOlder deprecates every approved version of a server but its
+// newest, in favour of the newest, with a sunset 90 days out, so the dev
+// mesh shows a deprecation (the ledger's 1.0.0) from the start.
+func deprecateOlder(ctx context.Context, c *api.Client, refs []string) error {
+	newest := map[string]string{}
+	for _, ref := range refs {
+		name, version, _ := strings.Cut(ref, "@")
+		if cur, ok := newest[name]; !ok || card.CompareVersions(version, cur) > 0 {
+			newest[name] = version
+		}
+	}
+	for _, ref := range refs {
+		name, version, _ := strings.Cut(ref, "@")
+		if version == newest[name] {
+			continue
+		}
+		d, err := c.Version(ctx, name, version, true)
+		if err != nil {
+			return err
+		}
+		if d.State != card.StateApproved {
+			continue
+		}
+		req := api.TransitionRequest{
+			Sunset:      time.Now().UTC().AddDate(0, 0, 90).Format(time.DateOnly),
+			Replacement: newest[name],
+			Note:        "deprecated by mcpmesh dev to show deprecation warnings; pin " + newest[name],
+		}
+		if _, err := c.Transition(ctx, name, version, "deprecate", req); err != nil {
+			return fmt.Errorf("deprecate %s: %w", ref, err)
+		}
+	}
+	return nil
 }
 
 // submitWhenReady retries while the node is still electing itself.
@@ -275,6 +330,7 @@ func printSummary(w io.Writer, info Info) {
 	for _, ns := range names {
 		n := info.Namespaces[ns]
 		fmt.Fprintf(w, "BU %-8s trust domain %s\n", ns, n.TrustDomain)
+		fmt.Fprintf(w, "  MCP        %s   (agents: no credential needed in dev)\n", n.MCPURL)
 		fmt.Fprintf(w, "  admin API  %s   (token file %s)\n", n.AdminURL, n.TokenFile)
 		fmt.Fprintf(w, "  servers    %s\n", strings.Join(n.Servers, ", "))
 		fmt.Fprintf(w, "  try        mcpmesh registry list -addr %s -token-file %s\n\n", n.AdminURL, n.TokenFile)

@@ -8,9 +8,12 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpmesh/mcpmesh/registry/api"
 	"github.com/mcpmesh/mcpmesh/registry/card"
@@ -85,10 +88,42 @@ func TestDevSeedsAndResumes(t *testing.T) {
 		t.Fatalf("finance lists %d versions, want 2: %+v", len(rows), rows)
 	}
 	for _, r := range rows {
-		if r.State != card.StateApproved {
-			t.Errorf("%s@%s is %s, want approved", r.Server, r.Version, r.State)
+		want := card.StateApproved
+		if r.Version == "1.0.0" {
+			want = card.StateDeprecated
+		}
+		if r.State != want {
+			t.Errorf("%s@%s is %s, want %s", r.Server, r.Version, r.State, want)
 		}
 	}
+	// Agents reach each BU's tools through its MCP endpoint, without a
+	// credential in dev; the ledger's 1.0.0 is deprecated in favour of 2.0.0.
+	sess := mcpSession(t, fin.MCPURL)
+	tools, err := sess.ListTools(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, tool := range tools.Tools {
+		names = append(names, tool.Name)
+	}
+	if want := []string{"finance.generate_report", "finance.get_balance", "finance.transfer_funds"}; !slices.Equal(names, want) {
+		t.Errorf("finance tools = %v, want %v", names, want)
+	}
+	res, err := sess.CallTool(t.Context(), &mcp.CallToolParams{Name: "finance.get_balance", Arguments: map[string]any{"account_id": "ACC-1001"}})
+	if err != nil || res.IsError || res.Meta["io.mcpmesh/version"] != "2.0.0" {
+		t.Errorf("get_balance through dev: %+v, %v", res, err)
+	}
+	res, err = sess.CallTool(t.Context(), &mcp.CallToolParams{Name: "finance.get_balance", Arguments: map[string]any{"account_id": "ACC-1001"}, Meta: mcp.Meta{"io.mcpmesh/version": "1.0.0"}})
+	if err != nil || res.Meta["io.mcpmesh/deprecation"] == nil {
+		t.Errorf("pinned to the deprecated 1.0.0: %+v, %v", res, err)
+	}
+	hrSess := mcpSession(t, info.Namespaces["hr"].MCPURL)
+	res, err = hrSess.CallTool(t.Context(), &mcp.CallToolParams{Name: "hr.search_employees", Arguments: map[string]any{"query": "an"}})
+	if err != nil || res.IsError {
+		t.Errorf("search_employees through dev: %+v, %v", res, err)
+	}
+
 	// Tokens are per BU: hr's token does not open finance.
 	other, _ := api.NewClient(api.ClientConfig{Addr: fin.AdminURL, Token: info.Namespaces["hr"].Token})
 	if _, err := other.ListServers(t.Context(), "", false); err == nil {
@@ -109,8 +144,23 @@ func TestDevSeedsAndResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, v := range vs {
-		if v.State != card.StateApproved || len(v.History) != 2 {
-			t.Errorf("%s@%s after restart: %s with %d history entries, want approved with 2", v.Server, v.Version, v.State, len(v.History))
+		want, n := card.StateApproved, 2
+		if v.Version == "1.0.0" {
+			want, n = card.StateDeprecated, 3
+		}
+		if v.State != want || len(v.History) != n {
+			t.Errorf("%s@%s after restart: %s with %d history entries, want %s with %d", v.Server, v.Version, v.State, len(v.History), want, n)
 		}
 	}
+}
+
+func mcpSession(t *testing.T, url string) *mcp.ClientSession {
+	t.Helper()
+	c := mcp.NewClient(&mcp.Implementation{Name: "dev-test", Version: "1"}, nil)
+	s, err := c.Connect(t.Context(), &mcp.StreamableClientTransport{Endpoint: url}, nil)
+	if err != nil {
+		t.Fatalf("connect %s: %v", url, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }

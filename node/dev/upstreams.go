@@ -1,0 +1,77 @@
+package dev
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/mcpmesh/mcpmesh/examples/servers"
+	"github.com/mcpmesh/mcpmesh/registry/card"
+)
+
+// startUpstreams serves, in this process, every catalog card that has an
+// example server, at the address and path its card names. The directory
+// runs as a legacy (stateful) server and the ledgers as 2026-07-28
+// (stateless) ones, so the dev mesh shows both protocol eras upstream.
+func startUpstreams(ctx context.Context, g *errgroup.Group, catalog fs.FS, logger *slog.Logger) error {
+	files, err := fs.Glob(catalog, "*/*.json")
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		raw, err := fs.ReadFile(catalog, f)
+		if err != nil {
+			return err
+		}
+		var c card.Card
+		if err := json.Unmarshal(raw, &c); err != nil {
+			return fmt.Errorf("dev: %s: %w", f, err)
+		}
+		gov, err := c.Governance()
+		if err != nil {
+			return fmt.Errorf("dev: %s: %w", f, err)
+		}
+		s, err := servers.New(c.Name, c.Version)
+		if errors.Is(err, servers.ErrUnknownServer) || gov.Upstream.Transport != card.TransportStreamableHTTP {
+			logger.Info("dev: no example server for this card; start its upstream yourself", "server", c.Name, "version", c.Version)
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("dev: %s: %w", f, err)
+		}
+		u, err := url.Parse(gov.Upstream.URL)
+		if err != nil {
+			return fmt.Errorf("dev: %s upstream url: %w", f, err)
+		}
+		ln, err := net.Listen("tcp", u.Host)
+		if err != nil {
+			return fmt.Errorf("dev: example server %s@%s needs %s (its card's upstream url): %w", c.Name, c.Version, u.Host, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle(u.Path, servers.Handler(s, c.Name != servers.DirectoryName))
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		g.Go(func() error {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("dev: example server %s: %w", c.Name, err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-ctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			srv.Shutdown(sctx)
+			return nil
+		})
+	}
+	return nil
+}
