@@ -53,6 +53,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzLogRoundTrip -fuzztime $(FUZZTIME) ./registry/raftstore/
 	$(GO) test -run '^$$' -fuzz FuzzReadSnapshot -fuzztime $(FUZZTIME) ./registry/state/
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./node/config/
+	$(GO) test -run '^$$' -fuzz FuzzValidate -fuzztime $(FUZZTIME) ./node/validate/
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./node/validate/
+	$(GO) test -run '^$$' -fuzz FuzzCompile -fuzztime $(FUZZTIME) ./node/validate/
 
 clean:
 	rm -rf bin examples/cluster/data

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mcpmesh/mcpmesh/node/upstream"
+	"github.com/mcpmesh/mcpmesh/node/validate"
 	"github.com/mcpmesh/mcpmesh/registry/card"
 	"github.com/mcpmesh/mcpmesh/registry/state"
 )
@@ -60,6 +61,7 @@ type Gateway struct {
 
 	mu          sync.Mutex // serializes Sync
 	fingerprint string
+	schemas     *validate.Cache
 	sunset      time.Time // the earliest future sunset among live versions
 	agg         *endpoint
 	servers     sync.Map // server name → *endpoint
@@ -101,6 +103,7 @@ func New(cfg Config, fsm *state.FSM, pool *upstream.Pool, opts ...Option) *Gatew
 	}
 	g := &Gateway{cfg: cfg, logger: slog.New(slog.DiscardHandler), fsm: fsm, pool: pool, now: time.Now, checked: map[string]time.Time{}}
 	g.life, g.stop = context.WithCancel(context.Background())
+	g.schemas = validate.NewCache(0)
 	for _, o := range opts {
 		o.apply(g)
 	}
@@ -146,6 +149,8 @@ type entry struct {
 	def                   *mcp.Tool
 	target                upstream.Target
 	deprecation           *card.Deprecation
+	// input checks the call's arguments; compiled once per schema.
+	input *validate.Schema
 }
 
 // route is one exposed tool: the live versions that have it, and the
@@ -249,7 +254,14 @@ func (g *Gateway) Sync() error {
 				g.logger.Error("gateway: tool definition unusable; not served", "server", sv.Server, "version", sv.Version, "tool", tv.Name, "error", err)
 				continue
 			}
-			e := &entry{server: sv.Server, version: sv.Version, tool: tv.Name, hash: tv.Hash, def: def, target: targetOf(sv), deprecation: sv.Deprecation}
+			input, err := g.compileInput(def)
+			if err != nil {
+				// The registry refuses such schemas at submission; one that
+				// got in anyway is not served rather than served unchecked.
+				g.logger.Error("gateway: input schema does not compile; tool not served", "server", sv.Server, "version", sv.Version, "tool", tv.Name, "error", err)
+				continue
+			}
+			e := &entry{server: sv.Server, version: sv.Version, tool: tv.Name, hash: tv.Hash, def: def, target: targetOf(sv), deprecation: sv.Deprecation, input: input}
 			if byServer[sv.Server] == nil {
 				byServer[sv.Server] = map[string]*route{}
 			}
@@ -393,6 +405,17 @@ func shortName(server string) string {
 func targetOf(sv state.ServerVersion) upstream.Target {
 	u := sv.Governance.Upstream
 	return upstream.Target{Server: sv.Server, Version: sv.Version, Transport: u.Transport, URL: u.URL, Command: u.Command, Args: u.Args, Env: u.Env}
+}
+
+// compileInput compiles a tool's input schema through the cache (keyed by
+// the schema's canonical hash), so equal schemas compile once.
+func (g *Gateway) compileInput(def *mcp.Tool) (*validate.Schema, error) {
+	raw := def.InputSchema.(json.RawMessage)
+	hash, err := validate.Hash(raw)
+	if err != nil {
+		return nil, err
+	}
+	return g.schemas.Schema(hash, raw)
 }
 
 // toolFromDefinition turns a pinned definition into the go-sdk tool the

@@ -601,3 +601,37 @@ func TestProgressAndCancellationCrossTheGateway(t *testing.T) {
 		})
 	}
 }
+
+func TestInvalidArgumentsNeverReachTheUpstream(t *testing.T) {
+	r := newRegistry(t)
+	up := newUpstream(t, "d")
+	r.register("corp.hr/directory", "1.0.0", up.URL, lookupTool, true)
+	_, srv := newGateway(t, r)
+	for _, era := range eras {
+		s := connect(t, srv.URL+"/mcp", era)
+		for name, args := range map[string]map[string]any{
+			"missing required": {},
+			"wrong type":       {"q": 42},
+		} {
+			_, err := s.CallTool(t.Context(), &mcp.CallToolParams{Name: "hr.lookup", Arguments: args})
+			var want string
+			switch name {
+			case "missing required":
+				want = "/q: is required (required)"
+			case "wrong type":
+				want = "(type)"
+			}
+			if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "do not match its input schema") {
+				t.Errorf("%s %s: err = %v, want a -32602 naming %q", era, name, err, want)
+			}
+		}
+		if _, err := s.CallTool(t.Context(), &mcp.CallToolParams{Name: "hr.lookup", Arguments: map[string]any{"q": "ok"}}); err != nil {
+			t.Errorf("%s valid call: %v", era, err)
+		}
+	}
+	up.mu.Lock()
+	defer up.mu.Unlock()
+	if len(up.calls) != len(eras) || slices.ContainsFunc(up.calls, func(q string) bool { return q != "ok" }) {
+		t.Errorf("the upstream saw calls %q, want only the %d valid ones", up.calls, len(eras))
+	}
+}

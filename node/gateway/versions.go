@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -12,6 +14,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcpmesh/mcpmesh/node/validate"
 	"github.com/mcpmesh/mcpmesh/registry/card"
 )
 
@@ -40,6 +43,12 @@ func (g *Gateway) handler(r *route, exposed string) mcp.ToolHandler {
 		if err != nil {
 			g.metrics.observe(g.cfg.Namespace, exposed, "refused", time.Since(start))
 			return nil, err
+		}
+		// Arguments are checked against the answering version's schema
+		// before the upstream sees them.
+		if err := e.input.Validate(req.Params.Arguments); err != nil {
+			g.metrics.observe(g.cfg.Namespace, exposed, "invalid_arguments", time.Since(start))
+			return nil, invalidArguments(e, err)
 		}
 		res, err := g.callUpstream(ctx, e, req)
 		outcome := "ok"
@@ -185,4 +194,22 @@ func (g *Gateway) callUpstream(ctx context.Context, e *entry, req *mcp.CallToolR
 			}
 		}
 	}
+}
+
+// invalidArguments is the -32602 answer to arguments that do not match the
+// tool's input schema: the message names each JSON path and rule, and the
+// data carries them structured.
+func invalidArguments(e *entry, err error) error {
+	var verr *validate.Error
+	if errors.As(err, &verr) {
+		return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams,
+			Message: fmt.Sprintf("arguments of %s do not match its input schema (%s@%s): %v", e.tool, e.server, e.version, err),
+			Data:    mustJSON(verr)}
+	}
+	return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("arguments of %s: %v", e.tool, err)}
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, _ := json.Marshal(v)
+	return b
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcpmesh/mcpmesh/node/validate"
 	"github.com/mcpmesh/mcpmesh/registry/card"
 	"github.com/mcpmesh/mcpmesh/registry/cluster"
 	"github.com/mcpmesh/mcpmesh/registry/state"
@@ -242,6 +243,10 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
+	if err := checkSchemas(c); err != nil {
+		h.fail(w, r, err)
+		return
+	}
 	cmd, err := state.Encode(state.SubmitVersion{Card: json.RawMessage(raw), By: by(r), At: h.now().UTC()})
 	if err != nil {
 		h.fail(w, r, err)
@@ -262,6 +267,38 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusOK
 	}
 	writeJSON(w, status, SubmitResponse{sv.Server, sv.Version, sv.State, res.Unchanged, sv.Tools, res.Index})
+}
+
+// checkSchemas refuses a card whose tools' inputSchema or outputSchema does
+// not compile as JSON Schema, naming each such field. It runs here, before
+// the card is proposed, and never in the Raft FSM: a replica must apply a
+// committed submission whatever its schema compiler would say.
+func checkSchemas(c *card.Card) error {
+	tools, err := c.Tools()
+	if err != nil {
+		return err
+	}
+	var ps []card.Problem
+	for i, t := range tools {
+		for _, s := range []struct {
+			key string
+			raw json.RawMessage
+		}{{"inputSchema", t.InputSchema}, {"outputSchema", t.OutputSchema}} {
+			if len(s.raw) == 0 {
+				continue
+			}
+			if err := validate.CheckSchema(s.raw); err != nil {
+				ps = append(ps, card.Problem{
+					Field:   fmt.Sprintf("_meta.%s[%d].%s", card.ToolsKey, i, s.key),
+					Message: err.Error(),
+				})
+			}
+		}
+	}
+	if len(ps) > 0 {
+		return &card.ValidationError{Problems: ps}
+	}
+	return nil
 }
 
 func (h *Handler) showServer(w http.ResponseWriter, r *http.Request) {
