@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -39,7 +40,16 @@ func TestRecorderSeesWhatArrived(t *testing.T) {
 				t.Errorf("legacy session: methods %v lack initialize", methods)
 			}
 
-			calls := rec.Calls("get_balance")
+			// A legacy session streams the result before its HTTP handler
+			// returns, so Done may be set just after the client has the
+			// result: wait for it, bounded.
+			var calls []RecordedRequest
+			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+				calls = rec.Calls("get_balance")
+				if len(calls) != 1 || calls[0].Done || time.Now().After(deadline) {
+					break
+				}
+			}
 			if len(calls) != 1 {
 				t.Fatalf("Calls(get_balance) = %d requests, want 1: %+v", len(calls), rec.Requests())
 			}
