@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"net"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -63,7 +65,7 @@ func runDev(t *testing.T, dir string, base int) (Info, func()) {
 
 func TestDevSeedsAndResumes(t *testing.T) {
 	dir := t.TempDir()
-	base := 20000 + rand.IntN(20000)
+	base := freeBase(t)
 	info, stop := runDev(t, dir, base)
 	if len(info.Namespaces) != 2 {
 		t.Fatalf("namespaces = %v, want hr and finance", info.Namespaces)
@@ -163,4 +165,28 @@ func mcpSession(t *testing.T, url string) *mcp.ClientSession {
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
+}
+
+// freeBase picks a base port below the kernel's ephemeral range (so no
+// outgoing connection can take it meanwhile) whose HTTP and Raft ports for
+// both BUs are free now.
+func freeBase(t *testing.T) int {
+	t.Helper()
+	for range 100 {
+		base := 10000 + rand.IntN(20000)
+		free := true
+		for _, p := range []int{base, base + 1, base + 100, base + 101} {
+			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+			if err != nil {
+				free = false
+				break
+			}
+			ln.Close()
+		}
+		if free {
+			return base
+		}
+	}
+	t.Fatal("no free base port found")
+	return 0
 }
