@@ -110,7 +110,7 @@ func New(cfg Config, fsm *state.FSM, pool *upstream.Pool, opts ...Option) *Gatew
 	if g.metrics == nil {
 		g.metrics = newMetrics(nil)
 	}
-	g.agg = g.newEndpoint("mcpmesh " + cfg.Namespace)
+	g.agg = g.newEndpoint("mcpmesh "+cfg.Namespace, false)
 	return g
 }
 
@@ -126,12 +126,27 @@ type endpoint struct {
 	routes map[string]*route
 	// deprecated is set while any route has a deprecated version.
 	deprecated atomic.Bool
+	// target is the upstream of the server's newest live version, for the
+	// pass-through methods of a per-server endpoint; nil otherwise.
+	target atomic.Pointer[upstream.Target]
 }
 
-func (g *Gateway) newEndpoint(name string) *endpoint {
-	s := mcp.NewServer(&mcp.Implementation{Name: name, Version: "1"}, &mcp.ServerOptions{Logger: g.logger})
+func (g *Gateway) newEndpoint(name string, perServer bool) *endpoint {
+	opts := &mcp.ServerOptions{Logger: g.logger}
+	ep := &endpoint{}
+	if perServer {
+		opts.Capabilities = passthroughCapabilities
+		opts.CompletionHandler = func(context.Context, *mcp.CompleteRequest) (*mcp.CompleteResult, error) {
+			// Never reached: the pass-through middleware answers first.
+			return nil, errors.New("completion not routed")
+		}
+	}
+	s := mcp.NewServer(&mcp.Implementation{Name: name, Version: "1"}, opts)
+	if perServer {
+		s.AddReceivingMiddleware(g.passthrough(&ep.target))
+	}
 	get := func(*http.Request) *mcp.Server { return s }
-	return &endpoint{
+	*ep = endpoint{
 		server: s,
 		// In the 2026-07-28 era the POST is the whole request: an agent that
 		// goes away cancels the call, and so the upstream's.
@@ -140,6 +155,7 @@ func (g *Gateway) newEndpoint(name string) *endpoint {
 		names:     map[string]string{},
 		routes:    map[string]*route{},
 	}
+	return ep
 }
 
 // entry is one tool of one live server version.
@@ -295,13 +311,25 @@ func (g *Gateway) Sync() error {
 	}
 	g.apply(g.agg, agg)
 	seen := map[string]bool{}
+	newest := map[string]state.ServerVersion{}
+	for _, sv := range live {
+		if cur, ok := newest[sv.Server]; !ok || card.CompareVersions(sv.Version, cur.Version) > 0 {
+			newest[sv.Server] = sv
+		}
+	}
 	for server, rs := range byServer {
 		seen[server] = true
-		v, _ := g.servers.LoadOrStore(server, g.newEndpoint(server))
-		g.apply(v.(*endpoint), rs)
+		ep, ok := g.servers.Load(server)
+		if !ok {
+			ep, _ = g.servers.LoadOrStore(server, g.newEndpoint(server, true))
+		}
+		t := targetOf(newest[server])
+		ep.(*endpoint).target.Store(&t)
+		g.apply(ep.(*endpoint), rs)
 	}
 	g.servers.Range(func(k, v any) bool {
 		if !seen[k.(string)] {
+			v.(*endpoint).target.Store(nil)
 			g.apply(v.(*endpoint), nil)
 		}
 		return true

@@ -635,3 +635,75 @@ func TestInvalidArgumentsNeverReachTheUpstream(t *testing.T) {
 		t.Errorf("the upstream saw calls %q, want only the %d valid ones", up.calls, len(eras))
 	}
 }
+
+func richUpstream(t *testing.T) string {
+	t.Helper()
+	s := mcp.NewServer(&mcp.Implementation{Name: "rich", Version: "1"}, &mcp.ServerOptions{
+		CompletionHandler: func(_ context.Context, req *mcp.CompleteRequest) (*mcp.CompleteResult, error) {
+			return &mcp.CompleteResult{Completion: mcp.CompletionResultDetails{Values: []string{req.Params.Argument.Value + "-done"}}}, nil
+		},
+	})
+	var def mcp.Tool
+	json.Unmarshal([]byte(lookupTool), &def)
+	s.AddTool(&def, func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "ok"}}}, nil
+	})
+	s.AddResource(&mcp.Resource{URI: "test://readme", Name: "readme", MIMEType: "text/plain"}, func(_ context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+		return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: req.Params.URI, MIMEType: "text/plain", Text: "hello from upstream"}}}, nil
+	})
+	s.AddResourceTemplate(&mcp.ResourceTemplate{URITemplate: "test://items/{id}", Name: "item"}, func(_ context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+		return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: req.Params.URI, Text: "item " + req.Params.URI}}}, nil
+	})
+	s.AddPrompt(&mcp.Prompt{Name: "greet", Arguments: []*mcp.PromptArgument{{Name: "who", Required: true}}}, func(_ context.Context, req *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+		return &mcp.GetPromptResult{Messages: []*mcp.PromptMessage{{Role: "user", Content: &mcp.TextContent{Text: "hello " + req.Params.Arguments["who"]}}}}, nil
+	})
+	srv := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, &mcp.StreamableHTTPOptions{Stateless: true}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func TestPerServerEndpointPassesResourcesPromptsCompletion(t *testing.T) {
+	r := newRegistry(t)
+	r.register("corp.hr/rich", "1.0.0", richUpstream(t), lookupTool, true)
+	_, srv := newGateway(t, r)
+	for _, era := range eras {
+		t.Run(era, func(t *testing.T) {
+			s := connect(t, srv.URL+"/mcp/s/hr/corp.hr/rich", era)
+			caps := s.InitializeResult().Capabilities
+			if caps.Resources == nil || caps.Prompts == nil || caps.Completions == nil {
+				t.Errorf("capabilities = %+v, want resources, prompts and completions", caps)
+			}
+			rl, err := s.ListResources(t.Context(), nil)
+			if err != nil || len(rl.Resources) != 1 || rl.Resources[0].URI != "test://readme" {
+				t.Fatalf("resources/list = %+v, %v", rl, err)
+			}
+			rr, err := s.ReadResource(t.Context(), &mcp.ReadResourceParams{URI: "test://readme"})
+			if err != nil || rr.Contents[0].Text != "hello from upstream" {
+				t.Errorf("resources/read = %+v, %v", rr, err)
+			}
+			tl, err := s.ListResourceTemplates(t.Context(), nil)
+			if err != nil || len(tl.ResourceTemplates) != 1 {
+				t.Errorf("resources/templates/list = %+v, %v", tl, err)
+			}
+			rr, err = s.ReadResource(t.Context(), &mcp.ReadResourceParams{URI: "test://items/7"})
+			if err != nil || rr.Contents[0].Text != "item test://items/7" {
+				t.Errorf("templated read = %+v, %v", rr, err)
+			}
+			pl, err := s.ListPrompts(t.Context(), nil)
+			if err != nil || len(pl.Prompts) != 1 || pl.Prompts[0].Name != "greet" {
+				t.Errorf("prompts/list = %+v, %v", pl, err)
+			}
+			pg, err := s.GetPrompt(t.Context(), &mcp.GetPromptParams{Name: "greet", Arguments: map[string]string{"who": "ada"}})
+			if err != nil || pg.Messages[0].Content.(*mcp.TextContent).Text != "hello ada" {
+				t.Errorf("prompts/get = %+v, %v", pg, err)
+			}
+			cr, err := s.Complete(t.Context(), &mcp.CompleteParams{Ref: &mcp.CompleteReference{Type: "ref/prompt", Name: "greet"}, Argument: mcp.CompleteParamsArgument{Name: "who", Value: "ad"}})
+			if err != nil || len(cr.Completion.Values) != 1 || cr.Completion.Values[0] != "ad-done" {
+				t.Errorf("completion/complete = %+v, %v", cr, err)
+			}
+			if _, err := s.ReadResource(t.Context(), &mcp.ReadResourceParams{URI: "test://missing"}); err == nil {
+				t.Error("reading a missing resource succeeded")
+			}
+		})
+	}
+}

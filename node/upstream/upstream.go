@@ -270,6 +270,14 @@ func (p *Pool) onProgress(_ context.Context, req *mcp.ProgressNotificationClient
 	w.fn(req.Params)
 }
 
+// Call runs fn with the target's session, under the same bulkhead,
+// breaker, timeout and detached context as a tool call: for the requests
+// the gateway passes through as they are (resources, prompts, completion).
+// fn's result must not keep the context.
+func (p *Pool) Call(ctx context.Context, t Target, fn func(context.Context, *mcp.ClientSession) error) error {
+	return p.do(ctx, t, fn)
+}
+
 // ListTools lists the target's live tools (used to check the registry's
 // pinned definitions against what the upstream really serves).
 func (p *Pool) ListTools(ctx context.Context, t Target) ([]*mcp.Tool, error) {

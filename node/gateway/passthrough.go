@@ -1,0 +1,74 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpmesh/mcpmesh/node/upstream"
+)
+
+// Resources, prompts and completion are not versioned in the registry;
+// on a server's own endpoint (/mcp/s/<ns>/<server>) they pass through, as
+// they are, to the upstream of the server's newest live version. The
+// aggregated /mcp does not serve them yet (it would need their names and
+// URIs mapped per server).
+
+// passthroughCapabilities are what a per-server endpoint advertises on
+// top of tools.
+var passthroughCapabilities = &mcp.ServerCapabilities{
+	Tools:       &mcp.ToolCapabilities{ListChanged: true},
+	Resources:   &mcp.ResourceCapabilities{},
+	Prompts:     &mcp.PromptCapabilities{},
+	Completions: &mcp.CompletionCapabilities{},
+	Logging:     &mcp.LoggingCapabilities{},
+}
+
+// passthrough forwards the pass-through methods of a per-server endpoint
+// to the upstream *target names; other methods go to next.
+func (g *Gateway) passthrough(target *atomic.Pointer[upstream.Target]) mcp.Middleware {
+	return func(next mcp.MethodHandler) mcp.MethodHandler {
+		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+			switch method {
+			case "resources/list", "resources/templates/list", "resources/read", "prompts/list", "prompts/get", "completion/complete":
+			default:
+				return next(ctx, method, req)
+			}
+			t := target.Load()
+			if t == nil {
+				return nil, &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: "this server has no live version"}
+			}
+			var res mcp.Result
+			err := g.pool.Call(ctx, *t, func(ctx context.Context, s *mcp.ClientSession) error {
+				var err error
+				switch p := req.GetParams().(type) {
+				case *mcp.ListResourcesParams:
+					res, err = s.ListResources(ctx, p)
+				case *mcp.ListResourceTemplatesParams:
+					res, err = s.ListResourceTemplates(ctx, p)
+				case *mcp.ReadResourceParams:
+					res, err = s.ReadResource(ctx, p)
+				case *mcp.ListPromptsParams:
+					res, err = s.ListPrompts(ctx, p)
+				case *mcp.GetPromptParams:
+					res, err = s.GetPrompt(ctx, p)
+				case *mcp.CompleteParams:
+					res, err = s.Complete(ctx, p)
+				default:
+					err = &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("%s: unexpected parameters %T", method, p)}
+				}
+				return err
+			})
+			if err != nil {
+				if je, ok := upstream.Answered(err); ok {
+					return nil, je
+				}
+				return nil, &jsonrpc.Error{Code: codeUpstreamUnavailable, Message: fmt.Sprintf("upstream %s: %v", t.Key(), err)}
+			}
+			return res, nil
+		}
+	}
+}
