@@ -43,8 +43,11 @@ type Config struct {
 
 // Gateway serves /mcp. It is safe for concurrent use.
 type Gateway struct {
-	cfg     Config
-	logger  *slog.Logger
+	cfg    Config
+	logger *slog.Logger
+	// sdkLogger is what go-sdk logs to: warnings and errors only, since it
+	// writes several info lines for every stateless request.
+	sdkLogger *slog.Logger
 	fsm     *state.FSM
 	pool    *upstream.Pool
 	metrics *metrics
@@ -102,11 +105,12 @@ func New(cfg Config, fsm *state.FSM, pool *upstream.Pool, opts ...Option) *Gatew
 		cfg.CheckInterval = 10 * time.Minute
 	}
 	g := &Gateway{cfg: cfg, logger: slog.New(slog.DiscardHandler), fsm: fsm, pool: pool, now: time.Now, checked: map[string]time.Time{}}
-	g.life, g.stop = context.WithCancel(context.Background())
-	g.schemas = validate.NewCache(0)
 	for _, o := range opts {
 		o.apply(g)
 	}
+	g.sdkLogger = slog.New(minLevel{g.logger.Handler(), slog.LevelWarn})
+	g.life, g.stop = context.WithCancel(context.Background())
+	g.schemas = validate.NewCache(0)
 	if g.metrics == nil {
 		g.metrics = newMetrics(nil)
 	}
@@ -132,7 +136,7 @@ type endpoint struct {
 }
 
 func (g *Gateway) newEndpoint(name string, perServer bool) *endpoint {
-	opts := &mcp.ServerOptions{Logger: g.logger}
+	opts := &mcp.ServerOptions{Logger: g.sdkLogger}
 	ep := &endpoint{}
 	if perServer {
 		opts.Capabilities = passthroughCapabilities
@@ -150,8 +154,8 @@ func (g *Gateway) newEndpoint(name string, perServer bool) *endpoint {
 		server: s,
 		// In the 2026-07-28 era the POST is the whole request: an agent that
 		// goes away cancels the call, and so the upstream's.
-		stateless: mcp.NewStreamableHTTPHandler(get, &mcp.StreamableHTTPOptions{Stateless: true, Logger: g.logger, MaxRequestBodyBytes: g.cfg.MaxBodyBytes, PropagateRequestCancellation: true}),
-		stateful:  mcp.NewStreamableHTTPHandler(get, &mcp.StreamableHTTPOptions{Logger: g.logger, MaxRequestBodyBytes: g.cfg.MaxBodyBytes, SessionTimeout: 30 * time.Minute}),
+		stateless: mcp.NewStreamableHTTPHandler(get, &mcp.StreamableHTTPOptions{Stateless: true, Logger: g.sdkLogger, MaxRequestBodyBytes: g.cfg.MaxBodyBytes, PropagateRequestCancellation: true}),
+		stateful:  mcp.NewStreamableHTTPHandler(get, &mcp.StreamableHTTPOptions{Logger: g.sdkLogger, MaxRequestBodyBytes: g.cfg.MaxBodyBytes, SessionTimeout: 30 * time.Minute}),
 		names:     map[string]string{},
 		routes:    map[string]*route{},
 	}
@@ -554,4 +558,22 @@ func (g *Gateway) anonymousAllowed(p string) bool {
 		}
 	}
 	return false
+}
+
+// minLevel passes on records at or above min only.
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return minLevel{h.Handler.WithAttrs(attrs), h.min}
+}
+
+func (h minLevel) WithGroup(name string) slog.Handler {
+	return minLevel{h.Handler.WithGroup(name), h.min}
 }

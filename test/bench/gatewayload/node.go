@@ -1,0 +1,179 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/mcpmesh/mcpmesh/registry/api"
+)
+
+// The registry identity of the benchmark's node and upstream. Aggregated
+// tool names are "<namespace>.<tool>", so mcpmesh serves echo as
+// bench.echo at /mcp.
+const (
+	benchNamespace   = "bench"
+	benchTrustDomain = "bench.example.corp"
+	benchServer      = "corp.bench/echo"
+	benchVersion     = "1.0.0"
+	benchToolName    = benchNamespace + ".echo"
+	adminToken       = "gatewayload-admin-token-0123456789"
+)
+
+// serverCard is the registry card of the upstream at url, pinning echoTool.
+func serverCard(url string) []byte {
+	return fmt.Appendf(nil, `{"name":%q,"description":"gatewayload upstream","version":%q,"_meta":{
+"io.mcpmesh/governance":{"owner":"bench@corp.example","team":"bench","dataClassification":"internal","riskTier":"low","costPerCall":0,
+"upstream":{"transport":"streamable-http","url":%q}},
+"io.mcpmesh/tools":[%s]}}`, benchServer, benchVersion, url, echoTool)
+}
+
+// nodeConfig is a one-node config: Raft without fsync (no write happens
+// during the measurement anyway), both MCP routes open anonymously, the
+// product's default log level unless logLevel says otherwise.
+func nodeConfig(dir, httpAddr, raftAddr, logLevel string) string {
+	return fmt.Sprintf(`node_id: n1
+namespace: %s
+trust_domain: %s
+data_dir: %q
+http:
+  listen: %q
+raft:
+  listen: %q
+  no_sync: true
+bootstrap:
+  expect: 1
+  peers:
+    - { id: n1, address: %q }
+trust:
+  ca_dir: %q
+  auto_init: true
+admin:
+  token_file: %q
+mcp:
+  anonymous_routes: ["/mcp", "/mcp/s/*"]
+log:
+  level: %s
+`, benchNamespace, benchTrustDomain, filepath.Join(dir, "data"), httpAddr, raftAddr, raftAddr,
+		filepath.Join(dir, "ca"), filepath.Join(dir, "admin.token"), logLevel)
+}
+
+// startNode writes a config under dir and starts the node with it: the
+// command nodeCmd returns for the config's path (`mcpmesh node -config
+// FILE`, or this program's profiling variant). The node's log goes to
+// dir/node.log. It returns once /readyz says ready.
+func startNode(ctx context.Context, nodeCmd func(cfgPath string) *exec.Cmd, dir, logLevel string) (*child, string, error) {
+	httpAddr, err := freePort()
+	if err != nil {
+		return nil, "", err
+	}
+	raftAddr, err := freePort()
+	if err != nil {
+		return nil, "", err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "admin.token"), []byte(adminToken+"\n"), 0o600); err != nil {
+		return nil, "", fmt.Errorf("write admin token: %w", err)
+	}
+	cfgPath := filepath.Join(dir, "node.yaml")
+	if err := os.WriteFile(cfgPath, []byte(nodeConfig(dir, httpAddr, raftAddr, logLevel)), 0o600); err != nil {
+		return nil, "", fmt.Errorf("write node config: %w", err)
+	}
+	logPath := filepath.Join(dir, "node.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, "", fmt.Errorf("node log: %w", err)
+	}
+	cmd := nodeCmd(cfgPath)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(os.Environ(), "MCPMESH_ADDR=", "MCPMESH_TOKEN_FILE=", "MCPMESH_SVID_DIR=")
+	dieWithParent(cmd)
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, "", fmt.Errorf("start the mcpmesh node (%s): %w", cmd, err)
+	}
+	c := newChild("mcpmesh node", cmd, logf.Close)
+	base := "http://" + httpAddr
+	var last string
+	ready := poll(ctx, 30*time.Second, func() bool {
+		if c.exited() {
+			last = "process exited"
+			return false
+		}
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			last = err.Error()
+			return false
+		}
+		defer resp.Body.Close()
+		var r struct {
+			Ready  bool   `json:"ready"`
+			Reason string `json:"reason"`
+		}
+		json.NewDecoder(resp.Body).Decode(&r)
+		last = fmt.Sprintf("ready=%v reason=%q", r.Ready, r.Reason)
+		return r.Ready
+	})
+	if !ready {
+		c.stop()
+		return nil, "", fmt.Errorf("mcpmesh node not ready within 30s (last seen: %s); log tail:\n%s", last, logTail(logPath, 20))
+	}
+	return c, base, nil
+}
+
+// registerUpstream submits the upstream's card to the node at base and
+// approves it through the admin API, as `mcpmesh registry submit` and
+// `approve` do.
+func registerUpstream(ctx context.Context, base, upstreamURL string) error {
+	cl, err := api.NewClient(api.ClientConfig{Addr: base, Token: adminToken, Timeout: 15 * time.Second})
+	if err != nil {
+		return err
+	}
+	if _, err := cl.Submit(ctx, serverCard(upstreamURL)); err != nil {
+		return fmt.Errorf("submit the upstream's card: %w", err)
+	}
+	if _, err := cl.Transition(ctx, benchServer, benchVersion, "approve", api.TransitionRequest{Reason: "gatewayload"}); err != nil {
+		return fmt.Errorf("approve %s@%s: %w", benchServer, benchVersion, err)
+	}
+	return nil
+}
+
+// freePort returns a loopback address whose port was free a moment ago.
+func freePort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("find a free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// poll checks cond every 20ms until it holds, timeout passes or ctx ends.
+func poll(ctx context.Context, timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func logTail(path string, lines int) string {
+	raw, _ := os.ReadFile(path)
+	all := strings.Split(string(bytes.TrimRight(raw, "\n")), "\n")
+	if len(all) > lines {
+		all = all[len(all)-lines:]
+	}
+	return strings.Join(all, "\n")
+}
