@@ -48,10 +48,10 @@ type Gateway struct {
 	// sdkLogger is what go-sdk logs to: warnings and errors only, since it
 	// writes several info lines for every stateless request.
 	sdkLogger *slog.Logger
-	fsm     *state.FSM
-	pool    *upstream.Pool
-	metrics *metrics
-	now     func() time.Time
+	fsm       *state.FSM
+	pool      *upstream.Pool
+	metrics   *metrics
+	now       func() time.Time
 
 	propose  Proposer
 	isLeader func() bool
