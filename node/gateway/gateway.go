@@ -453,15 +453,8 @@ func (g *Gateway) compileInput(def *mcp.Tool) (*validate.Schema, error) {
 // toolFromDefinition turns a pinned definition into the go-sdk tool the
 // views advertise. Schemas stay the raw JSON that was pinned.
 func toolFromDefinition(def json.RawMessage) (*mcp.Tool, error) {
-	var raw struct {
-		Name         string               `json:"name"`
-		Title        string               `json:"title"`
-		Description  string               `json:"description"`
-		InputSchema  json.RawMessage      `json:"inputSchema"`
-		OutputSchema json.RawMessage      `json:"outputSchema"`
-		Annotations  *mcp.ToolAnnotations `json:"annotations"`
-	}
-	if err := json.Unmarshal(def, &raw); err != nil {
+	var ct card.Tool
+	if err := json.Unmarshal(def, &ct); err != nil {
 		return nil, err
 	}
 	var root struct {
@@ -470,12 +463,19 @@ func toolFromDefinition(def json.RawMessage) (*mcp.Tool, error) {
 	// mcp.Server.AddTool panics on a nil or non-object input schema; the
 	// registry refused such cards already, but a panic here would take the
 	// node down, so check again.
-	if err := json.Unmarshal(raw.InputSchema, &root); err != nil || root.Type != "object" {
+	if err := json.Unmarshal(ct.InputSchema, &root); err != nil || root.Type != "object" {
 		return nil, errors.New("inputSchema is not an object schema")
 	}
-	t := &mcp.Tool{Name: raw.Name, Title: raw.Title, Description: raw.Description, InputSchema: raw.InputSchema, Annotations: raw.Annotations}
-	if len(raw.OutputSchema) > 0 {
-		t.OutputSchema = raw.OutputSchema
+	t := &mcp.Tool{Name: ct.Name, Title: ct.Title, Description: ct.Description, InputSchema: ct.InputSchema}
+	if len(ct.OutputSchema) > 0 {
+		t.OutputSchema = ct.OutputSchema
+	}
+	if len(ct.Annotations) > 0 {
+		var a mcp.ToolAnnotations
+		if err := json.Unmarshal(ct.Annotations, &a); err != nil {
+			return nil, fmt.Errorf("annotations: %w", err)
+		}
+		t.Annotations = &a
 	}
 	return t, nil
 }

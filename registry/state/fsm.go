@@ -23,7 +23,6 @@ import (
 var (
 	keyApplied     = []byte("m\x00applied")
 	prefixVersions = []byte("v\x00")
-	prefixTools    = []byte("t\x00")
 	prefixTenants  = []byte("n\x00")
 )
 
