@@ -14,6 +14,8 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcpmesh/mcpmesh/registry/api"
+	"github.com/mcpmesh/mcpmesh/registry/card"
 	"github.com/mcpmesh/mcpmesh/test/internal/testcluster"
 )
 
@@ -193,4 +195,37 @@ func postJSON(t *testing.T, url, body string) (int, string) {
 	n, _ := resp.Body.Read(buf)
 	b.Write(buf[:n])
 	return resp.StatusCode, b.String()
+}
+
+// TestRugPullQuarantines: an upstream whose live tool definition differs
+// from the one reviewed and pinned gets its version quarantined through
+// Raft by the leader's definition check, on every node, and its tool is
+// no longer served.
+func TestRugPullQuarantines(t *testing.T) {
+	t.Parallel()
+	rug := startUpstream(t, "rug")
+	c := startCluster(t, testcluster.Options{NoSync: true, ExtraYAML: "mcp:\n  anonymous_routes: [\"/mcp\", \"/mcp/s/*\"]\n"})
+	leader := c.Leader(leaderTimeout)
+	// The card pins a description the upstream does not serve.
+	pinned := strings.Replace(string(upstreamCard("corp.hr/rug", "1.0.0", rug.URL)), "Looks a thing up.", "Looks a thing up; read-only.", 1)
+	mustCLI(t, c, leader, "registry", "submit", "-f", writeCard(t, []byte(pinned)))
+	mustCLI(t, c, leader, "registry", "approve", "corp.hr/rug@1.0.0")
+	for _, n := range c.Nodes {
+		d := eventuallyShow(t, c, n, "corp.hr/rug@1.0.0", func(d api.VersionDetail) bool { return d.State == card.StateQuarantined })
+		last := d.History[len(d.History)-1]
+		if last.By != "mcpmesh:definition-check" || !strings.Contains(last.Reason, "rug pull") || !strings.Contains(last.Reason, "lookup") {
+			t.Errorf("%s: quarantine recorded as %+v", n.ID, last)
+		}
+	}
+	ok := testcluster.Eventually(catchUp, func() bool {
+		s := mcpConnect(t, leader.URL()+"/mcp", "2026-07-28")
+		res, err := s.ListTools(t.Context(), nil)
+		return err == nil && len(res.Tools) == 0
+	})
+	if !ok {
+		t.Error("the quarantined tool is still listed")
+	}
+	if out, code := c.CLI(leader, "registry", "list", "-state", "quarantined"); code != 0 || !strings.Contains(out, "corp.hr/rug") {
+		t.Errorf("registry list -state quarantined: exit %d\n%s", code, out)
+	}
 }
