@@ -137,6 +137,14 @@ func TestGatewayServesApprovedServers(t *testing.T) {
 		}
 	}
 
+	// Upstream health is in the metrics (and /readyz), per server version.
+	if code, body := get(t, leader.URL()+"/metrics", ""); code != http.StatusOK || !strings.Contains(body, `mcpmesh_upstream_connected{namespace="hr",upstream="corp.hr/directory@1.0.0"} 1`) || !strings.Contains(body, `mcpmesh_upstream_circuit_open{namespace="hr",upstream="corp.hr/directory@1.0.0"} 0`) {
+		t.Errorf("/metrics lacks the upstream's health (HTTP %d)", code)
+	}
+	if code, body := get(t, leader.URL()+"/readyz", ""); code != http.StatusOK || !strings.Contains(body, `"upstream":"corp.hr/directory@1.0.0"`) {
+		t.Errorf("/readyz lacks the upstream's health: HTTP %d %s", code, body)
+	}
+
 	// The unapproved server is unreachable, by name and by its own route.
 	code, body := postJSON(t, leader.URL()+"/mcp/s/hr/corp.hr/shadow", `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)
 	if code != http.StatusNotFound {
