@@ -8,6 +8,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/mcpmesh/mcpmesh/node/validate"
 	"github.com/mcpmesh/mcpmesh/registry/api"
 	"github.com/mcpmesh/mcpmesh/registry/card"
 )
@@ -50,7 +51,11 @@ func registrySubmit(ctx context.Context, args []string, stdout io.Writer) error 
 	}
 	// Check locally first so a bad card fails without a round trip; the
 	// node checks again.
-	if _, err := card.Parse(raw); err != nil {
+	parsed, err := card.Parse(raw)
+	if err == nil {
+		err = validate.CheckCard(parsed)
+	}
+	if err != nil {
 		return fmt.Errorf("%s: %w", *file, err)
 	}
 	c, err := cf.client()

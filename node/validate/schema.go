@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/mcpmesh/mcpmesh/registry/card"
 )
 
 // The JSON Schema drafts a tool schema may be written in, as Schema.Draft
@@ -233,4 +235,38 @@ func orRoot(ptr string) string {
 func strip(s string) string {
 	s = strings.ReplaceAll(s, baseURL, "")
 	return strings.ReplaceAll(s, baseDir, "")
+}
+
+// CheckCard refuses a server card whose tools' inputSchema or outputSchema
+// does not compile as JSON Schema, returning a *card.ValidationError that
+// names each such field. The admin API runs it before a submission is
+// proposed (never in the Raft FSM: a replica must apply a committed
+// submission whatever its schema compiler would say), and the CLI and
+// `mcpmesh apply` run it locally so a bad schema fails before upload.
+func CheckCard(c *card.Card) error {
+	tools, err := c.Tools()
+	if err != nil {
+		return err
+	}
+	var ps []card.Problem
+	for i, t := range tools {
+		for _, s := range []struct {
+			key string
+			raw json.RawMessage
+		}{{"inputSchema", t.InputSchema}, {"outputSchema", t.OutputSchema}} {
+			if len(s.raw) == 0 {
+				continue
+			}
+			if err := CheckSchema(s.raw); err != nil {
+				ps = append(ps, card.Problem{
+					Field:   fmt.Sprintf("_meta.%s[%d].%s", card.ToolsKey, i, s.key),
+					Message: err.Error(),
+				})
+			}
+		}
+	}
+	if len(ps) > 0 {
+		return &card.ValidationError{Problems: ps}
+	}
+	return nil
 }

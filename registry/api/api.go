@@ -243,7 +243,7 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	if err := checkSchemas(c); err != nil {
+	if err := validate.CheckCard(c); err != nil {
 		h.fail(w, r, err)
 		return
 	}
@@ -267,38 +267,6 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusOK
 	}
 	writeJSON(w, status, SubmitResponse{sv.Server, sv.Version, sv.State, res.Unchanged, sv.Tools, res.Index})
-}
-
-// checkSchemas refuses a card whose tools' inputSchema or outputSchema does
-// not compile as JSON Schema, naming each such field. It runs here, before
-// the card is proposed, and never in the Raft FSM: a replica must apply a
-// committed submission whatever its schema compiler would say.
-func checkSchemas(c *card.Card) error {
-	tools, err := c.Tools()
-	if err != nil {
-		return err
-	}
-	var ps []card.Problem
-	for i, t := range tools {
-		for _, s := range []struct {
-			key string
-			raw json.RawMessage
-		}{{"inputSchema", t.InputSchema}, {"outputSchema", t.OutputSchema}} {
-			if len(s.raw) == 0 {
-				continue
-			}
-			if err := validate.CheckSchema(s.raw); err != nil {
-				ps = append(ps, card.Problem{
-					Field:   fmt.Sprintf("_meta.%s[%d].%s", card.ToolsKey, i, s.key),
-					Message: err.Error(),
-				})
-			}
-		}
-	}
-	if len(ps) > 0 {
-		return &card.ValidationError{Problems: ps}
-	}
-	return nil
 }
 
 func (h *Handler) showServer(w http.ResponseWriter, r *http.Request) {

@@ -12,6 +12,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/mcpmesh/mcpmesh/node/validate"
 	"github.com/mcpmesh/mcpmesh/registry/card"
 	"github.com/mcpmesh/mcpmesh/registry/state"
 )
@@ -224,6 +225,10 @@ func loadCard(path string) (CardFile, string, []Problem) {
 		}
 	}
 	c, err := card.Parse(raw)
+	if err == nil {
+		// The node refuses schemas that do not compile; say so now.
+		err = validate.CheckCard(c)
+	}
 	if err != nil {
 		var ve *card.ValidationError
 		if !errors.As(err, &ve) {
