@@ -12,13 +12,10 @@ import (
 // headers before go-sdk parses it). It must never panic, and bad input is
 // a client error, never a 5xx.
 func FuzzServeHTTP(f *testing.F) {
-	r := newRegistry(&testing.T{})
-	up := newUpstream(&testing.T{}, "fuzz")
-	defer up.Close()
+	r := newRegistry(f)
+	up := newUpstream(f, "fuzz")
 	r.register("corp.hr/directory", "1.0.0", up.URL, lookupTool, true)
-	g, srv := newGateway(&testing.T{}, r)
-	defer srv.Close()
-	defer g.Close()
+	g, _ := newGateway(f, r)
 
 	for _, seed := range []string{
 		`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`,

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -207,10 +208,24 @@ func (r *route) deprecated() bool {
 	return false
 }
 
-// Close stops background definition checks and waits for them.
+// Close stops background definition checks and waits for them, and ends
+// every agent session still open (legacy sessions otherwise live until
+// they idle out).
 func (g *Gateway) Close() error {
 	g.stop()
 	g.bg.Wait()
+	eps := []*endpoint{g.agg}
+	g.servers.Range(func(_, v any) bool {
+		eps = append(eps, v.(*endpoint))
+		return true
+	})
+	for _, ep := range eps {
+		// Collect first: a closing session removes itself from the server.
+		sessions := slices.Collect(ep.server.Sessions())
+		for _, ss := range sessions {
+			ss.Close()
+		}
+	}
 	return nil
 }
 

@@ -23,12 +23,12 @@ import (
 
 // registry drives a real FSM the way Raft would.
 type registry struct {
-	t     *testing.T
+	t     testing.TB
 	fsm   *state.FSM
 	index uint64
 }
 
-func newRegistry(t *testing.T) *registry {
+func newRegistry(t testing.TB) *registry {
 	t.Helper()
 	f, err := state.Open("state", state.WithFS(vfs.NewMem()))
 	if err != nil {
@@ -83,7 +83,7 @@ type upstreamServer struct {
 	calls   []string
 }
 
-func newUpstream(t *testing.T, label string) *upstreamServer {
+func newUpstream(t testing.TB, label string) *upstreamServer {
 	t.Helper()
 	u := &upstreamServer{}
 	s := mcp.NewServer(&mcp.Implementation{Name: "up-" + label, Version: "1"}, nil)
@@ -111,7 +111,7 @@ func newUpstream(t *testing.T, label string) *upstreamServer {
 	return u
 }
 
-func newGateway(t *testing.T, r *registry, anon ...string) (*Gateway, *httptest.Server) {
+func newGateway(t testing.TB, r *registry, anon ...string) (*Gateway, *httptest.Server) {
 	t.Helper()
 	pool := upstream.NewPool(upstream.Config{CallTimeout: 10 * time.Second})
 	t.Cleanup(func() { pool.Close() })

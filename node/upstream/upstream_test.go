@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"go.uber.org/goleak"
 )
 
 // With MCPMESH_TEST_STDIO_SERVER=1 the test binary is a stdio MCP server
@@ -23,7 +24,7 @@ func TestMain(m *testing.M) {
 		serveStdio()
 		return
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 func serveStdio() {
