@@ -65,10 +65,13 @@ type Gateway struct {
 
 	mu          sync.Mutex // serializes Sync
 	fingerprint string
-	schemas     *validate.Cache
-	sunset      time.Time // the earliest future sunset among live versions
-	agg         *endpoint
-	servers     sync.Map // server name → *endpoint
+	// targets is each served server's newest live upstream, for the
+	// aggregated view's prompts and completion.
+	targets atomic.Pointer[map[string]upstream.Target]
+	schemas *validate.Cache
+	sunset  time.Time // the earliest future sunset among live versions
+	agg     *endpoint
+	servers sync.Map // server name → *endpoint
 }
 
 // Option configures New.
@@ -139,6 +142,12 @@ type endpoint struct {
 func (g *Gateway) newEndpoint(name string, perServer bool) *endpoint {
 	opts := &mcp.ServerOptions{Logger: g.sdkLogger}
 	ep := &endpoint{}
+	if !perServer {
+		opts.Capabilities = aggregatedCapabilities
+		opts.CompletionHandler = func(context.Context, *mcp.CompleteRequest) (*mcp.CompleteResult, error) {
+			return nil, errors.New("completion not routed")
+		}
+	}
 	if perServer {
 		opts.Capabilities = passthroughCapabilities
 		opts.CompletionHandler = func(context.Context, *mcp.CompleteRequest) (*mcp.CompleteResult, error) {
@@ -149,6 +158,8 @@ func (g *Gateway) newEndpoint(name string, perServer bool) *endpoint {
 	s := mcp.NewServer(&mcp.Implementation{Name: name, Version: "1"}, opts)
 	if perServer {
 		s.AddReceivingMiddleware(g.passthrough(&ep.target))
+	} else {
+		s.AddReceivingMiddleware(g.aggregatedPrompts())
 	}
 	get := func(*http.Request) *mcp.Server { return s }
 	*ep = endpoint{
@@ -336,6 +347,11 @@ func (g *Gateway) Sync() error {
 			newest[sv.Server] = sv
 		}
 	}
+	targets := map[string]upstream.Target{}
+	for server := range byServer {
+		targets[server] = targetOf(newest[server])
+	}
+	g.targets.Store(&targets)
 	for server, rs := range byServer {
 		seen[server] = true
 		ep, ok := g.servers.Load(server)

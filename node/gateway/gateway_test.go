@@ -707,3 +707,42 @@ func TestPerServerEndpointPassesResourcesPromptsCompletion(t *testing.T) {
 		})
 	}
 }
+
+func TestAggregatedPrompts(t *testing.T) {
+	r := newRegistry(t)
+	r.register("corp.hr/rich", "1.0.0", richUpstream(t), lookupTool, true)
+	r.register("corp.hr/rich2", "1.0.0", richUpstream(t), `{"name":"other","inputSchema":{"type":"object"}}`, true)
+	_, srv := newGateway(t, r)
+	for _, era := range eras {
+		t.Run(era, func(t *testing.T) {
+			s := connect(t, srv.URL+"/mcp", era)
+			if caps := s.InitializeResult().Capabilities; caps.Prompts == nil || caps.Completions == nil {
+				t.Errorf("/mcp capabilities = %+v, want prompts and completions", caps)
+			}
+			pl, err := s.ListPrompts(t.Context(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, p := range pl.Prompts {
+				names = append(names, p.Name)
+			}
+			if want := []string{"hr.rich.greet", "hr.rich2.greet"}; !slices.Equal(names, want) {
+				t.Fatalf("prompts = %v, want %v", names, want)
+			}
+			for _, name := range names {
+				pg, err := s.GetPrompt(t.Context(), &mcp.GetPromptParams{Name: name, Arguments: map[string]string{"who": name}})
+				if err != nil || pg.Messages[0].Content.(*mcp.TextContent).Text != "hello "+name {
+					t.Errorf("prompts/get %s = %+v, %v", name, pg, err)
+				}
+			}
+			cr, err := s.Complete(t.Context(), &mcp.CompleteParams{Ref: &mcp.CompleteReference{Type: "ref/prompt", Name: "hr.rich2.greet"}, Argument: mcp.CompleteParamsArgument{Name: "who", Value: "x"}})
+			if err != nil || len(cr.Completion.Values) != 1 || cr.Completion.Values[0] != "x-done" {
+				t.Errorf("completion = %+v, %v", cr, err)
+			}
+			if _, err := s.GetPrompt(t.Context(), &mcp.GetPromptParams{Name: "hr.nope"}); err == nil || !strings.Contains(err.Error(), "unknown prompt") {
+				t.Errorf("unknown prompt: err = %v", err)
+			}
+		})
+	}
+}

@@ -1,0 +1,192 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpmesh/mcpmesh/node/upstream"
+)
+
+// Prompts on the aggregated /mcp: every served server's prompts, asked of
+// its newest live upstream, named like tools: "<namespace>.<prompt>", or
+// "<namespace>.<server>.<prompt>" where two servers share a prompt name.
+// prompts/get and prompt completions route back to the server by that
+// name. Resources are not aggregated (their URIs would need mapping in
+// results too); they are served on each server's own endpoint.
+
+// aggregatedCapabilities are what /mcp advertises.
+var aggregatedCapabilities = &mcp.ServerCapabilities{
+	Tools:       &mcp.ToolCapabilities{ListChanged: true},
+	Prompts:     &mcp.PromptCapabilities{},
+	Completions: &mcp.CompletionCapabilities{},
+	Logging:     &mcp.LoggingCapabilities{},
+}
+
+// maxPromptPages bounds how many pages of one upstream's prompts are read.
+const maxPromptPages = 20
+
+// promptRef is where an aggregated prompt name leads.
+type promptRef struct {
+	server, name string
+}
+
+// promptIndex maps the aggregated names of the last listing, so that
+// prompts/get needs no listing of its own in the common case.
+type promptIndex struct {
+	mu    sync.Mutex
+	names map[string]promptRef
+}
+
+func (g *Gateway) aggregatedPrompts() mcp.Middleware {
+	idx := &promptIndex{}
+	return func(next mcp.MethodHandler) mcp.MethodHandler {
+		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+			switch method {
+			case "prompts/list":
+				prompts, names, err := g.listPrompts(ctx)
+				if err != nil {
+					return nil, err
+				}
+				idx.mu.Lock()
+				idx.names = names
+				idx.mu.Unlock()
+				return &mcp.ListPromptsResult{Prompts: prompts}, nil
+			case "prompts/get":
+				p := req.GetParams().(*mcp.GetPromptParams)
+				ref, err := g.resolvePrompt(ctx, idx, p.Name)
+				if err != nil {
+					return nil, err
+				}
+				fwd := *p
+				fwd.Name = ref.name
+				return g.onServer(ctx, ref.server, func(ctx context.Context, s *mcp.ClientSession) (mcp.Result, error) {
+					return s.GetPrompt(ctx, &fwd)
+				})
+			case "completion/complete":
+				p := req.GetParams().(*mcp.CompleteParams)
+				if p.Ref == nil || p.Ref.Type != "ref/prompt" {
+					return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "on /mcp only prompt arguments complete; complete resource templates on the server's own endpoint (/mcp/s/<namespace>/<server>)"}
+				}
+				ref, err := g.resolvePrompt(ctx, idx, p.Ref.Name)
+				if err != nil {
+					return nil, err
+				}
+				fwd := *p
+				r := *p.Ref
+				r.Name = ref.name
+				fwd.Ref = &r
+				return g.onServer(ctx, ref.server, func(ctx context.Context, s *mcp.ClientSession) (mcp.Result, error) {
+					return s.Complete(ctx, &fwd)
+				})
+			}
+			return next(ctx, method, req)
+		}
+	}
+}
+
+// listPrompts asks every served server for its prompts and names them. A
+// server that cannot answer is left out of the listing (and logged), so
+// one broken upstream does not hide every other server's prompts.
+func (g *Gateway) listPrompts(ctx context.Context) ([]*mcp.Prompt, map[string]promptRef, error) {
+	targets := g.targets.Load()
+	if targets == nil {
+		return []*mcp.Prompt{}, map[string]promptRef{}, nil
+	}
+	type found struct {
+		server string
+		prompt *mcp.Prompt
+	}
+	var all []found
+	for server, t := range *targets {
+		var ps []*mcp.Prompt
+		err := g.pool.Call(ctx, t, func(ctx context.Context, s *mcp.ClientSession) error {
+			params := &mcp.ListPromptsParams{}
+			for range maxPromptPages {
+				res, err := s.ListPrompts(ctx, params)
+				if err != nil {
+					return err
+				}
+				ps = append(ps, res.Prompts...)
+				if res.NextCursor == "" {
+					return nil
+				}
+				params.Cursor = res.NextCursor
+			}
+			return nil
+		})
+		if err != nil {
+			g.logger.Warn("gateway: prompts of an upstream left out of /mcp", "server", server, "error", err)
+			continue
+		}
+		for _, p := range ps {
+			all = append(all, found{server, p})
+		}
+	}
+	count := map[string]int{}
+	for _, f := range all {
+		count[f.prompt.Name]++
+	}
+	names := map[string]promptRef{}
+	out := make([]*mcp.Prompt, 0, len(all))
+	for _, f := range all {
+		name := g.cfg.Namespace + "." + f.prompt.Name
+		if count[f.prompt.Name] > 1 {
+			name = g.cfg.Namespace + "." + shortName(f.server) + "." + f.prompt.Name
+		}
+		p := *f.prompt
+		p.Name = name
+		out = append(out, &p)
+		names[name] = promptRef{server: f.server, name: f.prompt.Name}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, names, nil
+}
+
+// resolvePrompt finds the server and name behind an aggregated prompt
+// name, listing afresh when the last listing does not know it.
+func (g *Gateway) resolvePrompt(ctx context.Context, idx *promptIndex, name string) (promptRef, error) {
+	idx.mu.Lock()
+	ref, ok := idx.names[name]
+	idx.mu.Unlock()
+	if ok {
+		return ref, nil
+	}
+	_, names, err := g.listPrompts(ctx)
+	if err != nil {
+		return promptRef{}, err
+	}
+	idx.mu.Lock()
+	idx.names = names
+	idx.mu.Unlock()
+	if ref, ok := names[name]; ok {
+		return ref, nil
+	}
+	return promptRef{}, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown prompt %q; prompts/list shows the names on this endpoint", name)}
+}
+
+// onServer runs fn on the newest live upstream of server.
+func (g *Gateway) onServer(ctx context.Context, server string, fn func(context.Context, *mcp.ClientSession) (mcp.Result, error)) (mcp.Result, error) {
+	targets := g.targets.Load()
+	t, ok := (*targets)[server]
+	if !ok {
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("server %s is no longer served", server)}
+	}
+	var res mcp.Result
+	err := g.pool.Call(ctx, t, func(ctx context.Context, s *mcp.ClientSession) error {
+		var err error
+		res, err = fn(ctx, s)
+		return err
+	})
+	if err != nil {
+		if je, ok := upstream.Answered(err); ok {
+			return nil, je
+		}
+		return nil, &jsonrpc.Error{Code: codeUpstreamUnavailable, Message: fmt.Sprintf("upstream %s: %v", t.Key(), err)}
+	}
+	return res, nil
+}
