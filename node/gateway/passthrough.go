@@ -41,34 +41,43 @@ func (g *Gateway) passthrough(target *atomic.Pointer[upstream.Target]) mcp.Middl
 			if t == nil {
 				return nil, &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: "this server has no live version"}
 			}
-			var res mcp.Result
-			err := g.pool.Call(ctx, *t, func(ctx context.Context, s *mcp.ClientSession) error {
-				var err error
+			return g.callUpstreamResult(ctx, *t, func(ctx context.Context, s *mcp.ClientSession) (mcp.Result, error) {
 				switch p := req.GetParams().(type) {
 				case *mcp.ListResourcesParams:
-					res, err = s.ListResources(ctx, p)
+					return s.ListResources(ctx, p)
 				case *mcp.ListResourceTemplatesParams:
-					res, err = s.ListResourceTemplates(ctx, p)
+					return s.ListResourceTemplates(ctx, p)
 				case *mcp.ReadResourceParams:
-					res, err = s.ReadResource(ctx, p)
+					return s.ReadResource(ctx, p)
 				case *mcp.ListPromptsParams:
-					res, err = s.ListPrompts(ctx, p)
+					return s.ListPrompts(ctx, p)
 				case *mcp.GetPromptParams:
-					res, err = s.GetPrompt(ctx, p)
+					return s.GetPrompt(ctx, p)
 				case *mcp.CompleteParams:
-					res, err = s.Complete(ctx, p)
+					return s.Complete(ctx, p)
 				default:
-					err = &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("%s: unexpected parameters %T", method, p)}
+					return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("%s: unexpected parameters %T", method, p)}
 				}
-				return err
 			})
-			if err != nil {
-				if je, ok := upstream.Answered(err); ok {
-					return nil, je
-				}
-				return nil, &jsonrpc.Error{Code: codeUpstreamUnavailable, Message: fmt.Sprintf("upstream %s: %v", t.Key(), err)}
-			}
-			return res, nil
 		}
 	}
+}
+
+// callUpstreamResult runs fn on t's session through the pool and maps a
+// failure for the agent: the upstream's own JSON-RPC error passes through,
+// anything else says which upstream could not be reached.
+func (g *Gateway) callUpstreamResult(ctx context.Context, t upstream.Target, fn func(context.Context, *mcp.ClientSession) (mcp.Result, error)) (mcp.Result, error) {
+	var res mcp.Result
+	err := g.pool.Call(ctx, t, func(ctx context.Context, s *mcp.ClientSession) error {
+		var err error
+		res, err = fn(ctx, s)
+		return err
+	})
+	if err != nil {
+		if je, ok := upstream.Answered(err); ok {
+			return nil, je
+		}
+		return nil, &jsonrpc.Error{Code: codeUpstreamUnavailable, Message: fmt.Sprintf("upstream %s: %v", t.Key(), err)}
+	}
+	return res, nil
 }

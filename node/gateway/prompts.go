@@ -8,8 +8,6 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
-
-	"github.com/mcpmesh/mcpmesh/node/upstream"
 )
 
 // Prompts on the aggregated /mcp: every served server's prompts, asked of
@@ -176,17 +174,5 @@ func (g *Gateway) onServer(ctx context.Context, server string, fn func(context.C
 	if !ok {
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("server %s is no longer served", server)}
 	}
-	var res mcp.Result
-	err := g.pool.Call(ctx, t, func(ctx context.Context, s *mcp.ClientSession) error {
-		var err error
-		res, err = fn(ctx, s)
-		return err
-	})
-	if err != nil {
-		if je, ok := upstream.Answered(err); ok {
-			return nil, je
-		}
-		return nil, &jsonrpc.Error{Code: codeUpstreamUnavailable, Message: fmt.Sprintf("upstream %s: %v", t.Key(), err)}
-	}
-	return res, nil
+	return g.callUpstreamResult(ctx, t, fn)
 }
