@@ -17,17 +17,23 @@
 // # What is served
 //
 // tools/list is answered from the registry's replicated state, never from
-// an upstream. For each server the newest live version (approved, or
-// deprecated before its sunset) is served; the tool definitions are the
-// ones pinned at submission. The views follow the registry: when its state
-// changes, tools are added, replaced and removed in place (sessions get
-// list_changed).
+// an upstream. A tool is served from every live version of its server
+// (approved, or deprecated before its sunset): the newest defines it in
+// listings and answers calls that pin no version; a call may pin another
+// in _meta["io.mcpmesh/version"] (versions.go). Arguments are validated
+// against the answering version's schema before the upstream sees them.
+// The views follow the registry: when its state changes, tools are added,
+// replaced and removed in place (sessions get list_changed). The leader
+// checks live tool definitions against the pinned ones and quarantines a
+// changed version (rugpull.go). Resources, prompts and completion pass
+// through a server's own endpoint (passthrough.go); prompts are also
+// aggregated on /mcp (prompts.go).
 //
 // # What is not here yet
 //
-// Version pins, deprecation warnings, argument validation, rug-pull
-// quarantine, resources and prompts, and agent authentication belong to
-// this package's later slices or to other packages; see the README's status.
-// Until agent authentication exists, only routes a node's config names in
-// mcp.anonymous_routes are served; every other /mcp request is refused.
+// Resources on /mcp, resource subscriptions, relays of upstream logging,
+// sampling and elicitation, and agent authentication; see the README's
+// status. Until agent authentication exists, only routes a node's config
+// names in mcp.anonymous_routes are served; every other /mcp request is
+// refused.
 package gateway

@@ -14,8 +14,8 @@ import (
 // Resources, prompts and completion are not versioned in the registry;
 // on a server's own endpoint (/mcp/s/<ns>/<server>) they pass through, as
 // they are, to the upstream of the server's newest live version. The
-// aggregated /mcp does not serve them yet (it would need their names and
-// URIs mapped per server).
+// aggregated /mcp serves prompts (prompts.go) but not resources, whose
+// URIs would need mapping in results too.
 
 // passthroughCapabilities are what a per-server endpoint advertises on
 // top of tools.
