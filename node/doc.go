@@ -1,11 +1,12 @@
 // Package node runs one mcpmesh node of a BU: it loads the node's identity
 // from the embedded CA, keeps its SVID fresh, starts the namespace's Raft
-// replica, and serves the HTTP surface (/v1/ admin API, /healthz, /readyz,
-// /metrics).
+// replica, and serves the HTTP surface (/mcp front door, /v1/ admin API,
+// /healthz, /readyz, /metrics).
 //
 // It owns wiring and lifecycle (start, ready, drain, stop). Each stage of
 // the work lives in its own package: the registry under registry/, identity
-// under trust/, admin authentication in node/adminauth.
+// under trust/, admin authentication in node/adminauth, the MCP front door
+// in node/gateway with its upstream connections in node/upstream.
 //
 // # Lifecycle
 //
