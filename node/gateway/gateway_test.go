@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -13,7 +14,9 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/hashicorp/raft"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpmesh/mcpmesh/node/upstream"
@@ -744,5 +747,145 @@ func TestAggregatedPrompts(t *testing.T) {
 				t.Errorf("unknown prompt: err = %v", err)
 			}
 		})
+	}
+}
+
+// inputUpstream serves "greet", which asks the agent for its name by
+// elicitation (a multi round-trip result) unless the agent declared no
+// elicitation capability, and records the capabilities and client it saw.
+func inputUpstream(t *testing.T) (url string, seen func() (caps []*mcp.ClientCapabilities, clients []string)) {
+	t.Helper()
+	var mu sync.Mutex
+	var caps []*mcp.ClientCapabilities
+	var clients []string
+	s := mcp.NewServer(&mcp.Implementation{Name: "asker", Version: "1"}, nil)
+	s.AddTool(&mcp.Tool{Name: "greet", InputSchema: json.RawMessage(`{"type":"object"}`)}, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		mu.Lock()
+		caps = append(caps, req.ClientCapabilities())
+		if ci := req.ClientInfo(); ci != nil {
+			clients = append(clients, ci.Name)
+		}
+		mu.Unlock()
+		if r, ok := req.Params.InputResponses["name"].(*mcp.ElicitResult); ok {
+			if req.Params.RequestState != "asked-once" {
+				return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "bad state " + req.Params.RequestState}
+			}
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: fmt.Sprintf("hello %v", r.Content["name"])}}}, nil
+		}
+		if c := req.ClientCapabilities(); c == nil || c.Elicitation == nil {
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "hello stranger"}}}, nil
+		}
+		return &mcp.CallToolResult{
+			InputRequests: mcp.InputRequestMap{"name": &mcp.ElicitParams{Message: "Your name?",
+				RequestedSchema: &jsonschema.Schema{Type: "object", Properties: map[string]*jsonschema.Schema{"name": {Type: "string"}}}}},
+			RequestState: "asked-once",
+		}, nil
+	})
+	srv := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, &mcp.StreamableHTTPOptions{Stateless: true}))
+	t.Cleanup(srv.Close)
+	return srv.URL, func() ([]*mcp.ClientCapabilities, []string) {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(caps), slices.Clone(clients)
+	}
+}
+
+const greetTool = `{"name":"greet","inputSchema":{"type":"object"}}`
+
+func TestInputRequestsReachTheAgent(t *testing.T) {
+	r := newRegistry(t)
+	url, seen := inputUpstream(t)
+	r.register("example.com/asker", "1.0.0", url, greetTool, true)
+	_, srv := newGateway(t, r)
+	for _, era := range eras {
+		t.Run(era, func(t *testing.T) {
+			asked := 0
+			c := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1"}, &mcp.ClientOptions{
+				ElicitationHandler: func(ctx context.Context, req *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+					asked++
+					return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"name": "Ada"}}, nil
+				},
+			})
+			s, err := c.Connect(t.Context(), &mcp.StreamableClientTransport{Endpoint: srv.URL + "/mcp"}, &mcp.ClientSessionOptions{ProtocolVersion: era})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			res, err := s.CallTool(t.Context(), &mcp.CallToolParams{Name: "hr.greet"})
+			if err != nil {
+				t.Fatalf("call: %v", err)
+			}
+			if got := res.Content[0].(*mcp.TextContent).Text; got != "hello Ada" || asked != 1 {
+				t.Fatalf("got %q after %d elicitations, want %q after 1", got, asked, "hello Ada")
+			}
+			if res.Meta[MetaVersion] != "1.0.0" {
+				t.Fatalf("result _meta = %v, want the answering version", res.Meta)
+			}
+		})
+	}
+	// An agent that cannot answer elicitations is not asked: the upstream
+	// sees the agent's capabilities, not the node's.
+	s := connect(t, srv.URL+"/mcp", "2026-07-28")
+	res, err := s.CallTool(t.Context(), &mcp.CallToolParams{Name: "hr.greet"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.Content[0].(*mcp.TextContent).Text; got != "hello stranger" {
+		t.Fatalf("agent without elicitation got %q", got)
+	}
+	_, clients := seen()
+	for _, c := range clients {
+		if c != "mcpmesh" {
+			t.Fatalf("the upstream saw client %q; the agent's identity must not cross", c)
+		}
+	}
+}
+
+func TestRequestStateIsCheckedAndBindsTheVersion(t *testing.T) {
+	r := newRegistry(t)
+	url, _ := inputUpstream(t)
+	r.register("example.com/asker", "1.0.0", url, greetTool, true)
+	_, srv := newGateway(t, r)
+	c := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1"}, &mcp.ClientOptions{
+		ElicitationHandler: func(context.Context, *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+			return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"name": "Ada"}}, nil
+		},
+		MultiRoundTrip: &mcp.MultiRoundTripOptions{Disabled: true},
+	})
+	s, err := c.Connect(t.Context(), &mcp.StreamableClientTransport{Endpoint: srv.URL + "/mcp"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	first, err := s.CallTool(t.Context(), &mcp.CallToolParams{Name: "hr.greet"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !first.NeedsInput() || first.InputRequests["name"] == nil {
+		t.Fatalf("first round = %+v, want input_required asking for name", first)
+	}
+	if w, err := unwrapState(first.RequestState); err != nil || w.Version != "1.0.0" || w.State != "asked-once" {
+		t.Fatalf("requestState %q unwraps to %+v, %v", first.RequestState, w, err)
+	}
+	answers := mcp.InputResponseMap{"name": &mcp.ElicitResult{Action: "accept", Content: map[string]any{"name": "Ada"}}}
+	for name, tc := range map[string]struct {
+		state string
+		meta  mcp.Meta
+		want  string
+	}{
+		"tampered":        {state: first.RequestState + "-TAMPERED", want: "not issued by this gateway"},
+		"foreign":         {state: "asked-once", want: "not issued by this gateway"},
+		"pin disagrees":   {state: first.RequestState, meta: mcp.Meta{MetaVersion: "2.0.0"}, want: "belongs to version 1.0.0"},
+		"another version": {state: wrapState("9.9.9", "asked-once"), want: "9.9.9 is not registered"},
+	} {
+		_, err := s.CallTool(t.Context(), &mcp.CallToolParams{Name: "hr.greet", Meta: tc.meta, InputResponses: answers, RequestState: tc.state})
+		var je *jsonrpc.Error
+		if !errors.As(err, &je) || je.Code != jsonrpc.CodeInvalidParams || !strings.Contains(je.Message, tc.want) {
+			t.Errorf("%s: err = %v, want -32602 mentioning %q", name, err, tc.want)
+		}
+	}
+	res, err := s.CallTool(t.Context(), &mcp.CallToolParams{Name: "hr.greet", InputResponses: answers, RequestState: first.RequestState})
+	if err != nil || res.NeedsInput() || res.Content[0].(*mcp.TextContent).Text != "hello Ada" {
+		t.Fatalf("retry: %+v, %v", res, err)
 	}
 }

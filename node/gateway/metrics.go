@@ -19,7 +19,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mcpmesh_gateway_tool_calls_total",
-			Help: "Tool calls through the gateway by namespace, exposed tool name and outcome (ok, tool_error, error).",
+			Help: "Tool calls through the gateway by namespace, exposed tool name and outcome (ok, tool_error, input_required, error, refused, invalid_arguments).",
 		}, []string{"namespace", "tool", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "mcpmesh_gateway_tool_call_duration_seconds",

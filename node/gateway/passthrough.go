@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"sync/atomic"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -41,20 +42,23 @@ func (g *Gateway) passthrough(target *atomic.Pointer[upstream.Target]) mcp.Middl
 			if t == nil {
 				return nil, &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: "this server has no live version"}
 			}
+			meta := forwardMeta(paramsMeta(req.GetParams()), session(req))
 			return g.callUpstreamResult(ctx, *t, func(ctx context.Context, s *mcp.ClientSession) (mcp.Result, error) {
+				// Each request goes upstream as a copy whose _meta carries
+				// only what forwardMeta lets through.
 				switch p := req.GetParams().(type) {
 				case *mcp.ListResourcesParams:
-					return s.ListResources(ctx, p)
+					return s.ListResources(ctx, copyWithMeta(p, meta))
 				case *mcp.ListResourceTemplatesParams:
-					return s.ListResourceTemplates(ctx, p)
+					return s.ListResourceTemplates(ctx, copyWithMeta(p, meta))
 				case *mcp.ReadResourceParams:
-					return s.ReadResource(ctx, p)
+					return s.ReadResource(ctx, copyWithMeta(p, meta))
 				case *mcp.ListPromptsParams:
-					return s.ListPrompts(ctx, p)
+					return s.ListPrompts(ctx, copyWithMeta(p, meta))
 				case *mcp.GetPromptParams:
-					return s.GetPrompt(ctx, p)
+					return s.GetPrompt(ctx, copyWithMeta(p, meta))
 				case *mcp.CompleteParams:
-					return s.Complete(ctx, p)
+					return s.Complete(ctx, copyWithMeta(p, meta))
 				default:
 					return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("%s: unexpected parameters %T", method, p)}
 				}
@@ -80,4 +84,26 @@ func (g *Gateway) callUpstreamResult(ctx context.Context, t upstream.Target, fn 
 		return nil, &jsonrpc.Error{Code: codeUpstreamUnavailable, Message: fmt.Sprintf("upstream %s: %v", t.Key(), err)}
 	}
 	return res, nil
+}
+
+// paramsMeta returns a request's _meta; params may be a nil pointer.
+func paramsMeta(p mcp.Params) mcp.Meta {
+	if p == nil || reflect.ValueOf(p).IsNil() {
+		return nil
+	}
+	return p.GetMeta()
+}
+
+// copyWithMeta returns a copy of params (the zero value for nil) with its
+// _meta replaced.
+func copyWithMeta[T any, P interface {
+	*T
+	mcp.Params
+}](p P, meta mcp.Meta) P {
+	var c T
+	if p != nil {
+		c = *p
+	}
+	P(&c).SetMeta(meta)
+	return &c
 }

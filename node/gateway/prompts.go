@@ -55,31 +55,30 @@ func (g *Gateway) aggregatedPrompts() mcp.Middleware {
 				idx.mu.Unlock()
 				return &mcp.ListPromptsResult{Prompts: prompts}, nil
 			case "prompts/get":
-				p := req.GetParams().(*mcp.GetPromptParams)
-				ref, err := g.resolvePrompt(ctx, idx, p.Name)
+				// A copy (params may be nil) with only the _meta that may go upstream.
+				fwd := copyWithMeta(req.GetParams().(*mcp.GetPromptParams), forwardMeta(paramsMeta(req.GetParams()), session(req)))
+				ref, err := g.resolvePrompt(ctx, idx, fwd.Name)
 				if err != nil {
 					return nil, err
 				}
-				fwd := *p
 				fwd.Name = ref.name
 				return g.onServer(ctx, ref.server, func(ctx context.Context, s *mcp.ClientSession) (mcp.Result, error) {
-					return s.GetPrompt(ctx, &fwd)
+					return s.GetPrompt(ctx, fwd)
 				})
 			case "completion/complete":
-				p := req.GetParams().(*mcp.CompleteParams)
-				if p.Ref == nil || p.Ref.Type != "ref/prompt" {
+				fwd := copyWithMeta(req.GetParams().(*mcp.CompleteParams), forwardMeta(paramsMeta(req.GetParams()), session(req)))
+				if fwd.Ref == nil || fwd.Ref.Type != "ref/prompt" {
 					return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "on /mcp only prompt arguments complete; complete resource templates on the server's own endpoint (/mcp/s/<namespace>/<server>)"}
 				}
-				ref, err := g.resolvePrompt(ctx, idx, p.Ref.Name)
+				ref, err := g.resolvePrompt(ctx, idx, fwd.Ref.Name)
 				if err != nil {
 					return nil, err
 				}
-				fwd := *p
-				r := *p.Ref
+				r := *fwd.Ref
 				r.Name = ref.name
 				fwd.Ref = &r
 				return g.onServer(ctx, ref.server, func(ctx context.Context, s *mcp.ClientSession) (mcp.Result, error) {
-					return s.Complete(ctx, &fwd)
+					return s.Complete(ctx, fwd)
 				})
 			}
 			return next(ctx, method, req)

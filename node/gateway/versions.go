@@ -39,50 +39,63 @@ const codeVersionSunset = -32010
 func (g *Gateway) handler(r *route, exposed string) mcp.ToolHandler {
 	return func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		start := time.Now()
-		e, err := g.resolve(r, pinOf(req.Params.Meta))
-		if err != nil {
-			g.metrics.observe(g.cfg.Namespace, exposed, "refused", time.Since(start))
-			return nil, err
-		}
-		// Arguments are checked against the answering version's schema
-		// before the upstream sees them.
-		if err := e.input.Validate(req.Params.Arguments); err != nil {
-			g.metrics.observe(g.cfg.Namespace, exposed, "invalid_arguments", time.Since(start))
-			return nil, invalidArguments(e, err)
-		}
-		res, err := g.callUpstream(ctx, e, req)
-		outcome := "ok"
-		switch {
-		case err != nil:
-			outcome = "error"
-		case res.IsError:
-			outcome = "tool_error"
-		}
-		g.metrics.observe(g.cfg.Namespace, exposed, outcome, time.Since(start))
-		if err != nil {
-			return nil, g.upstreamError(e, err)
-		}
-		meta := maps.Clone(res.Meta)
-		if meta == nil {
-			meta = mcp.Meta{}
-		}
-		meta[MetaVersion] = e.version
-		if d := e.deprecation; d != nil {
-			warning := deprecationWarning(e)
-			meta[MetaDeprecation] = map[string]any{
-				"version": e.version, "sunset": d.Sunset.UTC().Format(time.RFC3339),
-				"replacement": d.Replacement, "note": d.Note, "message": warning,
-			}
-			g.metrics.deprecated(g.cfg.Namespace, exposed, e.version)
-			// Best effort: a client that does not listen for log messages
-			// still gets the warning in the result.
-			if req.Session != nil {
-				req.Session.Log(ctx, &mcp.LoggingMessageParams{Level: "warning", Logger: "mcpmesh", Data: warning})
+		version, state, err := versionOfCall(req.Params)
+		if err == nil {
+			var e *entry
+			e, err = g.resolve(r, version)
+			if err == nil {
+				return g.call(ctx, req, e, exposed, state, start)
 			}
 		}
-		res.Meta = meta
-		return res, nil
+		g.metrics.observe(g.cfg.Namespace, exposed, "refused", time.Since(start))
+		return nil, err
 	}
+}
+
+// call serves one tools/call by version e of its tool; upstreamState is
+// the upstream's own requestState of a multi round-trip retry.
+func (g *Gateway) call(ctx context.Context, req *mcp.CallToolRequest, e *entry, exposed, upstreamState string, start time.Time) (*mcp.CallToolResult, error) {
+	// Arguments are checked against the answering version's schema
+	// before the upstream sees them.
+	if err := e.input.Validate(req.Params.Arguments); err != nil {
+		g.metrics.observe(g.cfg.Namespace, exposed, "invalid_arguments", time.Since(start))
+		return nil, invalidArguments(e, err)
+	}
+	res, err := g.callUpstream(ctx, e, req, upstreamState)
+	outcome := "ok"
+	switch {
+	case err != nil:
+		outcome = "error"
+	case res.IsError:
+		outcome = "tool_error"
+	case res.InputRequests != nil:
+		outcome = "input_required"
+		res.RequestState = wrapState(e.version, res.RequestState)
+	}
+	g.metrics.observe(g.cfg.Namespace, exposed, outcome, time.Since(start))
+	if err != nil {
+		return nil, g.upstreamError(e, err)
+	}
+	meta := maps.Clone(res.Meta)
+	if meta == nil {
+		meta = mcp.Meta{}
+	}
+	meta[MetaVersion] = e.version
+	if d := e.deprecation; d != nil {
+		warning := deprecationWarning(e)
+		meta[MetaDeprecation] = map[string]any{
+			"version": e.version, "sunset": d.Sunset.UTC().Format(time.RFC3339),
+			"replacement": d.Replacement, "note": d.Note, "message": warning,
+		}
+		g.metrics.deprecated(g.cfg.Namespace, exposed, e.version)
+		// Best effort: a client that does not listen for log messages
+		// still gets the warning in the result.
+		if req.Session != nil {
+			req.Session.Log(ctx, &mcp.LoggingMessageParams{Level: "warning", Logger: "mcpmesh", Data: warning})
+		}
+	}
+	res.Meta = meta
+	return res, nil
 }
 
 func pinOf(m mcp.Meta) string {
@@ -153,8 +166,9 @@ func (g *Gateway) deprecationHeaders(w http.ResponseWriter, ep *endpoint, call *
 // from the handler's goroutine and in order, all of it before the result:
 // go-sdk delivers server notifications of a stateless (2026-07-28) request
 // only while its handler runs, and only from its request context.
-func (g *Gateway) callUpstream(ctx context.Context, e *entry, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-	params := &mcp.CallToolParams{Name: e.tool, Arguments: req.Params.Arguments}
+func (g *Gateway) callUpstream(ctx context.Context, e *entry, req *mcp.CallToolRequest, upstreamState string) (*mcp.CallToolResult, error) {
+	params := &mcp.CallToolParams{Name: e.tool, Arguments: req.Params.Arguments, Meta: forwardMeta(req.Params.Meta, req.Session),
+		InputResponses: req.Params.InputResponses, RequestState: upstreamState}
 	token := req.Params.GetProgressToken()
 	if token == nil || req.Session == nil {
 		return g.pool.CallTool(ctx, e.target, params, nil)

@@ -137,6 +137,9 @@ func NewPool(cfg Config, opts ...Option) *Pool {
 	p.client = mcp.NewClient(&mcp.Implementation{Name: "mcpmesh", Version: "1"}, &mcp.ClientOptions{
 		Logger:                      p.logger,
 		ProgressNotificationHandler: p.onProgress,
+		// Input requests of a multi round-trip result are the agent's to
+		// fulfil: the result goes back to the gateway as it came.
+		MultiRoundTrip: &mcp.MultiRoundTripOptions{Disabled: true},
 	})
 	return p
 }
