@@ -72,6 +72,7 @@ type Gateway struct {
 	sunset  time.Time // the earliest future sunset among live versions
 	agg     *endpoint
 	servers sync.Map // server name → *endpoint
+	links   sync.Map // *mcp.ServerSession → *agentLink (legacy agents; relay.go)
 }
 
 // Option configures New.
@@ -137,6 +138,10 @@ type endpoint struct {
 	// target is the upstream of the server's newest live version, for the
 	// pass-through methods of a per-server endpoint; nil otherwise.
 	target atomic.Pointer[upstream.Target]
+	// notifyMu and onlyTo direct a resource update to one session
+	// (resourceUpdated).
+	notifyMu sync.Mutex
+	onlyTo   atomic.Pointer[mcp.ServerSession]
 }
 
 func (g *Gateway) newEndpoint(name string, perServer bool) *endpoint {
@@ -154,23 +159,23 @@ func (g *Gateway) newEndpoint(name string, perServer bool) *endpoint {
 			// Never reached: the pass-through middleware answers first.
 			return nil, errors.New("completion not routed")
 		}
+		opts.SubscribeHandler, opts.UnsubscribeHandler = g.subscribe(ep)
 	}
 	s := mcp.NewServer(&mcp.Implementation{Name: name, Version: "1"}, opts)
 	if perServer {
-		s.AddReceivingMiddleware(g.passthrough(&ep.target))
+		s.AddReceivingMiddleware(g.loggingLevel(ep), g.passthrough(ep))
+		s.AddSendingMiddleware(ep.onlyToMiddleware)
 	} else {
-		s.AddReceivingMiddleware(g.aggregatedPrompts())
+		s.AddReceivingMiddleware(g.loggingLevel(ep), g.aggregatedPrompts(ep))
 	}
 	get := func(*http.Request) *mcp.Server { return s }
-	*ep = endpoint{
-		server: s,
-		// In the 2026-07-28 era the POST is the whole request: an agent that
-		// goes away cancels the call, and so the upstream's.
-		stateless: mcp.NewStreamableHTTPHandler(get, &mcp.StreamableHTTPOptions{Stateless: true, Logger: g.sdkLogger, MaxRequestBodyBytes: g.cfg.MaxBodyBytes, PropagateRequestCancellation: true}),
-		stateful:  mcp.NewStreamableHTTPHandler(get, &mcp.StreamableHTTPOptions{Logger: g.sdkLogger, MaxRequestBodyBytes: g.cfg.MaxBodyBytes, SessionTimeout: 30 * time.Minute}),
-		names:     map[string]string{},
-		routes:    map[string]*route{},
-	}
+	ep.server = s
+	// In the 2026-07-28 era the POST is the whole request: an agent that
+	// goes away cancels the call, and so the upstream's.
+	ep.stateless = mcp.NewStreamableHTTPHandler(get, &mcp.StreamableHTTPOptions{Stateless: true, Logger: g.sdkLogger, MaxRequestBodyBytes: g.cfg.MaxBodyBytes, PropagateRequestCancellation: true})
+	ep.stateful = mcp.NewStreamableHTTPHandler(get, &mcp.StreamableHTTPOptions{Logger: g.sdkLogger, MaxRequestBodyBytes: g.cfg.MaxBodyBytes, SessionTimeout: 30 * time.Minute})
+	ep.names = map[string]string{}
+	ep.routes = map[string]*route{}
 	return ep
 }
 
@@ -402,7 +407,7 @@ func (g *Gateway) apply(ep *endpoint, want map[string]*route) {
 		}
 		t := *r.newest.def
 		t.Name = name
-		ep.server.AddTool(&t, g.handler(r, name))
+		ep.server.AddTool(&t, g.handler(ep, r, name))
 		ep.names[name] = fp
 		ep.routes[name] = r
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"reflect"
-	"sync/atomic"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -22,15 +21,15 @@ import (
 // top of tools.
 var passthroughCapabilities = &mcp.ServerCapabilities{
 	Tools:       &mcp.ToolCapabilities{ListChanged: true},
-	Resources:   &mcp.ResourceCapabilities{},
+	Resources:   &mcp.ResourceCapabilities{Subscribe: true},
 	Prompts:     &mcp.PromptCapabilities{},
 	Completions: &mcp.CompletionCapabilities{},
 	Logging:     &mcp.LoggingCapabilities{},
 }
 
 // passthrough forwards the pass-through methods of a per-server endpoint
-// to the upstream *target names; other methods go to next.
-func (g *Gateway) passthrough(target *atomic.Pointer[upstream.Target]) mcp.Middleware {
+// to the upstream ep.target names; other methods go to next.
+func (g *Gateway) passthrough(ep *endpoint) mcp.Middleware {
 	return func(next mcp.MethodHandler) mcp.MethodHandler {
 		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
 			switch method {
@@ -38,12 +37,14 @@ func (g *Gateway) passthrough(target *atomic.Pointer[upstream.Target]) mcp.Middl
 			default:
 				return next(ctx, method, req)
 			}
-			t := target.Load()
+			t := ep.target.Load()
 			if t == nil {
 				return nil, &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: "this server has no live version"}
 			}
 			meta := forwardMeta(paramsMeta(req.GetParams()), session(req))
-			return g.callUpstreamResult(ctx, *t, func(ctx context.Context, s *mcp.ClientSession) (mcp.Result, error) {
+			via, done := g.callerFor(ctx, ep, session(req))
+			defer done()
+			return g.callUpstreamResult(ctx, via, *t, func(ctx context.Context, s *mcp.ClientSession) (mcp.Result, error) {
 				// Each request goes upstream as a copy whose _meta carries
 				// only what forwardMeta lets through.
 				switch p := req.GetParams().(type) {
@@ -67,12 +68,12 @@ func (g *Gateway) passthrough(target *atomic.Pointer[upstream.Target]) mcp.Middl
 	}
 }
 
-// callUpstreamResult runs fn on t's session through the pool and maps a
+// callUpstreamResult runs fn on t's session through via and maps a
 // failure for the agent: the upstream's own JSON-RPC error passes through,
 // anything else says which upstream could not be reached.
-func (g *Gateway) callUpstreamResult(ctx context.Context, t upstream.Target, fn func(context.Context, *mcp.ClientSession) (mcp.Result, error)) (mcp.Result, error) {
+func (g *Gateway) callUpstreamResult(ctx context.Context, via caller, t upstream.Target, fn func(context.Context, *mcp.ClientSession) (mcp.Result, error)) (mcp.Result, error) {
 	var res mcp.Result
-	err := g.pool.Call(ctx, t, func(ctx context.Context, s *mcp.ClientSession) error {
+	err := via.Call(ctx, t, func(ctx context.Context, s *mcp.ClientSession) error {
 		var err error
 		res, err = fn(ctx, s)
 		return err

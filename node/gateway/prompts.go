@@ -40,7 +40,7 @@ type promptIndex struct {
 	names map[string]promptRef
 }
 
-func (g *Gateway) aggregatedPrompts() mcp.Middleware {
+func (g *Gateway) aggregatedPrompts(ep *endpoint) mcp.Middleware {
 	idx := &promptIndex{}
 	return func(next mcp.MethodHandler) mcp.MethodHandler {
 		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
@@ -62,7 +62,7 @@ func (g *Gateway) aggregatedPrompts() mcp.Middleware {
 					return nil, err
 				}
 				fwd.Name = ref.name
-				return g.onServer(ctx, ref.server, func(ctx context.Context, s *mcp.ClientSession) (mcp.Result, error) {
+				return g.onServer(ctx, ep, session(req), ref.server, func(ctx context.Context, s *mcp.ClientSession) (mcp.Result, error) {
 					return s.GetPrompt(ctx, fwd)
 				})
 			case "completion/complete":
@@ -77,7 +77,7 @@ func (g *Gateway) aggregatedPrompts() mcp.Middleware {
 				r := *fwd.Ref
 				r.Name = ref.name
 				fwd.Ref = &r
-				return g.onServer(ctx, ref.server, func(ctx context.Context, s *mcp.ClientSession) (mcp.Result, error) {
+				return g.onServer(ctx, ep, session(req), ref.server, func(ctx context.Context, s *mcp.ClientSession) (mcp.Result, error) {
 					return s.Complete(ctx, fwd)
 				})
 			}
@@ -167,11 +167,13 @@ func (g *Gateway) resolvePrompt(ctx context.Context, idx *promptIndex, name stri
 }
 
 // onServer runs fn on the newest live upstream of server.
-func (g *Gateway) onServer(ctx context.Context, server string, fn func(context.Context, *mcp.ClientSession) (mcp.Result, error)) (mcp.Result, error) {
+func (g *Gateway) onServer(ctx context.Context, ep *endpoint, ss *mcp.ServerSession, server string, fn func(context.Context, *mcp.ClientSession) (mcp.Result, error)) (mcp.Result, error) {
 	targets := g.targets.Load()
 	t, ok := (*targets)[server]
 	if !ok {
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("server %s is no longer served", server)}
 	}
-	return g.callUpstreamResult(ctx, t, fn)
+	via, done := g.callerFor(ctx, ep, ss)
+	defer done()
+	return g.callUpstreamResult(ctx, via, t, fn)
 }

@@ -36,7 +36,7 @@ const codeVersionSunset = -32010
 // in _meta, or the newest live one), calls that version's upstream and
 // says in the result which version answered, with a warning when that
 // version is deprecated.
-func (g *Gateway) handler(r *route, exposed string) mcp.ToolHandler {
+func (g *Gateway) handler(ep *endpoint, r *route, exposed string) mcp.ToolHandler {
 	return func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		start := time.Now()
 		version, state, err := versionOfCall(req.Params)
@@ -44,7 +44,7 @@ func (g *Gateway) handler(r *route, exposed string) mcp.ToolHandler {
 			var e *entry
 			e, err = g.resolve(r, version)
 			if err == nil {
-				return g.call(ctx, req, e, exposed, state, start)
+				return g.call(ctx, ep, req, e, exposed, state, start)
 			}
 		}
 		g.metrics.observe(g.cfg.Namespace, exposed, "refused", time.Since(start))
@@ -54,14 +54,14 @@ func (g *Gateway) handler(r *route, exposed string) mcp.ToolHandler {
 
 // call serves one tools/call by version e of its tool; upstreamState is
 // the upstream's own requestState of a multi round-trip retry.
-func (g *Gateway) call(ctx context.Context, req *mcp.CallToolRequest, e *entry, exposed, upstreamState string, start time.Time) (*mcp.CallToolResult, error) {
+func (g *Gateway) call(ctx context.Context, ep *endpoint, req *mcp.CallToolRequest, e *entry, exposed, upstreamState string, start time.Time) (*mcp.CallToolResult, error) {
 	// Arguments are checked against the answering version's schema
 	// before the upstream sees them.
 	if err := e.input.Validate(req.Params.Arguments); err != nil {
 		g.metrics.observe(g.cfg.Namespace, exposed, "invalid_arguments", time.Since(start))
 		return nil, invalidArguments(e, err)
 	}
-	res, err := g.callUpstream(ctx, e, req, upstreamState)
+	res, err := g.callUpstream(ctx, ep, e, req, upstreamState)
 	outcome := "ok"
 	switch {
 	case err != nil:
@@ -166,12 +166,14 @@ func (g *Gateway) deprecationHeaders(w http.ResponseWriter, ep *endpoint, call *
 // from the handler's goroutine and in order, all of it before the result:
 // go-sdk delivers server notifications of a stateless (2026-07-28) request
 // only while its handler runs, and only from its request context.
-func (g *Gateway) callUpstream(ctx context.Context, e *entry, req *mcp.CallToolRequest, upstreamState string) (*mcp.CallToolResult, error) {
+func (g *Gateway) callUpstream(ctx context.Context, ep *endpoint, e *entry, req *mcp.CallToolRequest, upstreamState string) (*mcp.CallToolResult, error) {
+	via, leave := g.callerFor(ctx, ep, req.Session)
+	defer leave()
 	params := &mcp.CallToolParams{Name: e.tool, Arguments: req.Params.Arguments, Meta: forwardMeta(req.Params.Meta, req.Session),
 		InputResponses: req.Params.InputResponses, RequestState: upstreamState}
 	token := req.Params.GetProgressToken()
 	if token == nil || req.Session == nil {
-		return g.pool.CallTool(ctx, e.target, params, nil)
+		return via.CallTool(ctx, e.target, params, nil)
 	}
 	progress := make(chan *mcp.ProgressNotificationParams, 256)
 	type outcome struct {
@@ -180,7 +182,7 @@ func (g *Gateway) callUpstream(ctx context.Context, e *entry, req *mcp.CallToolR
 	}
 	done := make(chan outcome, 1)
 	go func() {
-		res, err := g.pool.CallTool(ctx, e.target, params, func(p *mcp.ProgressNotificationParams) {
+		res, err := via.CallTool(ctx, e.target, params, func(p *mcp.ProgressNotificationParams) {
 			select {
 			case progress <- p:
 			default: // the agent is not keeping up: drop an update, never block the upstream

@@ -197,13 +197,17 @@ func sameTarget(a, b Target) bool {
 // every progress notification it sends for this call reaches onProgress
 // (under a token of the pool's, never the caller's).
 func (p *Pool) CallTool(ctx context.Context, t Target, params *mcp.CallToolParams, onProgress func(*mcp.ProgressNotificationParams)) (*mcp.CallToolResult, error) {
+	return p.callTool(ctx, t, shared{p}, params, onProgress)
+}
+
+func (p *Pool) callTool(ctx context.Context, t Target, src source, params *mcp.CallToolParams, onProgress func(*mcp.ProgressNotificationParams)) (*mcp.CallToolResult, error) {
 	if onProgress != nil {
 		token, done := p.watchProgress(onProgress)
 		defer done()
 		params.SetProgressToken(token)
 	}
 	var res *mcp.CallToolResult
-	err := p.do(ctx, t, func(ctx context.Context, s *mcp.ClientSession) error {
+	err := p.do(ctx, t, src, func(ctx context.Context, s *mcp.ClientSession) error {
 		var err error
 		res, err = s.CallTool(ctx, params)
 		return err
@@ -240,18 +244,25 @@ func (p *Pool) watchProgress(fn func(*mcp.ProgressNotificationParams)) (string, 
 // relayed after the agent already has its result (and be lost). go-sdk
 // offers no way to drain that queue, so this is a bounded heuristic, paid
 // only by calls that asked for progress.
-func (w *progressWatch) settle() {
+func (w *progressWatch) settle() { settle(&w.mu, &w.last) }
+
+// settle waits until *last (guarded by mu), the time of the latest
+// notification, is 10 ms in the past, counting from now at the earliest,
+// and for 100 ms at most.
+func settle(mu *sync.Mutex, last *time.Time) {
 	const quiet, most = 10 * time.Millisecond, 100 * time.Millisecond
 	start := time.Now()
 	// Quiet is counted from the result's arrival at the earliest: what the
 	// upstream sent just before it may not have been handled yet at all.
-	w.mu.Lock()
-	w.last = start
-	w.mu.Unlock()
+	mu.Lock()
+	if last.Before(start) {
+		*last = start
+	}
+	mu.Unlock()
 	for time.Since(start) < most {
-		w.mu.Lock()
-		idle := time.Since(w.last)
-		w.mu.Unlock()
+		mu.Lock()
+		idle := time.Since(*last)
+		mu.Unlock()
 		if idle >= quiet {
 			return
 		}
@@ -278,14 +289,14 @@ func (p *Pool) onProgress(_ context.Context, req *mcp.ProgressNotificationClient
 // the gateway passes through as they are (resources, prompts, completion).
 // fn's result must not keep the context.
 func (p *Pool) Call(ctx context.Context, t Target, fn func(context.Context, *mcp.ClientSession) error) error {
-	return p.do(ctx, t, fn)
+	return p.do(ctx, t, shared{p}, fn)
 }
 
 // ListTools lists the target's live tools (used to check the registry's
 // pinned definitions against what the upstream really serves).
 func (p *Pool) ListTools(ctx context.Context, t Target) ([]*mcp.Tool, error) {
 	var out []*mcp.Tool
-	err := p.do(ctx, t, func(ctx context.Context, s *mcp.ClientSession) error {
+	err := p.do(ctx, t, shared{p}, func(ctx context.Context, s *mcp.ClientSession) error {
 		params := &mcp.ListToolsParams{}
 		for {
 			res, err := s.ListTools(ctx, params)
@@ -302,7 +313,41 @@ func (p *Pool) ListTools(ctx context.Context, t Target) ([]*mcp.Tool, error) {
 	return out, err
 }
 
-func (p *Pool) do(ctx context.Context, t Target, fn func(context.Context, *mcp.ClientSession) error) error {
+// source is where a call gets its session: the pool's shared one per
+// upstream, or an agent's own (Affinity).
+type source interface {
+	session(ctx context.Context, c *conn) (*mcp.ClientSession, error)
+	// drop forgets s after it failed or its upstream refused its era.
+	drop(c *conn, s *mcp.ClientSession)
+}
+
+// shared is the pool's own session per upstream.
+type shared struct{ p *Pool }
+
+func (sh shared) session(ctx context.Context, c *conn) (*mcp.ClientSession, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.session != nil {
+		return c.session, nil
+	}
+	s, err := sh.p.dial(ctx, c, sh.p.client, false)
+	if err != nil {
+		return nil, err
+	}
+	c.session = s
+	return s, nil
+}
+
+func (sh shared) drop(c *conn, s *mcp.ClientSession) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.session == s {
+		c.session = nil
+		s.Close()
+	}
+}
+
+func (p *Pool) do(ctx context.Context, t Target, src source, fn func(context.Context, *mcp.ClientSession) error) error {
 	c := p.conn(t)
 	select {
 	case c.slots <- struct{}{}:
@@ -312,21 +357,23 @@ func (p *Pool) do(ctx context.Context, t Target, fn func(context.Context, *mcp.C
 	}
 	ctx, cancel := detach(ctx, p.cfg.CallTimeout)
 	defer cancel()
-	s, err := p.session(ctx, c)
+	s, err := src.session(ctx, c)
 	if err != nil {
 		return err
 	}
 	err = fn(ctx, s)
-	if err != nil && versionRejected(err) && p.downgrade(c, s) {
+	if err != nil && versionRejected(err) && p.downgrade(c) {
 		// The upstream refused the request before handling it; retry once
 		// on a legacy session.
-		if s, err = p.session(ctx, c); err != nil {
+		src.drop(c, s)
+		if s, err = src.session(ctx, c); err != nil {
 			return err
 		}
 		err = fn(ctx, s)
 	}
 	if err != nil && isTransportFailure(ctx, err) {
-		p.failed(c, s, err)
+		src.drop(c, s)
+		p.failed(c, err)
 		return fmt.Errorf("%s: %w", t.Key(), err)
 	}
 	c.mu.Lock()
@@ -381,12 +428,9 @@ func isTransportFailure(ctx context.Context, err error) bool {
 	return !answered
 }
 
-func (p *Pool) session(ctx context.Context, c *conn) (*mcp.ClientSession, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.session != nil {
-		return c.session, nil
-	}
+// dial connects client to c's upstream, unless the breaker is open or a
+// re-dial is not due yet. c.mu must be held.
+func (p *Pool) dial(ctx context.Context, c *conn, client *mcp.Client, standalone bool) (*mcp.ClientSession, error) {
 	now := time.Now()
 	if c.failures >= p.cfg.BreakerThreshold && now.Sub(c.openedAt) < p.cfg.BreakerCooldown {
 		return nil, fmt.Errorf("%s: %w: last error: %v", c.target.Key(), ErrUnavailable, c.lastErr)
@@ -394,24 +438,23 @@ func (p *Pool) session(ctx context.Context, c *conn) (*mcp.ClientSession, error)
 	if now.Before(c.nextDial) {
 		return nil, fmt.Errorf("%s: %w: restarting after a failure (last error: %v)", c.target.Key(), ErrUnavailable, c.lastErr)
 	}
-	tr, err := p.transport(c.target)
+	tr, err := p.transport(c.target, standalone)
 	if err != nil {
 		return nil, err
 	}
-	s, err := p.client.Connect(ctx, tr, c.sessionOptions())
+	s, err := client.Connect(ctx, tr, c.sessionOptions())
 	if err != nil && !c.legacy && versionRejected(err) {
 		c.legacy = true
 		p.logger.Info("upstream refuses the 2026-07-28 era; using "+legacyVersion, "upstream", c.target.Key())
-		if tr, err = p.transport(c.target); err != nil {
+		if tr, err = p.transport(c.target, standalone); err != nil {
 			return nil, err
 		}
-		s, err = p.client.Connect(ctx, tr, c.sessionOptions())
+		s, err = client.Connect(ctx, tr, c.sessionOptions())
 	}
 	if err != nil {
 		c.recordFailure(err, p.cfg.BreakerThreshold)
 		return nil, fmt.Errorf("connect to upstream %s: %w", c.target.Key(), err)
 	}
-	c.session = s
 	return s, nil
 }
 
@@ -427,18 +470,14 @@ func (c *conn) sessionOptions() *mcp.ClientSessionOptions {
 }
 
 // downgrade switches c to the legacy era after its upstream refused a
-// modern request on session s; it reports whether anything changed.
-func (p *Pool) downgrade(c *conn, s *mcp.ClientSession) bool {
+// modern request; it reports whether anything changed.
+func (p *Pool) downgrade(c *conn) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.legacy {
 		return false
 	}
 	c.legacy = true
-	if c.session == s {
-		c.session = nil
-		s.Close()
-	}
 	p.logger.Info("upstream refuses the 2026-07-28 era; using "+legacyVersion, "upstream", c.target.Key())
 	return true
 }
@@ -455,21 +494,21 @@ func (c *conn) recordFailure(err error, threshold int) {
 	c.nextDial = time.Now().Add(backoff)
 }
 
-func (p *Pool) failed(c *conn, s *mcp.ClientSession, err error) {
+func (p *Pool) failed(c *conn, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.session == s {
-		c.session = nil
-		s.Close()
-	}
 	c.recordFailure(err, p.cfg.BreakerThreshold)
 	p.logger.Warn("upstream call failed; session dropped", "upstream", c.target.Key(), "failures", c.failures, "error", err)
 }
 
-func (p *Pool) transport(t Target) (mcp.Transport, error) {
+// transport returns a fresh transport to t. standalone opens the stream an
+// upstream sends unsolicited messages on: the pool's shared sessions leave
+// it closed, since nothing unsolicited on them could be told to any one
+// agent; an agent's own sessions (Affinity) open it for resource updates.
+func (p *Pool) transport(t Target, standalone bool) (mcp.Transport, error) {
 	switch t.Transport {
 	case TransportStreamableHTTP:
-		return &mcp.StreamableClientTransport{Endpoint: t.URL, HTTPClient: p.http, MaxRetries: 1, DisableStandaloneSSE: true}, nil
+		return &mcp.StreamableClientTransport{Endpoint: t.URL, HTTPClient: p.http, MaxRetries: 1, DisableStandaloneSSE: !standalone}, nil
 	case TransportSSE:
 		return &mcp.SSEClientTransport{Endpoint: t.URL, HTTPClient: p.http}, nil
 	case TransportStdio:

@@ -47,12 +47,8 @@ var legs = []leg{
 // TestConformance runs the official MCP conformance suite's server
 // scenarios of each requirement set directly against the go-sdk fixture and
 // through the gateway to another instance of it, and fails for every scored
-// scenario that passes directly but not through the gateway. See the
-// package doc for why it is opt-in.
+// scenario that passes directly but not through the gateway.
 func TestConformance(t *testing.T) {
-	if os.Getenv("MCPMESH_CONFORMANCE") != "1" {
-		t.Skip("opt-in: set MCPMESH_CONFORMANCE=1 or run `make conformance` (needs the npm registry; the gateway does not pass it yet)")
-	}
 	baseline := loadBaseline(t)
 	resultsRoot := os.Getenv("MCPMESH_CONFORMANCE_RESULTS")
 	if resultsRoot == "" {

@@ -29,11 +29,8 @@
 // its cache directory ($MCPMESH_CONFORMANCE_CACHE, default .cache/conformance
 // at the repository root), which also holds npx's package cache.
 //
-// TestConformance is opt-in (MCPMESH_CONFORMANCE=1; `make conformance`
-// sets it) because the gateway does not yet proxy resources, prompts,
-// completion, logging, sampling or elicitation, so about half the scored
-// scenarios fail through it today, and because it needs the npm registry.
-// It becomes part of `make test` when the lead decides it gates. The tests
-// of the result parsing and judging run always. The package holds tests
-// only.
+// TestConformance runs in `make test` (it needs the npm registry, for the
+// suite and, on older machines, Node.js 22); `make conformance` runs it
+// alone, verbosely, keeping the suite's results under .cache. The package
+// holds tests only.
 package conformance

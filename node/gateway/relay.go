@@ -1,0 +1,242 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpmesh/mcpmesh/node/upstream"
+)
+
+// An agent of a legacy era (a session opened by initialize with a revision
+// before 2026-07-28) reaches its upstreams through sessions of its own
+// (upstream.Affinity), so that what an upstream sends back on them (log
+// messages, sampling, elicitation and roots requests, resource updates)
+// goes to that agent and no other. A 2026-07-28 agent needs none of this:
+// its requests carry everything, input requests come back in results
+// (mrtr.go), and the pool's shared sessions serve it.
+
+// caller is what an upstream call goes through: the pool, or an agent's
+// own sessions.
+type caller interface {
+	CallTool(ctx context.Context, t upstream.Target, params *mcp.CallToolParams, onProgress func(*mcp.ProgressNotificationParams)) (*mcp.CallToolResult, error)
+	Call(ctx context.Context, t upstream.Target, fn func(context.Context, *mcp.ClientSession) error) error
+}
+
+// agentLink ties one legacy agent session to its upstream sessions.
+type agentLink struct {
+	ss  *mcp.ServerSession
+	ep  *endpoint
+	aff *upstream.Affinity
+
+	mu sync.Mutex
+	// calls are the contexts of the agent's requests being served now, in
+	// arrival order. What an upstream sends the agent goes out under the
+	// newest, so that go-sdk writes it on that request's response stream
+	// (where the agent expects it) rather than only on the session's
+	// standalone stream, which the agent may not have opened.
+	calls []*context.Context
+}
+
+// legacySession reports whether ss is a legacy-era agent session.
+func legacySession(ss *mcp.ServerSession) bool {
+	if ss == nil || ss.ID() == "" {
+		return false
+	}
+	ip := ss.InitializeParams()
+	return ip != nil && ip.ProtocolVersion != "" && ip.ProtocolVersion < modernVersion
+}
+
+// callerFor returns what a request of ss to its upstreams goes through,
+// and a function to call when the request is done.
+func (g *Gateway) callerFor(ctx context.Context, ep *endpoint, ss *mcp.ServerSession) (caller, func()) {
+	l := g.link(ep, ss)
+	if l == nil {
+		return g.pool, func() {}
+	}
+	return l.aff, l.enter(ctx)
+}
+
+// link returns the agent link of ss, made on first use; nil for sessions
+// that need none.
+func (g *Gateway) link(ep *endpoint, ss *mcp.ServerSession) *agentLink {
+	if !legacySession(ss) {
+		return nil
+	}
+	if l, ok := g.links.Load(ss); ok {
+		return l.(*agentLink)
+	}
+	l := &agentLink{ss: ss, ep: ep}
+	var caps *mcp.ClientCapabilities
+	if ip := ss.InitializeParams(); ip != nil {
+		caps = ip.Capabilities
+	}
+	l.aff = g.pool.NewAffinity(upstream.Relay{
+		Capabilities: caps,
+		Elicit: func(ctx context.Context, p *mcp.ElicitParams) (*mcp.ElicitResult, error) {
+			ctx, done := l.agentContext(ctx)
+			defer done()
+			return ss.Elicit(ctx, p)
+		},
+		CreateMessage: func(ctx context.Context, p *mcp.CreateMessageWithToolsParams) (*mcp.CreateMessageWithToolsResult, error) {
+			ctx, done := l.agentContext(ctx)
+			defer done()
+			return ss.CreateMessageWithTools(ctx, p)
+		},
+		ListRoots: func(ctx context.Context, p *mcp.ListRootsParams) (*mcp.ListRootsResult, error) {
+			ctx, done := l.agentContext(ctx)
+			defer done()
+			return ss.ListRoots(ctx, p)
+		},
+		Log: func(ctx context.Context, p *mcp.LoggingMessageParams) {
+			ctx, done := l.agentContext(ctx)
+			defer done()
+			// go-sdk filters by the level the agent set on its session.
+			ss.Log(ctx, p)
+		},
+		ResourceUpdated: func(ctx context.Context, p *mcp.ResourceUpdatedNotificationParams) {
+			ep.resourceUpdated(ss, p)
+		},
+	})
+	if prev, loaded := g.links.LoadOrStore(ss, l); loaded {
+		l.aff.Close()
+		return prev.(*agentLink)
+	}
+	g.bg.Add(1)
+	go func() {
+		defer g.bg.Done()
+		ss.Wait()
+		g.links.Delete(ss)
+		l.aff.Close()
+	}()
+	return l
+}
+
+// enter records ctx as a request of the agent being served, until the
+// returned function is called.
+func (l *agentLink) enter(ctx context.Context) func() {
+	p := &ctx
+	l.mu.Lock()
+	l.calls = append(l.calls, p)
+	l.mu.Unlock()
+	return func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for i, c := range l.calls {
+			if c == p {
+				l.calls = append(l.calls[:i], l.calls[i+1:]...)
+				return
+			}
+		}
+	}
+}
+
+// agentContext returns the context to send something to the agent under:
+// the newest request of the agent's being served (see calls), ended when
+// upstreamCtx, the upstream's side of it, ends; or, with no request being
+// served, a bounded background context (go-sdk then uses the session's
+// standalone stream).
+func (l *agentLink) agentContext(upstreamCtx context.Context) (context.Context, context.CancelFunc) {
+	l.mu.Lock()
+	var base context.Context
+	if n := len(l.calls); n > 0 {
+		base = *l.calls[n-1]
+	}
+	l.mu.Unlock()
+	if base == nil {
+		return context.WithTimeout(context.Background(), 30*time.Second)
+	}
+	ctx, cancel := context.WithCancel(base)
+	stop := context.AfterFunc(upstreamCtx, cancel)
+	return ctx, func() {
+		stop()
+		cancel()
+	}
+}
+
+// loggingLevel passes a legacy agent's logging/setLevel, on any endpoint,
+// on to the agent's own upstream sessions as well as to its session here.
+func (g *Gateway) loggingLevel(ep *endpoint) mcp.Middleware {
+	return func(next mcp.MethodHandler) mcp.MethodHandler {
+		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+			res, err := next(ctx, method, req)
+			if method != "logging/setLevel" || err != nil {
+				return res, err
+			}
+			if l := g.link(ep, session(req)); l != nil {
+				if p, ok := req.GetParams().(*mcp.SetLoggingLevelParams); ok && p != nil {
+					l.aff.SetLoggingLevel(ctx, p.Level)
+				}
+			}
+			return res, err
+		}
+	}
+}
+
+// subscribe and unsubscribe forward a legacy agent's resource
+// subscriptions on a server's own endpoint to the agent's upstream session.
+func (g *Gateway) subscribe(ep *endpoint) (sub func(context.Context, *mcp.SubscribeRequest) error, unsub func(context.Context, *mcp.UnsubscribeRequest) error) {
+	forward := func(ctx context.Context, ss *mcp.ServerSession, fn func(context.Context, *mcp.ClientSession) error) error {
+		t := ep.target.Load()
+		if t == nil {
+			return &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: "this server has no live version"}
+		}
+		l := g.link(ep, ss)
+		if l == nil {
+			return &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: "resources/subscribe needs a session of revision 2025-11-25 or earlier; in 2026-07-28 use subscriptions/listen"}
+		}
+		defer l.enter(ctx)()
+		err := l.aff.Call(ctx, *t, fn)
+		if err != nil {
+			if je, ok := upstream.Answered(err); ok {
+				return je
+			}
+			if errors.Is(err, upstream.ErrClosed) {
+				return &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: err.Error()}
+			}
+			return &jsonrpc.Error{Code: codeUpstreamUnavailable, Message: "upstream " + t.Key() + ": " + err.Error()}
+		}
+		return nil
+	}
+	sub = func(ctx context.Context, req *mcp.SubscribeRequest) error {
+		return forward(ctx, req.Session, func(ctx context.Context, s *mcp.ClientSession) error {
+			return s.Subscribe(ctx, &mcp.SubscribeParams{URI: req.Params.URI})
+		})
+	}
+	unsub = func(ctx context.Context, req *mcp.UnsubscribeRequest) error {
+		return forward(ctx, req.Session, func(ctx context.Context, s *mcp.ClientSession) error {
+			return s.Unsubscribe(ctx, &mcp.UnsubscribeParams{URI: req.Params.URI})
+		})
+	}
+	return sub, unsub
+}
+
+// resourceUpdated tells ss, and only ss, that a resource it subscribed to
+// changed. go-sdk sends resource updates only through
+// Server.ResourceUpdated, to every session subscribed to the URI; but each
+// agent's update comes from its own upstream session, so the others would
+// get it once per subscriber. The endpoint's sending middleware
+// (onlyTo) lets the update reach ss alone; updates are serialized for it.
+func (ep *endpoint) resourceUpdated(ss *mcp.ServerSession, p *mcp.ResourceUpdatedNotificationParams) {
+	ep.notifyMu.Lock()
+	defer ep.notifyMu.Unlock()
+	ep.onlyTo.Store(ss)
+	defer ep.onlyTo.Store(nil)
+	ep.server.ResourceUpdated(context.Background(), p)
+}
+
+// onlyToMiddleware is the endpoint's sending middleware for resourceUpdated.
+func (ep *endpoint) onlyToMiddleware(next mcp.MethodHandler) mcp.MethodHandler {
+	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+		if method == "notifications/resources/updated" {
+			if only := ep.onlyTo.Load(); only != nil && req.GetSession() != mcp.Session(only) {
+				return nil, nil
+			}
+		}
+		return next(ctx, method, req)
+	}
+}
