@@ -152,6 +152,17 @@ func (g *Gateway) newEndpoint(name string, perServer bool) *endpoint {
 		opts.CompletionHandler = func(context.Context, *mcp.CompleteRequest) (*mcp.CompleteResult, error) {
 			return nil, errors.New("completion not routed")
 		}
+		opts.SubscribeHandler, opts.UnsubscribeHandler = g.subscribe(ep, func(uri string) (upstream.Target, string, error) {
+			server, original, err := g.upstreamURI(uri)
+			if err != nil {
+				return upstream.Target{}, "", err
+			}
+			t, ok := g.target(server)
+			if !ok {
+				return upstream.Target{}, "", &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("server %s is not served", server)}
+			}
+			return t, original, nil
+		})
 	}
 	if perServer {
 		opts.Capabilities = passthroughCapabilities
@@ -159,15 +170,21 @@ func (g *Gateway) newEndpoint(name string, perServer bool) *endpoint {
 			// Never reached: the pass-through middleware answers first.
 			return nil, errors.New("completion not routed")
 		}
-		opts.SubscribeHandler, opts.UnsubscribeHandler = g.subscribe(ep)
+		opts.SubscribeHandler, opts.UnsubscribeHandler = g.subscribe(ep, func(uri string) (upstream.Target, string, error) {
+			t := ep.target.Load()
+			if t == nil {
+				return upstream.Target{}, "", &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: "this server has no live version"}
+			}
+			return *t, uri, nil
+		})
 	}
 	s := mcp.NewServer(&mcp.Implementation{Name: name, Version: "1"}, opts)
 	if perServer {
 		s.AddReceivingMiddleware(g.loggingLevel(ep), g.passthrough(ep))
-		s.AddSendingMiddleware(ep.onlyToMiddleware)
 	} else {
-		s.AddReceivingMiddleware(g.loggingLevel(ep), g.aggregatedPrompts(ep))
+		s.AddReceivingMiddleware(g.loggingLevel(ep), g.aggregatedPrompts(ep), g.aggregatedResources(ep))
 	}
+	s.AddSendingMiddleware(ep.onlyToMiddleware)
 	get := func(*http.Request) *mcp.Server { return s }
 	ep.server = s
 	// In the 2026-07-28 era the POST is the whole request: an agent that

@@ -8,19 +8,21 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpmesh/mcpmesh/node/upstream"
 )
 
 // Prompts on the aggregated /mcp: every served server's prompts, asked of
 // its newest live upstream, named like tools: "<namespace>.<prompt>", or
 // "<namespace>.<server>.<prompt>" where two servers share a prompt name.
 // prompts/get and prompt completions route back to the server by that
-// name. Resources are not aggregated (their URIs would need mapping in
-// results too); they are served on each server's own endpoint.
+// name. Resources are aggregated apart (resources.go).
 
 // aggregatedCapabilities are what /mcp advertises.
 var aggregatedCapabilities = &mcp.ServerCapabilities{
 	Tools:       &mcp.ToolCapabilities{ListChanged: true},
 	Prompts:     &mcp.PromptCapabilities{},
+	Resources:   &mcp.ResourceCapabilities{Subscribe: true},
 	Completions: &mcp.CompletionCapabilities{},
 	Logging:     &mcp.LoggingCapabilities{},
 }
@@ -67,8 +69,11 @@ func (g *Gateway) aggregatedPrompts(ep *endpoint) mcp.Middleware {
 				})
 			case "completion/complete":
 				fwd := copyWithMeta(req.GetParams().(*mcp.CompleteParams), forwardMeta(paramsMeta(req.GetParams()), session(req)))
+				if fwd.Ref != nil && fwd.Ref.Type == "ref/resource" {
+					return next(ctx, method, req) // resources.go
+				}
 				if fwd.Ref == nil || fwd.Ref.Type != "ref/prompt" {
-					return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "on /mcp only prompt arguments complete; complete resource templates on the server's own endpoint (/mcp/s/<namespace>/<server>)"}
+					return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: `completion/complete: ref.type must be "ref/prompt" or "ref/resource"`}
 				}
 				ref, err := g.resolvePrompt(ctx, idx, fwd.Ref.Name)
 				if err != nil {
@@ -168,12 +173,21 @@ func (g *Gateway) resolvePrompt(ctx context.Context, idx *promptIndex, name stri
 
 // onServer runs fn on the newest live upstream of server.
 func (g *Gateway) onServer(ctx context.Context, ep *endpoint, ss *mcp.ServerSession, server string, fn func(context.Context, *mcp.ClientSession) (mcp.Result, error)) (mcp.Result, error) {
-	targets := g.targets.Load()
-	t, ok := (*targets)[server]
+	t, ok := g.target(server)
 	if !ok {
-		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("server %s is no longer served", server)}
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("server %s is not served", server)}
 	}
 	via, done := g.callerFor(ctx, ep, ss)
 	defer done()
 	return g.callUpstreamResult(ctx, via, t, fn)
+}
+
+// target returns the newest live upstream of server, if it is served.
+func (g *Gateway) target(server string) (upstream.Target, bool) {
+	targets := g.targets.Load()
+	if targets == nil {
+		return upstream.Target{}, false
+	}
+	t, ok := (*targets)[server]
+	return t, ok
 }

@@ -98,7 +98,12 @@ func (g *Gateway) link(ep *endpoint, ss *mcp.ServerSession) *agentLink {
 			// go-sdk filters by the level the agent set on its session.
 			ss.Log(ctx, p)
 		},
-		ResourceUpdated: func(ctx context.Context, p *mcp.ResourceUpdatedNotificationParams) {
+		ResourceUpdated: func(ctx context.Context, server string, p *mcp.ResourceUpdatedNotificationParams) {
+			if ep == g.agg {
+				mapped := *p
+				mapped.URI = g.aggregatedURI(server, p.URI)
+				p = &mapped
+			}
 			ep.resourceUpdated(ss, p)
 		},
 	})
@@ -178,19 +183,20 @@ func (g *Gateway) loggingLevel(ep *endpoint) mcp.Middleware {
 }
 
 // subscribe and unsubscribe forward a legacy agent's resource
-// subscriptions on a server's own endpoint to the agent's upstream session.
-func (g *Gateway) subscribe(ep *endpoint) (sub func(context.Context, *mcp.SubscribeRequest) error, unsub func(context.Context, *mcp.UnsubscribeRequest) error) {
-	forward := func(ctx context.Context, ss *mcp.ServerSession, fn func(context.Context, *mcp.ClientSession) error) error {
-		t := ep.target.Load()
-		if t == nil {
-			return &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: "this server has no live version"}
+// subscriptions to the agent's own session with the upstream that resolve
+// names for the URI (with the URI the upstream knows).
+func (g *Gateway) subscribe(ep *endpoint, resolve func(uri string) (upstream.Target, string, error)) (sub func(context.Context, *mcp.SubscribeRequest) error, unsub func(context.Context, *mcp.UnsubscribeRequest) error) {
+	forward := func(ctx context.Context, ss *mcp.ServerSession, uri string, fn func(context.Context, *mcp.ClientSession, string) error) error {
+		t, original, err := resolve(uri)
+		if err != nil {
+			return err
 		}
 		l := g.link(ep, ss)
 		if l == nil {
 			return &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: "resources/subscribe needs a session of revision 2025-11-25 or earlier; in 2026-07-28 use subscriptions/listen"}
 		}
 		defer l.enter(ctx)()
-		err := l.aff.Call(ctx, *t, fn)
+		err = l.aff.Call(ctx, t, func(ctx context.Context, s *mcp.ClientSession) error { return fn(ctx, s, original) })
 		if err != nil {
 			if je, ok := upstream.Answered(err); ok {
 				return je
@@ -203,13 +209,13 @@ func (g *Gateway) subscribe(ep *endpoint) (sub func(context.Context, *mcp.Subscr
 		return nil
 	}
 	sub = func(ctx context.Context, req *mcp.SubscribeRequest) error {
-		return forward(ctx, req.Session, func(ctx context.Context, s *mcp.ClientSession) error {
-			return s.Subscribe(ctx, &mcp.SubscribeParams{URI: req.Params.URI})
+		return forward(ctx, req.Session, req.Params.URI, func(ctx context.Context, s *mcp.ClientSession, uri string) error {
+			return s.Subscribe(ctx, &mcp.SubscribeParams{URI: uri})
 		})
 	}
 	unsub = func(ctx context.Context, req *mcp.UnsubscribeRequest) error {
-		return forward(ctx, req.Session, func(ctx context.Context, s *mcp.ClientSession) error {
-			return s.Unsubscribe(ctx, &mcp.UnsubscribeParams{URI: req.Params.URI})
+		return forward(ctx, req.Session, req.Params.URI, func(ctx context.Context, s *mcp.ClientSession, uri string) error {
+			return s.Unsubscribe(ctx, &mcp.UnsubscribeParams{URI: uri})
 		})
 	}
 	return sub, unsub

@@ -35,11 +35,13 @@ type Relay struct {
 	// an upstream asks only for what the agent can give. Nil means none.
 	Capabilities *mcp.ClientCapabilities
 
-	Elicit          func(context.Context, *mcp.ElicitParams) (*mcp.ElicitResult, error)
-	CreateMessage   func(context.Context, *mcp.CreateMessageWithToolsParams) (*mcp.CreateMessageWithToolsResult, error)
-	ListRoots       func(context.Context, *mcp.ListRootsParams) (*mcp.ListRootsResult, error)
-	Log             func(context.Context, *mcp.LoggingMessageParams)
-	ResourceUpdated func(context.Context, *mcp.ResourceUpdatedNotificationParams)
+	Elicit        func(context.Context, *mcp.ElicitParams) (*mcp.ElicitResult, error)
+	CreateMessage func(context.Context, *mcp.CreateMessageWithToolsParams) (*mcp.CreateMessageWithToolsResult, error)
+	ListRoots     func(context.Context, *mcp.ListRootsParams) (*mcp.ListRootsResult, error)
+	Log           func(context.Context, *mcp.LoggingMessageParams)
+	// ResourceUpdated also gets the server (Target.Server) whose session
+	// the update came on.
+	ResourceUpdated func(ctx context.Context, server string, p *mcp.ResourceUpdatedNotificationParams)
 }
 
 // Affinity is one agent's own upstream sessions. It is safe for concurrent
@@ -92,7 +94,9 @@ func (p *Pool) NewAffinity(r Relay) *Affinity {
 	}
 	if r.ResourceUpdated != nil {
 		opts.ResourceUpdatedHandler = func(ctx context.Context, req *mcp.ResourceUpdatedNotificationRequest) {
-			r.ResourceUpdated(ctx, req.Params)
+			if server, ok := a.serverOf(req.Session); ok {
+				r.ResourceUpdated(ctx, server, req.Params)
+			}
 		}
 	}
 	a.client = mcp.NewClient(&mcp.Implementation{Name: "mcpmesh", Version: "1"}, opts)
@@ -212,6 +216,18 @@ func (a *Affinity) session(ctx context.Context, c *conn) (*mcp.ClientSession, er
 	}
 	a.sessions[key] = ownSession{c: c, s: s}
 	return s, nil
+}
+
+// serverOf returns the server whose upstream s is a session with.
+func (a *Affinity) serverOf(s *mcp.ClientSession) (string, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, own := range a.sessions {
+		if own.s == s {
+			return own.c.target.Server, true
+		}
+	}
+	return "", false
 }
 
 func (a *Affinity) drop(c *conn, s *mcp.ClientSession) {

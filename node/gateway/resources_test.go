@@ -1,0 +1,74 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+func TestAggregatedResources(t *testing.T) {
+	r := newRegistry(t)
+	r.register("corp.hr/rich", "1.0.0", richUpstream(t), lookupTool, true)
+	talkURL, update := talkbackUpstream(t)
+	r.register("corp.hr/talkback", "1.0.0", talkURL, talkbackTools, true)
+	_, srv := newGateway(t, r)
+	const rich, talk = "mcpmesh://hr/corp.hr%2Frich/", "mcpmesh://hr/corp.hr%2Ftalkback/"
+	for _, era := range eras {
+		t.Run(era, func(t *testing.T) {
+			s := connect(t, srv.URL+"/mcp", era)
+			if s.InitializeResult().Capabilities.Resources == nil {
+				t.Fatal("/mcp does not advertise resources")
+			}
+			rl, err := s.ListResources(t.Context(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var uris []string
+			for _, res := range rl.Resources {
+				uris = append(uris, res.URI)
+			}
+			if want := []string{rich + "test://readme", talk + "test://x", talk + "test://y"}; !slices.Equal(uris, want) {
+				t.Fatalf("resources/list URIs = %q, want %q", uris, want)
+			}
+			rr, err := s.ReadResource(t.Context(), &mcp.ReadResourceParams{URI: rich + "test://readme"})
+			if err != nil || rr.Contents[0].Text != "hello from upstream" || rr.Contents[0].URI != rich+"test://readme" {
+				t.Fatalf("read = %+v, %v; want the upstream's text under the /mcp URI", rr, err)
+			}
+			tl, err := s.ListResourceTemplates(t.Context(), nil)
+			if err != nil || len(tl.ResourceTemplates) != 1 || tl.ResourceTemplates[0].URITemplate != rich+"test://items/{id}" {
+				t.Fatalf("templates = %+v, %v", tl, err)
+			}
+			rr, err = s.ReadResource(t.Context(), &mcp.ReadResourceParams{URI: rich + "test://items/7"})
+			if err != nil || rr.Contents[0].Text != "item test://items/7" || rr.Contents[0].URI != rich+"test://items/7" {
+				t.Fatalf("templated read = %+v, %v", rr, err)
+			}
+			cr, err := s.Complete(t.Context(), &mcp.CompleteParams{Ref: &mcp.CompleteReference{Type: "ref/resource", URI: rich + "test://items/{id}"},
+				Argument: mcp.CompleteParamsArgument{Name: "id", Value: "7"}})
+			if err != nil || !slices.Equal(cr.Completion.Values, []string{"7-done"}) {
+				t.Fatalf("resource completion = %+v, %v", cr, err)
+			}
+			for _, bad := range []string{"test://readme", "mcpmesh://finance/corp.hr%2Frich/test://readme", "mcpmesh://hr/corp.hr%2Fnone/test://readme", "mcpmesh://hr/%zz/x"} {
+				_, err := s.ReadResource(t.Context(), &mcp.ReadResourceParams{URI: bad})
+				var je *jsonrpc.Error
+				if !errors.As(err, &je) || je.Code != jsonrpc.CodeInvalidParams {
+					t.Errorf("read %q: err = %v, want -32602", bad, err)
+				}
+			}
+		})
+	}
+
+	// A legacy agent subscribes under /mcp's URI and is told under it.
+	ada := newLegacyAgent(t, srv.URL+"/mcp", "ada")
+	if err := ada.session.Subscribe(t.Context(), &mcp.SubscribeParams{URI: talk + "test://x"}); err != nil {
+		t.Fatal(err)
+	}
+	update("test://x")
+	waitFor(t, "the update under /mcp's URI", func() (bool, string) {
+		_, updates := ada.seen()
+		return slices.Equal(updates, []string{talk + "test://x"}), fmt.Sprint(updates)
+	})
+}
