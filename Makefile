@@ -66,6 +66,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./node/validate/
 	$(GO) test -run '^$$' -fuzz FuzzCompile -fuzztime $(FUZZTIME) ./node/validate/
 	$(GO) test -run '^$$' -fuzz FuzzServeHTTP -fuzztime $(FUZZTIME) ./node/gateway/
+	$(GO) test -run '^$$' -fuzz FuzzUnwrapState -fuzztime $(FUZZTIME) ./node/gateway/
+	$(GO) test -run '^$$' -fuzz FuzzUpstreamURI -fuzztime $(FUZZTIME) ./node/gateway/
 
 clean:
 	rm -rf bin examples/cluster/data

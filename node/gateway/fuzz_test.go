@@ -46,3 +46,45 @@ func FuzzServeHTTP(f *testing.F) {
 		}
 	})
 }
+
+// FuzzUnwrapState feeds arbitrary requestStates (an agent's to send) to the
+// gateway's unwrapping: it must never panic, must accept what wrapState
+// made unchanged, and whatever it accepts must name a version.
+func FuzzUnwrapState(f *testing.F) {
+	for _, seed := range []string{wrapState("1.0.0", "s"), wrapState("2.0.0", ""), "mcpmesh1.", "mcpmesh1.e30", "asked-once", ""} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		w, err := unwrapState(s)
+		if err == nil && w.Version == "" {
+			t.Errorf("unwrapState(%q) accepted a state without a version", s)
+		}
+		if err == nil {
+			if back, err := unwrapState(wrapState(w.Version, w.State)); err != nil || back != w {
+				t.Errorf("round trip of %+v: %+v, %v", w, back, err)
+			}
+		}
+	})
+}
+
+// FuzzUpstreamURI feeds arbitrary resource URIs (an agent's to send) to the
+// aggregated view's mapping: it must never panic, and what it accepts must
+// map back to the same URI.
+func FuzzUpstreamURI(f *testing.F) {
+	g := &Gateway{cfg: Config{Namespace: "hr"}}
+	for _, seed := range []string{"mcpmesh://hr/corp.hr%2Frich/test://readme", "mcpmesh://hr/x/y", "mcpmesh://hr/%zz/x", "mcpmesh://hr//x", "test://readme", ""} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, uri string) {
+		server, original, err := g.upstreamURI(uri)
+		if err != nil {
+			return
+		}
+		if server == "" || original == "" {
+			t.Errorf("upstreamURI(%q) = %q, %q: empty part accepted", uri, server, original)
+		}
+		if s2, o2, err := g.upstreamURI(g.aggregatedURI(server, original)); err != nil || s2 != server || o2 != original {
+			t.Errorf("mapping %q back and forth: %q, %q, %v", uri, s2, o2, err)
+		}
+	})
+}
