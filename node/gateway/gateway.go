@@ -241,12 +241,11 @@ func (r *route) deprecated() bool {
 	return false
 }
 
-// Close stops background definition checks and waits for them, and ends
-// every agent session still open (legacy sessions otherwise live until
-// they idle out).
+// Close stops background definition checks, ends every agent session
+// still open (legacy sessions otherwise live until they idle out) with
+// its own upstream sessions, and waits for all of it.
 func (g *Gateway) Close() error {
 	g.stop()
-	g.bg.Wait()
 	eps := []*endpoint{g.agg}
 	g.servers.Range(func(_, v any) bool {
 		eps = append(eps, v.(*endpoint))
@@ -259,6 +258,8 @@ func (g *Gateway) Close() error {
 			ss.Close()
 		}
 	}
+	// Last: legacy agents' links (relay.go) end with their sessions.
+	g.bg.Wait()
 	return nil
 }
 

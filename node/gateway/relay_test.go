@@ -266,3 +266,31 @@ func countOf(xs []string, x string) int {
 	}
 	return n
 }
+
+// Closing the gateway ends legacy agents' sessions and their own upstream
+// sessions, and does not wait for the agents to leave.
+func TestCloseEndsLegacyAgentsSessions(t *testing.T) {
+	r := newRegistry(t)
+	url, _ := talkbackUpstream(t)
+	r.register("corp.hr/talkback", "1.0.0", url, talkbackTools, true)
+	g, srv := newGateway(t, r)
+	ada := newLegacyAgent(t, srv.URL+"/mcp/s/hr/corp.hr/talkback", "ada")
+	if got := ada.call(t, "ask"); got != "hello ada" {
+		t.Fatalf("ask = %q", got)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- g.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Gateway.Close did not return within 10s with a legacy agent connected")
+	}
+	n := 0
+	g.links.Range(func(any, any) bool { n++; return true })
+	if n != 0 {
+		t.Errorf("%d agent links left after Close", n)
+	}
+}
