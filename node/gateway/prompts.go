@@ -27,9 +27,6 @@ var aggregatedCapabilities = &mcp.ServerCapabilities{
 	Logging:     &mcp.LoggingCapabilities{},
 }
 
-// maxPromptPages bounds how many pages of one upstream's prompts are read.
-const maxPromptPages = 20
-
 // promptRef is where an aggregated prompt name leads.
 type promptRef struct {
 	server, name string
@@ -95,55 +92,28 @@ func (g *Gateway) aggregatedPrompts(ep *endpoint) mcp.Middleware {
 // server that cannot answer is left out of the listing (and logged), so
 // one broken upstream does not hide every other server's prompts.
 func (g *Gateway) listPrompts(ctx context.Context) ([]*mcp.Prompt, map[string]promptRef, error) {
-	targets := g.targets.Load()
-	if targets == nil {
-		return []*mcp.Prompt{}, map[string]promptRef{}, nil
-	}
-	type found struct {
-		server string
-		prompt *mcp.Prompt
-	}
-	var all []found
-	for server, t := range *targets {
-		var ps []*mcp.Prompt
-		err := g.pool.Call(ctx, t, func(ctx context.Context, s *mcp.ClientSession) error {
-			params := &mcp.ListPromptsParams{}
-			for range maxPromptPages {
-				res, err := s.ListPrompts(ctx, params)
-				if err != nil {
-					return err
-				}
-				ps = append(ps, res.Prompts...)
-				if res.NextCursor == "" {
-					return nil
-				}
-				params.Cursor = res.NextCursor
-			}
-			return nil
-		})
+	all := listAll(ctx, g, "prompts", func(ctx context.Context, s *mcp.ClientSession, cursor string) ([]*mcp.Prompt, string, error) {
+		res, err := s.ListPrompts(ctx, &mcp.ListPromptsParams{Cursor: cursor})
 		if err != nil {
-			g.logger.Warn("gateway: prompts of an upstream left out of /mcp", "server", server, "error", err)
-			continue
+			return nil, "", err
 		}
-		for _, p := range ps {
-			all = append(all, found{server, p})
-		}
-	}
+		return res.Prompts, res.NextCursor, nil
+	})
 	count := map[string]int{}
 	for _, f := range all {
-		count[f.prompt.Name]++
+		count[f.item.Name]++
 	}
 	names := map[string]promptRef{}
 	out := make([]*mcp.Prompt, 0, len(all))
 	for _, f := range all {
-		name := g.cfg.Namespace + "." + f.prompt.Name
-		if count[f.prompt.Name] > 1 {
-			name = g.cfg.Namespace + "." + shortName(f.server) + "." + f.prompt.Name
+		name := g.cfg.Namespace + "." + f.item.Name
+		if count[f.item.Name] > 1 {
+			name = g.cfg.Namespace + "." + shortName(f.server) + "." + f.item.Name
 		}
-		p := *f.prompt
+		p := *f.item
 		p.Name = name
 		out = append(out, &p)
-		names[name] = promptRef{server: f.server, name: f.prompt.Name}
+		names[name] = promptRef{server: f.server, name: f.item.Name}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, names, nil

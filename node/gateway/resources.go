@@ -9,8 +9,6 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
-
-	"github.com/mcpmesh/mcpmesh/node/upstream"
 )
 
 // Resources on the aggregated /mcp: every served server's resources and
@@ -27,10 +25,6 @@ import (
 // (read contents, update notifications) are mapped the same way. URIs
 // inside tool results are the upstream's own; read them on the server's
 // endpoint (/mcp/s/<namespace>/<server>), where URIs are unmapped.
-
-// maxResourcePages bounds how many pages of one upstream's resources (and,
-// apart, resource templates) are read.
-const maxResourcePages = 20
 
 // aggregatedURI maps an upstream URI of server into /mcp's.
 func (g *Gateway) aggregatedURI(server, uri string) string {
@@ -101,88 +95,93 @@ func (g *Gateway) aggregatedResources(ep *endpoint) mcp.Middleware {
 	}
 }
 
-// eachServer calls fn with every served server's newest live upstream, in
-// name order. A server whose fn fails is left out (and logged), so one
-// broken upstream does not hide every other server's items.
-func (g *Gateway) eachServer(ctx context.Context, what string, fn func(server string, t upstream.Target) error) {
+// maxListPages bounds how many pages of one upstream's listing (prompts,
+// resources, resource templates) the aggregated view reads.
+const maxListPages = 20
+
+// listAll collects, from every served server's newest live upstream, in
+// server name order, the items of one paginated listing (at most
+// maxListPages pages each), with the server each came from. A server that
+// cannot answer is left out (and logged), so one broken upstream does not
+// hide every other server's items.
+func listAll[T any](ctx context.Context, g *Gateway, what string, page func(context.Context, *mcp.ClientSession, string) ([]T, string, error)) []fromServer[T] {
 	targets := g.targets.Load()
 	if targets == nil {
-		return
+		return nil
 	}
 	servers := make([]string, 0, len(*targets))
 	for s := range *targets {
 		servers = append(servers, s)
 	}
 	sort.Strings(servers)
+	var out []fromServer[T]
 	for _, server := range servers {
-		if err := fn(server, (*targets)[server]); err != nil {
-			g.logger.Warn("gateway: "+what+" of an upstream left out of /mcp", "server", server, "error", err)
-		}
-	}
-}
-
-func (g *Gateway) listResources(ctx context.Context) (*mcp.ListResourcesResult, error) {
-	out := &mcp.ListResourcesResult{Resources: []*mcp.Resource{}}
-	g.eachServer(ctx, "resources", func(server string, t upstream.Target) error {
-		var found []*mcp.Resource
-		err := g.pool.Call(ctx, t, func(ctx context.Context, s *mcp.ClientSession) error {
-			params := &mcp.ListResourcesParams{}
-			for range maxResourcePages {
-				res, err := s.ListResources(ctx, params)
+		var items []T
+		err := g.pool.Call(ctx, (*targets)[server], func(ctx context.Context, s *mcp.ClientSession) error {
+			items = items[:0]
+			cursor := ""
+			for range maxListPages {
+				got, next, err := page(ctx, s, cursor)
 				if err != nil {
 					return err
 				}
-				found = append(found, res.Resources...)
-				if res.NextCursor == "" {
+				items = append(items, got...)
+				if next == "" {
 					return nil
 				}
-				params.Cursor = res.NextCursor
+				cursor = next
 			}
 			return nil
 		})
 		if err != nil {
-			return err
+			g.logger.Warn("gateway: "+what+" of an upstream left out of /mcp", "server", server, "error", err)
+			continue
 		}
-		for _, r := range found {
-			m := *r
-			m.URI = g.aggregatedURI(server, r.URI)
-			out.Resources = append(out.Resources, &m)
+		for _, it := range items {
+			out = append(out, fromServer[T]{server, it})
 		}
-		return nil
+	}
+	return out
+}
+
+// fromServer is one listed item and the server it came from.
+type fromServer[T any] struct {
+	server string
+	item   T
+}
+
+func (g *Gateway) listResources(ctx context.Context) (*mcp.ListResourcesResult, error) {
+	found := listAll(ctx, g, "resources", func(ctx context.Context, s *mcp.ClientSession, cursor string) ([]*mcp.Resource, string, error) {
+		res, err := s.ListResources(ctx, &mcp.ListResourcesParams{Cursor: cursor})
+		if err != nil {
+			return nil, "", err
+		}
+		return res.Resources, res.NextCursor, nil
 	})
+	out := &mcp.ListResourcesResult{Resources: make([]*mcp.Resource, 0, len(found))}
+	for _, f := range found {
+		m := *f.item
+		m.URI = g.aggregatedURI(f.server, f.item.URI)
+		out.Resources = append(out.Resources, &m)
+	}
 	sort.Slice(out.Resources, func(i, j int) bool { return out.Resources[i].URI < out.Resources[j].URI })
 	return out, nil
 }
 
 func (g *Gateway) listResourceTemplates(ctx context.Context) (*mcp.ListResourceTemplatesResult, error) {
-	out := &mcp.ListResourceTemplatesResult{ResourceTemplates: []*mcp.ResourceTemplate{}}
-	g.eachServer(ctx, "resource templates", func(server string, t upstream.Target) error {
-		var found []*mcp.ResourceTemplate
-		err := g.pool.Call(ctx, t, func(ctx context.Context, s *mcp.ClientSession) error {
-			params := &mcp.ListResourceTemplatesParams{}
-			for range maxResourcePages {
-				res, err := s.ListResourceTemplates(ctx, params)
-				if err != nil {
-					return err
-				}
-				found = append(found, res.ResourceTemplates...)
-				if res.NextCursor == "" {
-					return nil
-				}
-				params.Cursor = res.NextCursor
-			}
-			return nil
-		})
+	found := listAll(ctx, g, "resource templates", func(ctx context.Context, s *mcp.ClientSession, cursor string) ([]*mcp.ResourceTemplate, string, error) {
+		res, err := s.ListResourceTemplates(ctx, &mcp.ListResourceTemplatesParams{Cursor: cursor})
 		if err != nil {
-			return err
+			return nil, "", err
 		}
-		for _, rt := range found {
-			m := *rt
-			m.URITemplate = g.aggregatedURI(server, rt.URITemplate)
-			out.ResourceTemplates = append(out.ResourceTemplates, &m)
-		}
-		return nil
+		return res.ResourceTemplates, res.NextCursor, nil
 	})
+	out := &mcp.ListResourceTemplatesResult{ResourceTemplates: make([]*mcp.ResourceTemplate, 0, len(found))}
+	for _, f := range found {
+		m := *f.item
+		m.URITemplate = g.aggregatedURI(f.server, f.item.URITemplate)
+		out.ResourceTemplates = append(out.ResourceTemplates, &m)
+	}
 	sort.Slice(out.ResourceTemplates, func(i, j int) bool {
 		return out.ResourceTemplates[i].URITemplate < out.ResourceTemplates[j].URITemplate
 	})
