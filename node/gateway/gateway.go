@@ -152,17 +152,7 @@ func (g *Gateway) newEndpoint(name string, perServer bool) *endpoint {
 		opts.CompletionHandler = func(context.Context, *mcp.CompleteRequest) (*mcp.CompleteResult, error) {
 			return nil, errors.New("completion not routed")
 		}
-		opts.SubscribeHandler, opts.UnsubscribeHandler = g.subscribe(ep, func(uri string) (upstream.Target, string, error) {
-			server, original, err := g.upstreamURI(uri)
-			if err != nil {
-				return upstream.Target{}, "", err
-			}
-			t, ok := g.target(server)
-			if !ok {
-				return upstream.Target{}, "", &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("server %s is not served", server)}
-			}
-			return t, original, nil
-		})
+		opts.SubscribeHandler, opts.UnsubscribeHandler = g.subscribe(ep, g.resolveURI)
 	}
 	if perServer {
 		opts.Capabilities = passthroughCapabilities
@@ -171,11 +161,8 @@ func (g *Gateway) newEndpoint(name string, perServer bool) *endpoint {
 			return nil, errors.New("completion not routed")
 		}
 		opts.SubscribeHandler, opts.UnsubscribeHandler = g.subscribe(ep, func(uri string) (upstream.Target, string, error) {
-			t := ep.target.Load()
-			if t == nil {
-				return upstream.Target{}, "", &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: "this server has no live version"}
-			}
-			return *t, uri, nil
+			t, err := ep.live()
+			return t, uri, err
 		})
 	}
 	s := mcp.NewServer(&mcp.Implementation{Name: name, Version: "1"}, opts)

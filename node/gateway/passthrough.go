@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 
@@ -37,14 +38,14 @@ func (g *Gateway) passthrough(ep *endpoint) mcp.Middleware {
 			default:
 				return next(ctx, method, req)
 			}
-			t := ep.target.Load()
-			if t == nil {
-				return nil, &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: "this server has no live version"}
+			t, err := ep.live()
+			if err != nil {
+				return nil, err
 			}
 			meta := forwardMeta(paramsMeta(req.GetParams()), session(req))
 			via, done := g.callerFor(ctx, ep, session(req))
 			defer done()
-			return g.callUpstreamResult(ctx, via, *t, func(ctx context.Context, s *mcp.ClientSession) (mcp.Result, error) {
+			return g.callUpstreamResult(ctx, via, t, func(ctx context.Context, s *mcp.ClientSession) (mcp.Result, error) {
 				// Each request goes upstream as a copy whose _meta carries
 				// only what forwardMeta lets through.
 				switch p := req.GetParams().(type) {
@@ -70,6 +71,7 @@ func (g *Gateway) passthrough(ep *endpoint) mcp.Middleware {
 
 // callUpstreamResult runs fn on t's session through via and maps a
 // failure for the agent: the upstream's own JSON-RPC error passes through,
+// a call after the agent's session ended is an invalid request, and
 // anything else says which upstream could not be reached.
 func (g *Gateway) callUpstreamResult(ctx context.Context, via caller, t upstream.Target, fn func(context.Context, *mcp.ClientSession) (mcp.Result, error)) (mcp.Result, error) {
 	var res mcp.Result
@@ -82,9 +84,21 @@ func (g *Gateway) callUpstreamResult(ctx context.Context, via caller, t upstream
 		if je, ok := upstream.Answered(err); ok {
 			return nil, je
 		}
+		if errors.Is(err, upstream.ErrClosed) {
+			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: err.Error()}
+		}
 		return nil, &jsonrpc.Error{Code: codeUpstreamUnavailable, Message: fmt.Sprintf("upstream %s: %v", t.Key(), err)}
 	}
 	return res, nil
+}
+
+// live returns the upstream of ep's server's newest live version.
+func (ep *endpoint) live() (upstream.Target, error) {
+	t := ep.target.Load()
+	if t == nil {
+		return upstream.Target{}, &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: "this server has no live version"}
+	}
+	return *t, nil
 }
 
 // paramsMeta returns a request's _meta; params may be a nil pointer.

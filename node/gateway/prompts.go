@@ -143,21 +143,22 @@ func (g *Gateway) resolvePrompt(ctx context.Context, idx *promptIndex, name stri
 
 // onServer runs fn on the newest live upstream of server.
 func (g *Gateway) onServer(ctx context.Context, ep *endpoint, ss *mcp.ServerSession, server string, fn func(context.Context, *mcp.ClientSession) (mcp.Result, error)) (mcp.Result, error) {
-	t, ok := g.target(server)
-	if !ok {
-		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("server %s is not served", server)}
+	t, err := g.served(server)
+	if err != nil {
+		return nil, err
 	}
 	via, done := g.callerFor(ctx, ep, ss)
 	defer done()
 	return g.callUpstreamResult(ctx, via, t, fn)
 }
 
-// target returns the newest live upstream of server, if it is served.
-func (g *Gateway) target(server string) (upstream.Target, bool) {
-	targets := g.targets.Load()
-	if targets == nil {
-		return upstream.Target{}, false
+// served returns the newest live upstream of server, or -32602 when the
+// server is not served.
+func (g *Gateway) served(server string) (upstream.Target, error) {
+	if targets := g.targets.Load(); targets != nil {
+		if t, ok := (*targets)[server]; ok {
+			return t, nil
+		}
 	}
-	t, ok := (*targets)[server]
-	return t, ok
+	return upstream.Target{}, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("server %s is not served", server)}
 }

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"time"
 
@@ -30,7 +29,6 @@ type caller interface {
 // agentLink ties one legacy agent session to its upstream sessions.
 type agentLink struct {
 	ss  *mcp.ServerSession
-	ep  *endpoint
 	aff *upstream.Affinity
 
 	mu sync.Mutex
@@ -70,7 +68,7 @@ func (g *Gateway) link(ep *endpoint, ss *mcp.ServerSession) *agentLink {
 	if l, ok := g.links.Load(ss); ok {
 		return l.(*agentLink)
 	}
-	l := &agentLink{ss: ss, ep: ep}
+	l := &agentLink{ss: ss}
 	var caps *mcp.ClientCapabilities
 	if ip := ss.InitializeParams(); ip != nil {
 		caps = ip.Capabilities
@@ -196,17 +194,10 @@ func (g *Gateway) subscribe(ep *endpoint, resolve func(uri string) (upstream.Tar
 			return &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: "resources/subscribe needs a session of revision 2025-11-25 or earlier; in 2026-07-28 use subscriptions/listen"}
 		}
 		defer l.enter(ctx)()
-		err = l.aff.Call(ctx, t, func(ctx context.Context, s *mcp.ClientSession) error { return fn(ctx, s, original) })
-		if err != nil {
-			if je, ok := upstream.Answered(err); ok {
-				return je
-			}
-			if errors.Is(err, upstream.ErrClosed) {
-				return &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: err.Error()}
-			}
-			return &jsonrpc.Error{Code: codeUpstreamUnavailable, Message: "upstream " + t.Key() + ": " + err.Error()}
-		}
-		return nil
+		_, err = g.callUpstreamResult(ctx, l.aff, t, func(ctx context.Context, s *mcp.ClientSession) (mcp.Result, error) {
+			return nil, fn(ctx, s, original)
+		})
+		return err
 	}
 	sub = func(ctx context.Context, req *mcp.SubscribeRequest) error {
 		return forward(ctx, req.Session, req.Params.URI, func(ctx context.Context, s *mcp.ClientSession, uri string) error {

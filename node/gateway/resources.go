@@ -9,6 +9,8 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpmesh/mcpmesh/node/upstream"
 )
 
 // Resources on the aggregated /mcp: every served server's resources and
@@ -43,6 +45,17 @@ func (g *Gateway) upstreamURI(uri string) (server, original string, err error) {
 	}
 	return "", "", &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams,
 		Message: fmt.Sprintf("resource URI %q is not one of /mcp's: they read %s<server>/<upstream URI>, as resources/list shows", uri, prefix)}
+}
+
+// resolveURI returns the upstream behind an /mcp resource URI and the URI
+// that upstream knows it by.
+func (g *Gateway) resolveURI(uri string) (upstream.Target, string, error) {
+	server, original, err := g.upstreamURI(uri)
+	if err != nil {
+		return upstream.Target{}, "", err
+	}
+	t, err := g.served(server)
+	return t, original, err
 }
 
 func (g *Gateway) aggregatedResources(ep *endpoint) mcp.Middleware {

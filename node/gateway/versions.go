@@ -40,15 +40,15 @@ func (g *Gateway) handler(ep *endpoint, r *route, exposed string) mcp.ToolHandle
 	return func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		start := time.Now()
 		version, state, err := versionOfCall(req.Params)
+		var e *entry
 		if err == nil {
-			var e *entry
 			e, err = g.resolve(r, version)
-			if err == nil {
-				return g.call(ctx, ep, req, e, exposed, state, start)
-			}
 		}
-		g.metrics.observe(g.cfg.Namespace, exposed, "refused", time.Since(start))
-		return nil, err
+		if err != nil {
+			g.metrics.observe(g.cfg.Namespace, exposed, "refused", time.Since(start))
+			return nil, err
+		}
+		return g.call(ctx, ep, req, e, exposed, state, start)
 	}
 }
 
