@@ -245,6 +245,17 @@ func signedMS(d time.Duration) string {
 }
 
 // cpuPerReq is a process's CPU per request over a target's rounds, in µs.
+// vsDirect returns st's p50 and p99 less the direct target's, and the
+// CPU its process spent per request; "-" for the direct target itself.
+func (p *phase) vsDirect(st, direct *targetStats, s *setup) (p50, p99, cpu string) {
+	if st == direct {
+		return "-", "-", "-"
+	}
+	return signedMS(percentile(st.lats, 0.50) - percentile(direct.lats, 0.50)),
+		signedMS(percentile(st.lats, 0.99) - percentile(direct.lats, 0.99)),
+		fmt.Sprintf("%.0f", p.cpuPerReq(st, st.t.name, s.clkTck))
+}
+
 func (p *phase) cpuPerReq(st *targetStats, procName string, clkTck int64) float64 {
 	for i, pr := range p.procs {
 		if pr.name == procName {
@@ -293,12 +304,7 @@ func (p *phase) print(w io.Writer, s *setup) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "target\tp50 ms\tp90 ms\tp99 ms\tmean ms\tcalls/s\tadded p50 ms\tadded p99 ms\tgateway CPU µs/call\tupstream CPU µs/call\tclient CPU µs/call\tupstream req/call\tnew conns client/upstream\t")
 	for _, st := range p.stats {
-		added50, added99, gw := "-", "-", "-"
-		if st != direct {
-			added50 = signedMS(percentile(st.lats, 0.50) - d50)
-			added99 = signedMS(percentile(st.lats, 0.99) - d99)
-			gw = fmt.Sprintf("%.0f", p.cpuPerReq(st, st.t.name, s.clkTck))
-		}
+		added50, added99, gw := p.vsDirect(st, direct, s)
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t%.0f\t%.0f\t%.2f\t%d/%d\t\n", st.t.name,
 			ms(percentile(st.lats, 0.50)), ms(percentile(st.lats, 0.90)), ms(percentile(st.lats, 0.99)), ms(mean(st.lats)),
 			float64(len(st.lats))/st.wall.Seconds(), added50, added99, gw,
@@ -354,17 +360,11 @@ func (p *phase) printList(w io.Writer, s *setup) error {
 	fmt.Fprintf(w, "%s, concurrency 1: %d rounds, %d measured calls per target (interleaved), %d warmup calls per target\n",
 		p.what, p.rounds, p.perTarget, p.warmup)
 	direct := p.byName("direct")
-	d50, d99 := percentile(direct.lats, 0.50), percentile(direct.lats, 0.99)
 	var buf bytes.Buffer
 	tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "target\tp50 ms\tp99 ms\tvs direct p50 ms\tvs direct p99 ms\tgateway CPU µs/list\tupstream requests\t")
 	for _, st := range p.stats {
-		rel50, rel99, gw := "-", "-", "-"
-		if st != direct {
-			rel50 = signedMS(percentile(st.lats, 0.50) - d50)
-			rel99 = signedMS(percentile(st.lats, 0.99) - d99)
-			gw = fmt.Sprintf("%.0f", p.cpuPerReq(st, st.t.name, s.clkTck))
-		}
+		rel50, rel99, gw := p.vsDirect(st, direct, s)
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t\n", st.t.name, ms(percentile(st.lats, 0.50)), ms(percentile(st.lats, 0.99)), rel50, rel99, gw, st.upstream)
 	}
 	tw.Flush()

@@ -271,10 +271,7 @@ func (n *Node) Running() bool {
 
 // Kill sends SIGKILL and waits for the process to go.
 func (n *Node) Kill() {
-	n.mu.Lock()
-	cmd, done := n.cmd, n.done
-	n.cmd = nil
-	n.mu.Unlock()
+	cmd, done := n.take()
 	if cmd == nil {
 		return
 	}
@@ -282,15 +279,22 @@ func (n *Node) Kill() {
 	<-done
 }
 
+// take hands the running process (nil if none) and its exit channel to a
+// caller that ends it; the node no longer counts it as running.
+func (n *Node) take() (*exec.Cmd, chan struct{}) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	cmd, done := n.cmd, n.done
+	n.cmd = nil
+	return cmd, done
+}
+
 // Stop sends SIGTERM and waits up to timeout for a clean exit; it fails the
 // test if the node does not exit, or exits non-zero.
 func (n *Node) Stop(timeout time.Duration) {
 	t := n.c.t
 	t.Helper()
-	n.mu.Lock()
-	cmd, done := n.cmd, n.done
-	n.cmd = nil
-	n.mu.Unlock()
+	cmd, done := n.take()
 	if cmd == nil {
 		return
 	}
