@@ -186,6 +186,12 @@ func (n *Node) HTTPAddr() net.Addr { return n.httpLn.Addr() }
 // Cluster returns the node's Raft replica.
 func (n *Node) Cluster() *cluster.Cluster { return n.cluster }
 
+// WaitServing waits until the MCP front door serves the registry state as
+// this node has applied it now, or ctx ends.
+func (n *Node) WaitServing(ctx context.Context) error {
+	return n.gateway.WaitSynced(ctx, n.cluster.FSM.AppliedIndex())
+}
+
 func (n *Node) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", n.auth.Middleware(api.New(n.cluster, api.WithLogger(n.logger))))

@@ -101,6 +101,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer, logger *slog.Logger) er
 	}
 	info := Info{DataDir: cfg.DataDir, Namespaces: map[string]Namespace{}}
 	var nodes []*node.Node
+	byNS := map[string]*node.Node{}
 	for i, ns := range namespaces {
 		n, nsInfo, err := startBU(cfg, i, ns, logger)
 		if err != nil {
@@ -110,6 +111,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer, logger *slog.Logger) er
 			return err
 		}
 		nodes = append(nodes, n)
+		byNS[ns] = n
 		info.Namespaces[ns] = nsInfo
 	}
 
@@ -135,6 +137,13 @@ func Run(ctx context.Context, cfg Config, out io.Writer, logger *slog.Logger) er
 			}
 			nsInfo.Servers = servers
 			info.Namespaces[ns] = nsInfo
+			// dev.json promises endpoints that serve the catalog as seeded.
+			wctx, cancel := context.WithTimeout(gctx, 30*time.Second)
+			err = byNS[ns].WaitServing(wctx)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("dev: %s: %w", ns, err)
+			}
 		}
 		if err := writeInfo(filepath.Join(cfg.DataDir, "dev.json"), info); err != nil {
 			return err

@@ -65,6 +65,11 @@ type Gateway struct {
 
 	mu          sync.Mutex // serializes Sync
 	fingerprint string
+	// synced is the registry's applied index the views reflect at least;
+	// syncedC is closed (and replaced) whenever it moves.
+	syncMu  sync.Mutex
+	synced  uint64
+	syncedC chan struct{}
 	// targets is each served server's newest live upstream, for the
 	// aggregated view's prompts and completion.
 	targets atomic.Pointer[map[string]upstream.Target]
@@ -115,6 +120,7 @@ func New(cfg Config, fsm *state.FSM, pool *upstream.Pool, opts ...Option) *Gatew
 	}
 	g.sdkLogger = slog.New(minLevel{g.logger.Handler(), slog.LevelWarn})
 	g.life, g.stop = context.WithCancel(context.Background())
+	g.syncedC = make(chan struct{})
 	g.schemas = validate.NewCache(0)
 	if g.metrics == nil {
 		g.metrics = newMetrics(nil)
@@ -277,13 +283,20 @@ func (g *Gateway) Run(ctx context.Context) error {
 
 // Sync rebuilds the served tool set from the registry state, changing only
 // what differs.
-func (g *Gateway) Sync() error {
+func (g *Gateway) Sync() (err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	// Read before the state: the views will reflect at least this much.
+	index := g.fsm.AppliedIndex()
 	all, err := g.fsm.AllVersions()
 	if err != nil {
 		return err
 	}
+	defer func() {
+		if err == nil {
+			g.markSynced(index)
+		}
+	}()
 	live := g.liveVersions(all)
 	g.sunset = time.Time{}
 	for _, sv := range live {
@@ -382,6 +395,34 @@ func (g *Gateway) Sync() error {
 	g.fingerprint = fp
 	g.logger.Info("gateway: serving registry state", "servers", len(byServer), "tools", len(agg))
 	return nil
+}
+
+func (g *Gateway) markSynced(index uint64) {
+	g.syncMu.Lock()
+	defer g.syncMu.Unlock()
+	if index > g.synced {
+		g.synced = index
+		close(g.syncedC)
+		g.syncedC = make(chan struct{})
+	}
+}
+
+// WaitSynced waits until the views serve the registry state as of index
+// (a Raft log index applied to the registry) or later, or ctx ends.
+func (g *Gateway) WaitSynced(ctx context.Context, index uint64) error {
+	for {
+		g.syncMu.Lock()
+		synced, c := g.synced, g.syncedC
+		g.syncMu.Unlock()
+		if synced >= index {
+			return nil
+		}
+		select {
+		case <-c:
+		case <-ctx.Done():
+			return fmt.Errorf("gateway serves the registry as of index %d, not yet %d: %w", synced, index, ctx.Err())
+		}
+	}
 }
 
 // apply makes ep serve exactly want.

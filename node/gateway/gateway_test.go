@@ -889,3 +889,31 @@ func TestRequestStateIsCheckedAndBindsTheVersion(t *testing.T) {
 		t.Fatalf("retry: %+v, %v", res, err)
 	}
 }
+
+func TestWaitSyncedFollowsSync(t *testing.T) {
+	r := newRegistry(t)
+	g, _ := newGateway(t, r) // synced at the empty registry
+	r.register("corp.hr/directory", "1.0.0", newUpstream(t, "a").URL, lookupTool, true)
+	index := r.fsm.AppliedIndex()
+	short, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if err := g.WaitSynced(short, index); err == nil {
+		t.Fatal("WaitSynced returned before the gateway synced the new registry state")
+	}
+	done := make(chan error, 1)
+	go func() { done <- g.WaitSynced(t.Context(), index) }()
+	if err := g.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("WaitSynced did not return within 10s of Sync")
+	}
+	if !g.agg.served() {
+		t.Error("synced, but /mcp serves no tool")
+	}
+}
