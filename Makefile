@@ -68,6 +68,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzServeHTTP -fuzztime $(FUZZTIME) ./node/gateway/
 	$(GO) test -run '^$$' -fuzz FuzzUnwrapState -fuzztime $(FUZZTIME) ./node/gateway/
 	$(GO) test -run '^$$' -fuzz FuzzUpstreamURI -fuzztime $(FUZZTIME) ./node/gateway/
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./trust/apikey/
 
 clean:
 	rm -rf bin examples/cluster/data

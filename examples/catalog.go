@@ -11,7 +11,7 @@ import (
 	"io/fs"
 )
 
-//go:embed catalog/*/*.json
+//go:embed catalog/*/*.json catalog/*/tenants.yaml
 var catalog embed.FS
 
 // Catalog returns the example server cards: one directory per namespace

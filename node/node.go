@@ -25,6 +25,7 @@ import (
 	"github.com/mcpmesh/mcpmesh/node/upstream"
 	"github.com/mcpmesh/mcpmesh/registry/api"
 	"github.com/mcpmesh/mcpmesh/registry/cluster"
+	"github.com/mcpmesh/mcpmesh/trust/agentauth"
 	"github.com/mcpmesh/mcpmesh/trust/ca"
 	"github.com/mcpmesh/mcpmesh/trust/mtls"
 	"github.com/mcpmesh/mcpmesh/trust/svid"
@@ -45,6 +46,7 @@ type Node struct {
 	pool     *upstream.Pool
 	gateway  *gateway.Gateway
 	auth     *adminauth.Authenticator
+	agents   *agentauth.Authenticator
 	httpLn   net.Listener
 	server   *http.Server
 	draining atomic.Bool
@@ -165,7 +167,11 @@ func New(cfg config.Config, opts ...Option) (n *Node, err error) {
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}
 	n.pool = upstream.NewPool(upstream.Config{CallTimeout: cfg.MCP.CallTimeout, MaxConcurrent: cfg.MCP.MaxConcurrentPerUpstream}, upstream.WithLogger(n.logger))
-	n.gateway = gateway.New(gateway.Config{Namespace: cfg.Namespace, AnonymousRoutes: cfg.MCP.AnonymousRoutes},
+	n.agents, err = newAgentAuth(cfg, td, n.cluster.FSM, n.logger, n.registry)
+	if err != nil {
+		return nil, err
+	}
+	n.gateway = gateway.New(gateway.Config{Namespace: cfg.Namespace},
 		n.cluster.FSM, n.pool, gateway.WithLogger(n.logger), gateway.WithMetrics(n.registry),
 		gateway.WithQuarantine(func(ctx context.Context, cmd []byte) error {
 			_, err := n.cluster.Apply(ctx, cmd)
@@ -197,7 +203,7 @@ func (n *Node) handler() http.Handler {
 	mux.Handle("/v1/", n.auth.Middleware(api.New(n.cluster, api.WithLogger(n.logger))))
 	// Browsers must not drive the MCP endpoints from other origins
 	// (Sec-Fetch-Site / Origin checks); go-sdk adds DNS-rebinding protection.
-	mcpHandler := http.NewCrossOriginProtection().Handler(n.gateway)
+	mcpHandler := http.NewCrossOriginProtection().Handler(n.agents.Middleware(n.gateway))
 	mux.Handle("/mcp", mcpHandler)
 	mux.Handle("/mcp/", mcpHandler)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {

@@ -14,11 +14,51 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
+// agentClient is the HTTP client of an agent: it sends the API key (from
+// keyFile, else $MCPMESH_API_KEY) as a bearer token, and presents the SVID
+// in svidDir over TLS. With neither it is anonymous.
+func agentClient(keyFile, svidDir string) (*http.Client, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if svidDir != "" {
+		tc, err := svidTLS(svidDir)
+		if err != nil {
+			return nil, err
+		}
+		tr.TLSClientConfig = tc
+	}
+	key := os.Getenv("MCPMESH_API_KEY")
+	if keyFile != "" {
+		raw, err := os.ReadFile(keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("-api-key-file: %w", err)
+		}
+		key = strings.TrimSpace(string(raw))
+	}
+	if key == "" {
+		return &http.Client{Transport: tr}, nil
+	}
+	return &http.Client{Transport: bearerTransport{key: key, base: tr}}, nil
+}
+
+// bearerTransport adds the agent's API key to every request.
+type bearerTransport struct {
+	key  string
+	base http.RoundTripper
+}
+
+func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.key)
+	return b.base.RoundTrip(r)
+}
+
 // runCall is a small MCP client for trying a node: list the tools an
 // agent sees, or call one, as an agent would (official go-sdk client).
 func runCall(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := newFlagSet("call", "call [-url URL] [-list | TOOL [JSON | key=value ...]] [-version V] [-era REV]")
+	fs := newFlagSet("call", "call [-url URL] [-api-key-file F | -svid-dir D] [-list | TOOL [JSON | key=value ...]] [-version V] [-era REV]")
 	url := fs.String("url", envOr("MCPMESH_MCP_URL", "http://127.0.0.1:7701/mcp"), "the node's MCP endpoint (env MCPMESH_MCP_URL)")
+	keyFile := fs.String("api-key-file", os.Getenv("MCPMESH_API_KEY_FILE"), "file holding the agent's API key (env MCPMESH_API_KEY_FILE, or the key itself in MCPMESH_API_KEY)")
+	svidDir := fs.String("svid-dir", "", "directory with the agent's SVID (svid.crt, svid.key, bundle.crt) for an https node")
 	list := fs.Bool("list", false, "list the tools instead of calling one")
 	pin := fs.String("version", "", "pin the call to this server version (_meta io.mcpmesh/version)")
 	era := fs.String("era", "", "protocol revision to speak, e.g. 2025-11-25 (default: the newest)")
@@ -35,7 +75,11 @@ func runCall(ctx context.Context, args []string, stdout io.Writer) error {
 			fmt.Fprintf(os.Stderr, "%s: %v\n", req.Params.Level, req.Params.Data)
 		},
 	})
-	sess, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: *url, HTTPClient: http.DefaultClient}, &mcp.ClientSessionOptions{ProtocolVersion: *era})
+	hc, err := agentClient(*keyFile, *svidDir)
+	if err != nil {
+		return err
+	}
+	sess, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: *url, HTTPClient: hc}, &mcp.ClientSessionOptions{ProtocolVersion: *era})
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", *url, err)
 	}

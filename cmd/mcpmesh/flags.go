@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -86,24 +87,34 @@ func (c *clientFlags) client() (*api.Client, error) {
 		cfg.Token = strings.TrimSpace(string(raw))
 	}
 	if c.svidDir != "" {
-		s, bundle, err := ca.LoadSVID(c.svidDir)
+		tc, err := svidTLS(c.svidDir)
 		if err != nil {
-			return nil, fmt.Errorf("-svid-dir: %w", err)
+			return nil, err
 		}
-		// The node must present a node SVID of the same trust domain.
-		td := s.ID.TrustDomain()
-		authz := tlsconfig.AdaptMatcher(func(id spiffeid.ID) error {
-			if id.TrustDomain() != td || !strings.HasPrefix(id.Path(), "/mcpmesh/node/") {
-				return fmt.Errorf("server %s is not an mcpmesh node of %s", id, td)
-			}
-			return nil
-		})
-		cfg.TLS = tlsconfig.MTLSClientConfig(s, bundle, authz)
+		cfg.TLS = tc
 	}
 	if cfg.Token == "" && cfg.TLS == nil {
 		return nil, usagef("no credential: pass -token-file FILE (or set MCPMESH_TOKEN_FILE), or -svid-dir DIR")
 	}
 	return api.NewClient(cfg)
+}
+
+// svidTLS is the mTLS client config for an SVID directory (svid.crt,
+// svid.key, bundle.crt): it presents the SVID and accepts only a node of
+// the SVID's own trust domain.
+func svidTLS(dir string) (*tls.Config, error) {
+	s, bundle, err := ca.LoadSVID(dir)
+	if err != nil {
+		return nil, fmt.Errorf("-svid-dir: %w", err)
+	}
+	td := s.ID.TrustDomain()
+	authz := tlsconfig.AdaptMatcher(func(id spiffeid.ID) error {
+		if id.TrustDomain() != td || !strings.HasPrefix(id.Path(), "/mcpmesh/node/") {
+			return fmt.Errorf("server %s is not an mcpmesh node of %s", id, td)
+		}
+		return nil
+	})
+	return tlsconfig.MTLSClientConfig(s, bundle, authz), nil
 }
 
 func (c *clientFlags) ctx(parent context.Context) (context.Context, context.CancelFunc) {

@@ -34,6 +34,7 @@ func commands() []command {
 		{"trust", "manage the trust domain's CA and SVIDs (init, issue)", runTrust},
 		{"registry", "submit and review server cards (submit, list, show, approve, reject, deprecate, retire, quarantine)", runRegistry},
 		{"tenant", "manage tenants (add, list)", runTenant},
+		{"apikey", "manage tenants' API keys for agents (create, list, revoke)", runAPIKey},
 		{"apply", "apply a catalog directory of server cards and tenants.yaml (-f DIR [-dry-run])", runApply},
 		{"call", "list or call tools through a node's MCP endpoint, as an agent", runCall},
 		{"members", "list the cluster's Raft servers, roles and last contact", runMembers},

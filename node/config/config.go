@@ -46,15 +46,37 @@ type Config struct {
 
 // MCPConfig controls the MCP front door (/mcp).
 type MCPConfig struct {
-	// AnonymousRoutes are the /mcp paths served without authentication,
+	// AnonymousRoutes are the /mcp paths served without a credential,
 	// e.g. "/mcp" or "/mcp/s/hr/corp.hr/directory"; a trailing "/*"
-	// matches a prefix. Default none: agent authentication is not built
-	// yet, so without a grant every /mcp request is refused.
+	// matches a prefix. Default none. A credential that is presented is
+	// still checked on these routes.
 	AnonymousRoutes []string `yaml:"anonymous_routes"`
+	// Auth says how agents authenticate.
+	Auth AgentAuthConfig `yaml:"auth"`
 	// CallTimeout bounds one tool call to an upstream. Default 30s.
 	CallTimeout time.Duration `yaml:"call_timeout"`
 	// MaxConcurrentPerUpstream is each upstream's bulkhead. Default 64.
 	MaxConcurrentPerUpstream int `yaml:"max_concurrent_per_upstream"`
+}
+
+// AgentAuthConfig says how agents authenticate at /mcp.
+type AgentAuthConfig struct {
+	// Methods are the accepted credentials: "api-key" (per-tenant keys,
+	// `mcpmesh apikey create`) and "x509-svid" (agent SVIDs over mTLS;
+	// needs http.tls). Default both.
+	Methods []string `yaml:"methods"`
+	// SVIDPathPrefix is the SPIFFE ID path prefix of agents. Default "/agent/".
+	SVIDPathPrefix string `yaml:"svid_path_prefix"`
+	// SVIDTenants give agents whose SVID path starts with path_prefix a
+	// tenant; the longest matching prefix wins. An SVID no rule matches
+	// calls with no tenant.
+	SVIDTenants []SVIDTenant `yaml:"svid_tenants"`
+}
+
+// SVIDTenant maps agent SVID paths to a tenant.
+type SVIDTenant struct {
+	PathPrefix string `yaml:"path_prefix"`
+	Tenant     string `yaml:"tenant"`
 }
 
 // HTTPConfig is the listener that agents and administrators use.
@@ -156,8 +178,9 @@ func DefaultConfig() Config {
 		},
 		Trust: TrustConfig{SVIDTTL: time.Hour},
 		Admin: AdminConfig{SPIFFEPathPrefix: "/admin/"},
-		MCP:   MCPConfig{CallTimeout: 30 * time.Second, MaxConcurrentPerUpstream: 64},
-		Log:   LogConfig{Level: "info", Format: "text"},
+		MCP: MCPConfig{CallTimeout: 30 * time.Second, MaxConcurrentPerUpstream: 64,
+			Auth: AgentAuthConfig{Methods: []string{"api-key", "x509-svid"}, SVIDPathPrefix: "/agent/"}},
+		Log: LogConfig{Level: "info", Format: "text"},
 	}
 }
 
@@ -325,6 +348,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("mcp.anonymous_routes[%d]: %q is not an /mcp route (e.g. /mcp or /mcp/s/<namespace>/<server>)", i, r)
 		}
 	}
+	if err := c.MCP.Auth.validate(); err != nil {
+		return err
+	}
 	if c.MCP.CallTimeout <= 0 {
 		return errors.New("mcp.call_timeout: must be a positive duration such as 30s")
 	}
@@ -438,4 +464,26 @@ func unwrapAddrErr(err error) string {
 		return ae.Err
 	}
 	return err.Error()
+}
+
+func (a AgentAuthConfig) validate() error {
+	for i, m := range a.Methods {
+		switch m {
+		case "api-key", "x509-svid":
+		default:
+			return fmt.Errorf("mcp.auth.methods[%d]: %q is not one of api-key, x509-svid (OAuth and JWT-SVID are not built yet)", i, m)
+		}
+	}
+	if !strings.HasPrefix(a.SVIDPathPrefix, "/") || len(a.SVIDPathPrefix) < 2 {
+		return fmt.Errorf("mcp.auth.svid_path_prefix: %q must be a path such as /agent/", a.SVIDPathPrefix)
+	}
+	for i, t := range a.SVIDTenants {
+		if !strings.HasPrefix(t.PathPrefix, a.SVIDPathPrefix) {
+			return fmt.Errorf("mcp.auth.svid_tenants[%d].path_prefix: %q is not under svid_path_prefix %q", i, t.PathPrefix, a.SVIDPathPrefix)
+		}
+		if t.Tenant == "" {
+			return fmt.Errorf("mcp.auth.svid_tenants[%d].tenant: missing", i)
+		}
+	}
+	return nil
 }

@@ -36,12 +36,14 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"gopkg.in/yaml.v3"
 
 	"github.com/mcpmesh/mcpmesh/examples"
 	"github.com/mcpmesh/mcpmesh/node"
 	"github.com/mcpmesh/mcpmesh/node/config"
 	"github.com/mcpmesh/mcpmesh/registry/api"
 	"github.com/mcpmesh/mcpmesh/registry/card"
+	"github.com/mcpmesh/mcpmesh/trust/apikey"
 )
 
 // Config configures a dev mesh.
@@ -65,8 +67,14 @@ type Info struct {
 // Namespace is what a client needs to reach one BU.
 type Namespace struct {
 	TrustDomain string `json:"trustDomain"`
-	// MCPURL is the BU's aggregated MCP endpoint (anonymous in dev).
+	// MCPURL is the BU's aggregated MCP endpoint. Dev serves it
+	// anonymously too; an agent that sends AgentKey calls as its tenant.
 	MCPURL string `json:"mcpUrl"`
+	// AgentKey is a dev API key of tenant AgentTenant, sent as
+	// "Authorization: Bearer <key>"; AgentKeyFile holds it.
+	AgentKey     string `json:"agentKey"`
+	AgentKeyFile string `json:"agentKeyFile"`
+	AgentTenant  string `json:"agentTenant"`
 	// AdminURL is the base URL of the node's admin API (/v1/) and health
 	// endpoints.
 	AdminURL string `json:"adminUrl"`
@@ -136,6 +144,9 @@ func Run(ctx context.Context, cfg Config, out io.Writer, logger *slog.Logger) er
 				return fmt.Errorf("dev: seed %s: %w", ns, err)
 			}
 			nsInfo.Servers = servers
+			if nsInfo, err = seedAgent(gctx, cfg.Catalog, ns, nsInfo); err != nil {
+				return fmt.Errorf("dev: seed %s: %w", ns, err)
+			}
 			info.Namespaces[ns] = nsInfo
 			// dev.json promises endpoints that serve the catalog as seeded.
 			wctx, cancel := context.WithTimeout(gctx, 30*time.Second)
@@ -214,7 +225,8 @@ func buConfig(cfg Config, i int, ns string) (config.Config, Namespace, error) {
 	if err := c.Validate(); err != nil {
 		return config.Config{}, Namespace{}, fmt.Errorf("dev: %s config: %w", ns, err)
 	}
-	return c, Namespace{TrustDomain: td, MCPURL: "http://" + httpAddr + "/mcp", AdminURL: "http://" + httpAddr, TokenFile: tokenFile, Token: token}, nil
+	return c, Namespace{TrustDomain: td, MCPURL: "http://" + httpAddr + "/mcp", AdminURL: "http://" + httpAddr,
+		TokenFile: tokenFile, Token: token, AgentKeyFile: filepath.Join(dir, "agent.key")}, nil
 }
 
 func readOrCreateToken(path string) (string, error) {
@@ -263,6 +275,65 @@ func seed(ctx context.Context, catalog fs.FS, ns string, info Namespace) ([]stri
 		return nil, err
 	}
 	return servers, nil
+}
+
+// devTenant is the tenant dev creates for a BU whose catalog has no
+// tenants.yaml.
+const devTenant = "dev"
+
+// seedAgent creates the BU's tenants (its catalog's tenants.yaml, else one
+// tenant "dev") and a dev API key for the first of them, or keeps the key
+// a previous run left in the data dir if the registry still accepts it.
+func seedAgent(ctx context.Context, catalog fs.FS, ns string, info Namespace) (Namespace, error) {
+	c, err := api.NewClient(api.ClientConfig{Addr: info.AdminURL, Token: info.Token, Timeout: 10 * time.Second})
+	if err != nil {
+		return info, err
+	}
+	tenants := []api.TenantRequest{{Name: devTenant, DisplayName: "mcpmesh dev", Owners: []string{"mcpmesh dev"}}}
+	if raw, err := fs.ReadFile(catalog, path.Join(ns, "tenants.yaml")); err == nil {
+		var specs []struct {
+			Name        string   `yaml:"name"`
+			DisplayName string   `yaml:"displayName"`
+			Owners      []string `yaml:"owners"`
+		}
+		if err := yaml.Unmarshal(raw, &specs); err != nil || len(specs) == 0 {
+			return info, fmt.Errorf("%s/tenants.yaml: want a list of tenants (%v)", ns, err)
+		}
+		tenants = tenants[:0]
+		for _, t := range specs {
+			tenants = append(tenants, api.TenantRequest{Name: t.Name, DisplayName: t.DisplayName, Owners: t.Owners})
+		}
+	}
+	for _, t := range tenants {
+		if _, err := c.PutTenant(ctx, t); err != nil {
+			return info, fmt.Errorf("tenant %s: %w", t.Name, err)
+		}
+	}
+	info.AgentTenant = tenants[0].Name
+	if raw, err := os.ReadFile(info.AgentKeyFile); err == nil {
+		key := strings.TrimSpace(string(raw))
+		if id, err := apikey.Parse(key); err == nil {
+			keys, err := c.APIKeys(ctx, info.AgentTenant, true)
+			if err != nil {
+				return info, err
+			}
+			for _, k := range keys {
+				if k.ID == id && k.RevokedAt == nil {
+					info.AgentKey = key
+					return info, nil
+				}
+			}
+		}
+	}
+	k, err := c.CreateAPIKey(ctx, api.APIKeyRequest{Tenant: info.AgentTenant, Name: "mcpmesh dev agent"})
+	if err != nil {
+		return info, fmt.Errorf("dev API key: %w", err)
+	}
+	if err := os.WriteFile(info.AgentKeyFile, []byte(k.Secret+"\n"), 0o600); err != nil {
+		return info, fmt.Errorf("write %s: %w", info.AgentKeyFile, err)
+	}
+	info.AgentKey = k.Secret
+	return info, nil
 }
 
 // deprecateOlder deprecates every approved version of a server but its
@@ -339,7 +410,7 @@ func printSummary(w io.Writer, info Info) {
 	for _, ns := range names {
 		n := info.Namespaces[ns]
 		fmt.Fprintf(w, "BU %-8s trust domain %s\n", ns, n.TrustDomain)
-		fmt.Fprintf(w, "  MCP        %s   (agents: no credential needed in dev)\n", n.MCPURL)
+		fmt.Fprintf(w, "  MCP        %s   (anonymous in dev; or as tenant %s: Authorization: Bearer $(cat %s))\n", n.MCPURL, n.AgentTenant, n.AgentKeyFile)
 		fmt.Fprintf(w, "  admin API  %s   (token file %s)\n", n.AdminURL, n.TokenFile)
 		fmt.Fprintf(w, "  servers    %s\n", strings.Join(n.Servers, ", "))
 		fmt.Fprintf(w, "  try        mcpmesh registry list -addr %s -token-file %s\n\n", n.AdminURL, n.TokenFile)

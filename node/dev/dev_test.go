@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -126,6 +127,22 @@ func TestDevSeedsAndResumes(t *testing.T) {
 		t.Errorf("search_employees through dev: %+v, %v", res, err)
 	}
 
+	// Each BU has a dev API key of its first tenant; keys are per BU.
+	hr := info.Namespaces["hr"]
+	if raw, _ := os.ReadFile(hr.AgentKeyFile); strings.TrimSpace(string(raw)) != hr.AgentKey || hr.AgentTenant != "payroll" || fin.AgentTenant != "dev" {
+		t.Errorf("dev agent keys: hr %+v, finance tenant %q", hr, fin.AgentTenant)
+	}
+	keySess, err := connectAs(t, hr.MCPURL, hr.AgentKey)
+	if err != nil {
+		t.Fatalf("hr's dev key on hr: %v", err)
+	}
+	if _, err := keySess.CallTool(t.Context(), &mcp.CallToolParams{Name: "hr.search_employees", Arguments: map[string]any{"query": "an"}}); err != nil {
+		t.Errorf("call with hr's dev key: %v", err)
+	}
+	if _, err := connectAs(t, fin.MCPURL, hr.AgentKey); err == nil || !strings.Contains(err.Error(), "Unauthorized") {
+		t.Errorf("hr's dev key on finance: err = %v, want Unauthorized", err)
+	}
+
 	// Tokens are per BU: hr's token does not open finance.
 	other, _ := api.NewClient(api.ClientConfig{Addr: fin.AdminURL, Token: info.Namespaces["hr"].Token})
 	if _, err := other.ListServers(t.Context(), "", false); err == nil {
@@ -139,6 +156,9 @@ func TestDevSeedsAndResumes(t *testing.T) {
 	defer stop2()
 	if info2.Namespaces["finance"].Token != fin.Token {
 		t.Error("token changed across restarts")
+	}
+	if info2.Namespaces["hr"].AgentKey != hr.AgentKey {
+		t.Error("the dev agent key changed across restarts")
 	}
 	c, _ = api.NewClient(api.ClientConfig{Addr: fin.AdminURL, Token: fin.Token})
 	vs, err := c.ServerVersions(t.Context(), "corp.finance/ledger", true)
@@ -158,13 +178,34 @@ func TestDevSeedsAndResumes(t *testing.T) {
 
 func mcpSession(t *testing.T, url string) *mcp.ClientSession {
 	t.Helper()
-	c := mcp.NewClient(&mcp.Implementation{Name: "dev-test", Version: "1"}, nil)
-	s, err := c.Connect(t.Context(), &mcp.StreamableClientTransport{Endpoint: url}, nil)
+	s, err := connectAs(t, url, "")
 	if err != nil {
 		t.Fatalf("connect %s: %v", url, err)
 	}
-	t.Cleanup(func() { s.Close() })
 	return s
+}
+
+// connectAs connects with an API key, or anonymously when key is "".
+func connectAs(t *testing.T, url, key string) (*mcp.ClientSession, error) {
+	t.Helper()
+	c := mcp.NewClient(&mcp.Implementation{Name: "dev-test", Version: "1"}, nil)
+	hc := &http.Client{}
+	if key != "" {
+		hc.Transport = keyTransport(key)
+	}
+	s, err := c.Connect(t.Context(), &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: hc}, nil)
+	if err == nil {
+		t.Cleanup(func() { s.Close() })
+	}
+	return s, err
+}
+
+type keyTransport string
+
+func (k keyTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+string(k))
+	return http.DefaultTransport.RoundTrip(r)
 }
 
 // freeBase picks a base port below the kernel's ephemeral range (so no

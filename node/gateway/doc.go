@@ -26,14 +26,18 @@
 // replaced and removed in place (sessions get list_changed). The leader
 // checks live tool definitions against the pinned ones and quarantines a
 // changed version (rugpull.go). Resources, prompts and completion pass
-// through a server's own endpoint (passthrough.go); prompts are also
-// aggregated on /mcp (prompts.go).
+// through a server's own endpoint (passthrough.go); prompts and resources
+// are also aggregated on /mcp (prompts.go, resources.go).
+//
+// # Who is calling
+//
+// Every request has passed trust/agentauth's middleware before it reaches
+// the gateway; ServeHTTP refuses one that has not. The principal is in the
+// request's context and, for go-sdk handlers, in req.Extra.TokenInfo.
 //
 // # What is not here yet
 //
-// Resources on /mcp, resource subscriptions, relays of upstream logging,
-// sampling and elicitation, and agent authentication; see the README's
-// status. Until agent authentication exists, only routes a node's config
-// names in mcp.anonymous_routes are served; every other /mcp request is
-// refused.
+// subscriptions/listen relayed from upstreams, log messages of 2026-07-28
+// upstreams, per-agent version profiles and authorization by policy; see
+// the README's status.
 package gateway

@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 )
 
-// FuzzServeHTTP sends arbitrary bodies and protocol headers to the front
-// door (which reads the body itself to route by era and set deprecation
+// FuzzServeHTTP sends arbitrary bodies, protocol and Authorization headers
+// to the front door (which reads the body itself to route by era and set deprecation
 // headers before go-sdk parses it). It must never panic, and bad input is
 // a client error, never a 5xx.
 func FuzzServeHTTP(f *testing.F) {
@@ -16,6 +17,7 @@ func FuzzServeHTTP(f *testing.F) {
 	up := newUpstream(f, "fuzz")
 	r.register("corp.hr/directory", "1.0.0", up.URL, lookupTool, true)
 	g, _ := newGateway(f, r)
+	h := authenticated(r, g, "/mcp")
 
 	for _, seed := range []string{
 		`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`,
@@ -25,11 +27,11 @@ func FuzzServeHTTP(f *testing.F) {
 		`{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"hr.lookup","arguments":[1,2]}}`,
 		`{`, ``, `null`,
 	} {
-		f.Add([]byte(seed), "", "")
-		f.Add([]byte(seed), "2026-07-28", "")
-		f.Add([]byte(seed), "2025-11-25", "bogus-session")
+		f.Add([]byte(seed), "", "", "")
+		f.Add([]byte(seed), "2026-07-28", "", "Bearer mcpk_aaaaaaaaaaaa_"+strings.Repeat("A", 43))
+		f.Add([]byte(seed), "2025-11-25", "bogus-session", "Basic eDp5")
 	}
-	f.Fuzz(func(t *testing.T, body []byte, version, session string) {
+	f.Fuzz(func(t *testing.T, body []byte, version, session, authz string) {
 		req := httptest.NewRequest(http.MethodPost, "/mcp", bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Accept", "application/json, text/event-stream")
@@ -39,10 +41,13 @@ func FuzzServeHTTP(f *testing.F) {
 		if session != "" {
 			req.Header.Set("Mcp-Session-Id", session)
 		}
+		if authz != "" {
+			req.Header.Set("Authorization", authz)
+		}
 		rec := httptest.NewRecorder()
-		g.ServeHTTP(rec, req)
+		h.ServeHTTP(rec, req)
 		if rec.Code >= 500 {
-			t.Errorf("HTTP %d for body %q (version %q, session %q): %s", rec.Code, body, version, session, rec.Body)
+			t.Errorf("HTTP %d for body %q (version %q, session %q, authorization %q): %s", rec.Code, body, version, session, authz, rec.Body)
 		}
 	})
 }

@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"path"
+
 	"slices"
 	"sort"
 	"strings"
@@ -25,16 +25,13 @@ import (
 	"github.com/mcpmesh/mcpmesh/node/validate"
 	"github.com/mcpmesh/mcpmesh/registry/card"
 	"github.com/mcpmesh/mcpmesh/registry/state"
+	"github.com/mcpmesh/mcpmesh/trust/agentauth"
 )
 
 // Config configures a Gateway.
 type Config struct {
 	// Namespace is the node's namespace; aggregated tool names start with it.
 	Namespace string
-	// AnonymousRoutes are the /mcp paths served without authentication. A
-	// trailing "/*" matches a prefix. Empty means every /mcp request is
-	// refused (agent authentication is not built yet).
-	AnonymousRoutes []string
 	// MaxBodyBytes bounds a request body. Default 4 MiB.
 	MaxBodyBytes int64
 	// CheckInterval is how often the leader re-checks each live version's
@@ -584,11 +581,13 @@ func (g *Gateway) upstreamError(e *entry, err error) error {
 // could not reach its upstream (implementation-defined range).
 const codeUpstreamUnavailable = -32002
 
-// ServeHTTP serves /mcp and /mcp/s/<namespace>/<server>.
+// ServeHTTP serves /mcp and /mcp/s/<namespace>/<server>. Requests must
+// have passed agentauth's middleware, which authenticates them; any other
+// is refused, so a wiring mistake cannot open the front door.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !g.anonymousAllowed(r.URL.Path) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="mcpmesh"`)
-		http.Error(w, "agent authentication is not available on this node yet, and this route is not in mcp.anonymous_routes", http.StatusUnauthorized)
+	if _, ok := agentauth.FromContext(r.Context()); !ok {
+		g.logger.Error("gateway: request without a principal; the front door must sit behind agentauth's middleware", "path", r.URL.Path)
+		http.Error(w, "internal error: request not authenticated", http.StatusInternalServerError)
 		return
 	}
 	var ep *endpoint
@@ -624,22 +623,6 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ep.stateless.ServeHTTP(w, r)
-}
-
-func (g *Gateway) anonymousAllowed(p string) bool {
-	p = path.Clean(p)
-	for _, route := range g.cfg.AnonymousRoutes {
-		if prefix, ok := strings.CutSuffix(route, "/*"); ok {
-			if p == prefix || strings.HasPrefix(p, prefix+"/") {
-				return true
-			}
-			continue
-		}
-		if p == route {
-			return true
-		}
-	}
-	return false
 }
 
 // minLevel passes on records at or above min only.

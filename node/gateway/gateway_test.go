@@ -22,6 +22,8 @@ import (
 	"github.com/mcpmesh/mcpmesh/node/upstream"
 	"github.com/mcpmesh/mcpmesh/registry/card"
 	"github.com/mcpmesh/mcpmesh/registry/state"
+	"github.com/mcpmesh/mcpmesh/trust/agentauth"
+	"github.com/mcpmesh/mcpmesh/trust/apikey"
 )
 
 // registry drives a real FSM the way Raft would.
@@ -38,8 +40,18 @@ func newRegistry(t testing.TB) *registry {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	return &registry{t: t, fsm: f}
+	r := &registry{t: t, fsm: f}
+	r.apply(state.PutTenant{Tenant: state.Tenant{Name: "payroll", Owners: []string{"alice"}}, By: "admin", At: t0})
+	r.apply(state.CreateAPIKey{Key: state.APIKey{ID: testKeyID, Tenant: "payroll", Name: "test agent", Hash: apikey.Hash(testKey)}, By: "admin", At: t0})
+	return r
 }
+
+// testKey is the API key test agents authenticate with: a real credential,
+// so that tests can check it never reaches an upstream.
+const (
+	testKeyID = "testagent234"
+	testKey   = "mcpk_" + testKeyID + "_agentsecretagentsecretagentsecretagentsecre"
+)
 
 func (r *registry) apply(cmd any) {
 	r.t.Helper()
@@ -114,6 +126,13 @@ func newUpstream(t testing.TB, label string) *upstreamServer {
 	return u
 }
 
+// authenticated puts g behind the front door's authentication, as a node does.
+func authenticated(r *registry, g *Gateway, anon ...string) http.Handler {
+	authn := agentauth.New(agentauth.Config{AnonymousRoutes: anon, SVIDPathPrefix: "/agent/",
+		Methods: []agentauth.Method{agentauth.MethodAPIKey, agentauth.MethodSVID}}, r.fsm)
+	return authn.Middleware(g)
+}
+
 func newGateway(t testing.TB, r *registry, anon ...string) (*Gateway, *httptest.Server) {
 	t.Helper()
 	pool := upstream.NewPool(upstream.Config{CallTimeout: 10 * time.Second})
@@ -121,12 +140,12 @@ func newGateway(t testing.TB, r *registry, anon ...string) (*Gateway, *httptest.
 	if anon == nil {
 		anon = []string{"/mcp", "/mcp/s/*"}
 	}
-	g := New(Config{Namespace: "hr", AnonymousRoutes: anon}, r.fsm, pool, WithClock(func() time.Time { return t0.Add(time.Hour) }))
+	g := New(Config{Namespace: "hr"}, r.fsm, pool, WithClock(func() time.Time { return t0.Add(time.Hour) }))
 	t.Cleanup(func() { g.Close() })
 	if err := g.Sync(); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(g)
+	srv := httptest.NewServer(authenticated(r, g, anon...))
 	t.Cleanup(srv.Close)
 	return g, srv
 }
@@ -145,7 +164,7 @@ func (t headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 func connect(t *testing.T, url, version string) *mcp.ClientSession {
 	t.Helper()
 	c := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1"}, nil)
-	hc := &http.Client{Transport: headerTransport{http.Header{"Authorization": {"Bearer agent-secret-token"}, "Cookie": {"session=agent-cookie"}}}}
+	hc := &http.Client{Transport: headerTransport{http.Header{"Authorization": {"Bearer " + testKey}, "Cookie": {"session=agent-cookie"}}}}
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	s, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: hc}, &mcp.ClientSessionOptions{ProtocolVersion: version})
@@ -442,7 +461,7 @@ func TestChangedDefinitionQuarantinesTheVersion(t *testing.T) {
 	var mu sync.Mutex
 	pool := upstream.NewPool(upstream.Config{CallTimeout: 10 * time.Second})
 	t.Cleanup(func() { pool.Close() })
-	g := New(Config{Namespace: "hr", AnonymousRoutes: []string{"/mcp"}}, r.fsm, pool,
+	g := New(Config{Namespace: "hr"}, r.fsm, pool,
 		WithClock(func() time.Time { return t0.Add(time.Hour) }),
 		WithQuarantine(func(_ context.Context, cmd []byte) error {
 			mu.Lock()
@@ -487,7 +506,7 @@ func TestChangedDefinitionQuarantinesTheVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(g)
+	srv := httptest.NewServer(authenticated(r, g, "/mcp"))
 	t.Cleanup(srv.Close)
 	s := connect(t, srv.URL+"/mcp", "2026-07-28")
 	if got := toolNames(t, s); !slices.Equal(got, []string{"hr.honest.lookup"}) && !slices.Equal(got, []string{"hr.lookup"}) {

@@ -23,6 +23,8 @@ const (
 	CmdTransition    CommandType = 2
 	CmdPutTenant     CommandType = 3
 	CmdNoop          CommandType = 4
+	CmdCreateAPIKey  CommandType = 5
+	CmdRevokeAPIKey  CommandType = 6
 )
 
 // String names the command type for logs and errors.
@@ -36,6 +38,10 @@ func (t CommandType) String() string {
 		return "put-tenant"
 	case CmdNoop:
 		return "noop"
+	case CmdCreateAPIKey:
+		return "create-api-key"
+	case CmdRevokeAPIKey:
+		return "revoke-api-key"
 	}
 	return fmt.Sprintf("unknown(%d)", uint8(t))
 }
@@ -82,6 +88,10 @@ func Encode(cmd any) ([]byte, error) {
 		t = CmdPutTenant
 	case Noop, *Noop:
 		t = CmdNoop
+	case CreateAPIKey, *CreateAPIKey:
+		t = CmdCreateAPIKey
+	case RevokeAPIKey, *RevokeAPIKey:
+		t = CmdRevokeAPIKey
 	default:
 		return nil, fmt.Errorf("encode command: unsupported type %T", cmd)
 	}

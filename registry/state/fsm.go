@@ -208,23 +208,15 @@ func (f *FSM) applyCommand(b *pebble.Batch, l *raft.Log) any {
 	t, body := CommandType(l.Data[0]), l.Data[1:]
 	switch t {
 	case CmdSubmitVersion:
-		var c SubmitVersion
-		if err := json.Unmarshal(body, &c); err != nil {
-			return errorf(KindInvalid, "decode %s command: %v", t, err)
-		}
-		return f.applySubmit(b, l.Index, c)
+		return applyJSON(b, l.Index, t, body, f.applySubmit)
 	case CmdTransition:
-		var c Transition
-		if err := json.Unmarshal(body, &c); err != nil {
-			return errorf(KindInvalid, "decode %s command: %v", t, err)
-		}
-		return f.applyTransition(b, l.Index, c)
+		return applyJSON(b, l.Index, t, body, f.applyTransition)
 	case CmdPutTenant:
-		var c PutTenant
-		if err := json.Unmarshal(body, &c); err != nil {
-			return errorf(KindInvalid, "decode %s command: %v", t, err)
-		}
-		return f.applyPutTenant(b, l.Index, c)
+		return applyJSON(b, l.Index, t, body, f.applyPutTenant)
+	case CmdCreateAPIKey:
+		return applyJSON(b, l.Index, t, body, f.applyCreateAPIKey)
+	case CmdRevokeAPIKey:
+		return applyJSON(b, l.Index, t, body, f.applyRevokeAPIKey)
 	case CmdNoop:
 		return ApplyResult{Index: l.Index, Unchanged: true}
 	}
@@ -235,6 +227,15 @@ func (f *FSM) applyCommand(b *pebble.Batch, l *raft.Log) any {
 	// Applying the rest of the log without this entry would fork this
 	// replica from its peers; stopping is the only safe answer.
 	panic(fmt.Sprintf("registry state: unknown command type %d at index %d: this node is older than the leader; upgrade it", uint8(t), l.Index))
+}
+
+// applyJSON decodes a command's body and applies it.
+func applyJSON[C any](b *pebble.Batch, index uint64, t CommandType, body []byte, apply func(*pebble.Batch, uint64, C) any) any {
+	var c C
+	if err := json.Unmarshal(body, &c); err != nil {
+		return errorf(KindInvalid, "decode %s command: %v", t, err)
+	}
+	return apply(b, index, c)
 }
 
 func getJSON[T any](r pebble.Reader, key []byte) (T, bool, error) {

@@ -66,41 +66,71 @@ func upstreamCard(name, version, url string) []byte {
 "io.mcpmesh/tools":[%s]}}`, name, version, url, upstreamTool))
 }
 
-// credentialTransport makes the agent send credentials of its own, which
-// must end at the node.
-type credentialTransport struct{}
+// credentialTransport makes the agent send credentials: its API key, when
+// it has one, and headers that look like credentials of other kinds. None
+// of them may travel past the node.
+type credentialTransport struct{ key string }
 
-func (credentialTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+func (c credentialTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer agent-token-must-not-travel")
+	if c.key != "" {
+		r.Header.Set("Authorization", "Bearer "+c.key)
+	}
 	r.Header.Set("X-Api-Key", "agent-key-must-not-travel")
+	r.Header.Set("Cookie", "session=agent-cookie-must-not-travel")
 	return http.DefaultTransport.RoundTrip(r)
 }
 
+// mcpConnect connects without an API key: for nodes that grant the route
+// anonymously.
 func mcpConnect(t *testing.T, url, version string) *mcp.ClientSession {
+	t.Helper()
+	return mcpConnectAs(t, url, version, "")
+}
+
+// mcpConnectAs connects as the agent holding key.
+func mcpConnectAs(t *testing.T, url, version, key string) *mcp.ClientSession {
+	t.Helper()
+	s, err := tryConnect(t, url, version, key)
+	if err != nil {
+		t.Fatalf("connect to %s (%s): %v", url, version, err)
+	}
+	return s
+}
+
+func tryConnect(t *testing.T, url, version, key string) (*mcp.ClientSession, error) {
 	t.Helper()
 	c := mcp.NewClient(&mcp.Implementation{Name: "e2e-agent", Version: "1"}, nil)
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
 	defer cancel()
-	s, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: &http.Client{Transport: credentialTransport{}}}, &mcp.ClientSessionOptions{ProtocolVersion: version})
-	if err != nil {
-		t.Fatalf("connect to %s (%s): %v", url, version, err)
+	s, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: &http.Client{Transport: credentialTransport{key}}}, &mcp.ClientSessionOptions{ProtocolVersion: version})
+	if err == nil {
+		t.Cleanup(func() { s.Close() })
 	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	return s, err
+}
+
+// createKey makes an API key for tenant with the CLI and returns it.
+func createKey(t *testing.T, c *testcluster.Cluster, n *testcluster.Node, tenant, name string) api.APIKeyCreated {
+	t.Helper()
+	out := mustCLI(t, c, n, "apikey", "create", "-tenant", tenant, "-name", name, "-o", "json")
+	return decode[api.APIKeyCreated](t, "apikey create", out)
 }
 
 // TestGatewayServesApprovedServers: agents list and call, through the real
 // binary, only the tools of approved servers, in both protocol eras, on the
 // aggregated and the per-server endpoint, via any node of the cluster; no
-// agent credential reaches an upstream.
+// agent credential (its API key, or anything else that looks like one)
+// reaches an upstream.
 func TestGatewayServesApprovedServers(t *testing.T) {
 	t.Parallel()
 	directory := startUpstream(t, "directory")
 	shadow := startUpstream(t, "shadow")
-	c := startCluster(t, testcluster.Options{NoSync: true, ExtraYAML: "mcp:\n  anonymous_routes: [\"/mcp\", \"/mcp/s/*\"]\n"})
+	c := startCluster(t, testcluster.Options{NoSync: true})
 	leader := c.Leader(leaderTimeout)
 	follower := c.Followers(leader)[0]
+	mustCLI(t, c, follower, "tenant", "add", "payroll", "-owner", "alice@corp.example")
+	key := createKey(t, c, follower, "payroll", "e2e agent").Secret
 
 	mustCLI(t, c, follower, "registry", "submit", "-f", writeCard(t, upstreamCard("corp.hr/directory", "1.0.0", directory.URL)))
 	mustCLI(t, c, follower, "registry", "submit", "-f", writeCard(t, upstreamCard("corp.hr/shadow", "1.0.0", shadow.URL)))
@@ -110,7 +140,7 @@ func TestGatewayServesApprovedServers(t *testing.T) {
 		for _, era := range []string{"2026-07-28", "2025-11-25", "2025-06-18"} {
 			var names []string
 			ok := testcluster.Eventually(catchUp, func() bool {
-				s := mcpConnect(t, n.URL()+"/mcp", era)
+				s := mcpConnectAs(t, n.URL()+"/mcp", era, key)
 				res, err := s.ListTools(t.Context(), nil)
 				if err != nil {
 					return false
@@ -124,12 +154,12 @@ func TestGatewayServesApprovedServers(t *testing.T) {
 			if !ok {
 				t.Fatalf("%s %s: tools/list = %v, want [hr.lookup] (the unapproved shadow server must not appear)", n.ID, era, names)
 			}
-			s := mcpConnect(t, n.URL()+"/mcp", era)
+			s := mcpConnectAs(t, n.URL()+"/mcp", era, key)
 			res, err := s.CallTool(t.Context(), &mcp.CallToolParams{Name: "hr.lookup", Arguments: map[string]any{"q": n.ID}})
 			if err != nil || res.IsError || res.Content[0].(*mcp.TextContent).Text != "directory:"+n.ID {
 				t.Errorf("%s %s: call = %+v, %v", n.ID, era, res, err)
 			}
-			one := mcpConnect(t, n.URL()+"/mcp/s/hr/corp.hr/directory", era)
+			one := mcpConnectAs(t, n.URL()+"/mcp/s/hr/corp.hr/directory", era, key)
 			res, err = one.CallTool(t.Context(), &mcp.CallToolParams{Name: "lookup", Arguments: map[string]any{"q": "one"}})
 			if err != nil || res.Content[0].(*mcp.TextContent).Text != "directory:one" {
 				t.Errorf("%s %s: per-server call = %+v, %v", n.ID, era, res, err)
@@ -146,7 +176,7 @@ func TestGatewayServesApprovedServers(t *testing.T) {
 	}
 
 	// The unapproved server is unreachable, by name and by its own route.
-	code, body := postJSON(t, leader.URL()+"/mcp/s/hr/corp.hr/shadow", `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)
+	code, body := postJSON(t, leader.URL()+"/mcp/s/hr/corp.hr/shadow", key, `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)
 	if code != http.StatusNotFound {
 		t.Errorf("unapproved server route: HTTP %d %s, want 404", code, body)
 	}
@@ -165,7 +195,7 @@ func TestGatewayServesApprovedServers(t *testing.T) {
 	for _, h := range directory.headers {
 		for k, vs := range h {
 			for _, v := range vs {
-				if strings.Contains(v, "must-not-travel") {
+				if strings.Contains(v, "must-not-travel") || strings.Contains(v, key) || strings.Contains(v, key[len(key)-20:]) {
 					t.Errorf("upstream received the agent's credential in %s", k)
 				}
 			}
@@ -173,23 +203,15 @@ func TestGatewayServesApprovedServers(t *testing.T) {
 	}
 }
 
-// TestGatewayRefusesUngrantedRoutes: without agent authentication, /mcp is
-// closed unless the config grants anonymous access to the route.
-func TestGatewayRefusesUngrantedRoutes(t *testing.T) {
-	t.Parallel()
-	c := startCluster(t, testcluster.Options{NoSync: true, Nodes: 1})
-	n := c.Nodes[0]
-	code, body := postJSON(t, n.URL()+"/mcp", `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)
-	if code != http.StatusUnauthorized || !strings.Contains(body, "anonymous_routes") {
-		t.Errorf("POST /mcp without a grant: HTTP %d %q, want 401 naming mcp.anonymous_routes", code, body)
-	}
-}
-
-func postJSON(t *testing.T, url, body string) (int, string) {
+// postJSON posts a JSON-RPC body, with key as a bearer token unless it is "".
+func postJSON(t *testing.T, url, key, body string) (int, string) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")

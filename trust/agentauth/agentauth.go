@@ -1,0 +1,321 @@
+// Package agentauth authenticates agents at a node's MCP front door and
+// carries the resulting Principal to the code that serves the call.
+//
+// Built so far: X.509-SVIDs of the BU's trust domain presented over mTLS,
+// per-tenant API keys (package trust/apikey) sent as
+// "Authorization: Bearer mcpk_…", and anonymous access on routes a node's
+// config names. OAuth/OIDC bearer JWTs and JWT-SVIDs are not built: a
+// bearer token that is not an API key is refused as such.
+//
+// A credential that is presented and fails is refused even on an anonymous
+// route: a client that meant to authenticate is told, not silently
+// downgraded.
+//
+// Admin authentication (/v1/) is package node/adminauth; it shares nothing
+// with this one but the trust domain.
+package agentauth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/mcpmesh/mcpmesh/registry/state"
+	"github.com/mcpmesh/mcpmesh/trust/apikey"
+	"github.com/mcpmesh/mcpmesh/trust/mtls"
+)
+
+// Method is how a principal authenticated.
+type Method string
+
+// The methods.
+const (
+	MethodSVID      Method = "x509-svid"
+	MethodAPIKey    Method = "api-key"
+	MethodAnonymous Method = "anonymous"
+)
+
+// Principal is who is calling.
+type Principal struct {
+	// ID is stable per caller: the SPIFFE ID of an SVID, "apikey:<id>" for
+	// an API key, "anonymous" for anonymous access.
+	ID          string   `json:"id"`
+	TrustDomain string   `json:"trustDomain,omitempty"`
+	Tenant      string   `json:"tenant,omitempty"`
+	Groups      []string `json:"groups,omitempty"`
+	Scopes      []string `json:"scopes,omitempty"`
+	Method      Method   `json:"method"`
+}
+
+// Anonymous is the principal of an unauthenticated request on an anonymous route.
+var Anonymous = Principal{ID: "anonymous", Method: MethodAnonymous}
+
+// TenantRule gives agents whose SVID path starts with PathPrefix a tenant.
+type TenantRule struct {
+	PathPrefix string
+	Tenant     string
+}
+
+// Config configures an Authenticator.
+type Config struct {
+	// TrustDomain is the BU's; agent SVIDs must belong to it.
+	TrustDomain spiffeid.TrustDomain
+	// Methods are the enabled methods (MethodSVID, MethodAPIKey).
+	Methods []Method
+	// SVIDPathPrefix is the SPIFFE ID path prefix of agents, e.g. "/agent/".
+	SVIDPathPrefix string
+	// SVIDTenants map SVID paths to tenants; the longest prefix wins.
+	SVIDTenants []TenantRule
+	// AnonymousRoutes are the /mcp paths served without a credential; a
+	// trailing "/*" matches a prefix.
+	AnonymousRoutes []string
+}
+
+// KeyStore looks up API keys; the registry state implements it.
+type KeyStore interface {
+	APIKey(id string) (state.APIKey, error)
+}
+
+// Authenticator checks agents' credentials. It is safe for concurrent use.
+type Authenticator struct {
+	cfg      Config
+	keys     KeyStore
+	now      func() time.Time
+	logger   *slog.Logger
+	observe  func(Method, string)
+	withInfo http.Handler
+}
+
+// Option configures New.
+type Option func(*Authenticator)
+
+// WithLogger sets the logger; the default discards.
+func WithLogger(l *slog.Logger) Option { return func(a *Authenticator) { a.logger = l } }
+
+// WithClock sets the clock that checks key expiry; the default is time.Now.
+func WithClock(now func() time.Time) Option { return func(a *Authenticator) { a.now = now } }
+
+// WithObserver is called once per request with the method tried ("" when
+// none) and the outcome: "ok" or a short reason such as "revoked".
+func WithObserver(f func(m Method, outcome string)) Option {
+	return func(a *Authenticator) { a.observe = f }
+}
+
+// New returns an Authenticator over the given key store.
+func New(cfg Config, keys KeyStore, opts ...Option) *Authenticator {
+	a := &Authenticator{cfg: cfg, keys: keys, now: time.Now, logger: slog.New(slog.DiscardHandler), observe: func(Method, string) {}}
+	for _, o := range opts {
+		o(a)
+	}
+	return a
+}
+
+// Error is a refused credential: Reason is short and fixed (for metrics),
+// Message says what was wrong and what to do, without the credential.
+type Error struct {
+	Method  Method
+	Reason  string
+	Message string
+}
+
+// Error returns the message.
+func (e *Error) Error() string { return e.Message }
+
+func refuse(m Method, reason, format string, args ...any) *Error {
+	return &Error{Method: m, Reason: reason, Message: fmt.Sprintf(format, args...)}
+}
+
+func (a *Authenticator) enabled(m Method) bool {
+	for _, x := range a.cfg.Methods {
+		if x == m {
+			return true
+		}
+	}
+	return false
+}
+
+// Authenticate returns the request's principal, or an *Error.
+func (a *Authenticator) Authenticate(r *http.Request) (Principal, error) {
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, token, _ := strings.Cut(h, " ")
+		token = strings.TrimSpace(token)
+		if !strings.EqualFold(scheme, "Bearer") || token == "" {
+			return Principal{}, refuse("", "malformed", "the Authorization header must be `Bearer <token>`")
+		}
+		if strings.HasPrefix(token, apikey.Prefix) {
+			return a.apiKey(token)
+		}
+		return Principal{}, refuse("", "unsupported", "bearer JWTs (OAuth, JWT-SVID) are not accepted by this node; authenticate with an API key (mcpmesh apikey create) or an X.509-SVID")
+	}
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		return a.svid(r)
+	}
+	if a.anonymous(r.URL.Path) {
+		return Anonymous, nil
+	}
+	return Principal{}, refuse("", "missing", "%s needs a credential: an API key as `Authorization: Bearer mcpk_…`, or an X.509-SVID of %s over mTLS", path.Clean(r.URL.Path), a.cfg.TrustDomain)
+}
+
+func (a *Authenticator) apiKey(token string) (Principal, error) {
+	if !a.enabled(MethodAPIKey) {
+		return Principal{}, refuse(MethodAPIKey, "disabled", "API keys are not accepted by this node (mcp.auth.methods)")
+	}
+	id, err := apikey.Parse(token)
+	if err != nil {
+		return Principal{}, refuse(MethodAPIKey, "malformed", "%v", err)
+	}
+	rec, err := a.keys.APIKey(id)
+	if errors.Is(err, state.ErrNotFound) {
+		return Principal{}, refuse(MethodAPIKey, "unknown", "API key %s is not known to this node", id)
+	}
+	if err != nil {
+		a.logger.Error("agent auth: API key lookup failed", "key_id", id, "error", err)
+		return Principal{}, refuse(MethodAPIKey, "error", "API key %s could not be checked; retry", id)
+	}
+	if !apikey.Matches(token, rec.Hash) {
+		return Principal{}, refuse(MethodAPIKey, "mismatch", "API key %s: the secret does not match", id)
+	}
+	if ok, why := rec.Usable(a.now()); !ok {
+		reason := "expired"
+		if rec.RevokedAt != nil {
+			reason = "revoked"
+		}
+		return Principal{}, refuse(MethodAPIKey, reason, "%s", why)
+	}
+	return Principal{ID: "apikey:" + rec.ID, TrustDomain: a.cfg.TrustDomain.Name(), Tenant: rec.Tenant,
+		Groups: rec.Groups, Scopes: rec.Scopes, Method: MethodAPIKey}, nil
+}
+
+func (a *Authenticator) svid(r *http.Request) (Principal, error) {
+	if !a.enabled(MethodSVID) {
+		return Principal{}, refuse(MethodSVID, "disabled", "X.509-SVIDs are not accepted from agents by this node (mcp.auth.methods)")
+	}
+	id, err := mtls.PeerID(r.TLS)
+	if err != nil {
+		return Principal{}, refuse(MethodSVID, "malformed", "the client certificate is not an X.509-SVID: %v", err)
+	}
+	if id.TrustDomain() != a.cfg.TrustDomain {
+		return Principal{}, refuse(MethodSVID, "foreign", "%s belongs to trust domain %s; agents of this node are in %s", id, id.TrustDomain(), a.cfg.TrustDomain)
+	}
+	if !strings.HasPrefix(id.Path(), a.cfg.SVIDPathPrefix) {
+		return Principal{}, refuse(MethodSVID, "not-agent", "%s is not an agent: agent SVIDs have paths under %s", id, a.cfg.SVIDPathPrefix)
+	}
+	p := Principal{ID: id.String(), TrustDomain: id.TrustDomain().Name(), Method: MethodSVID}
+	best := -1
+	for _, rule := range a.cfg.SVIDTenants {
+		if strings.HasPrefix(id.Path(), rule.PathPrefix) && len(rule.PathPrefix) > best {
+			p.Tenant, best = rule.Tenant, len(rule.PathPrefix)
+		}
+	}
+	return p, nil
+}
+
+func (a *Authenticator) anonymous(p string) bool {
+	p = path.Clean(p)
+	for _, route := range a.cfg.AnonymousRoutes {
+		if prefix, ok := strings.CutSuffix(route, "/*"); ok {
+			if p == prefix || strings.HasPrefix(p, prefix+"/") {
+				return true
+			}
+			continue
+		}
+		if p == route {
+			return true
+		}
+	}
+	return false
+}
+
+// CodeUnauthenticated is the JSON-RPC error code in a refusal's body
+// (implementation-defined server error range).
+const CodeUnauthenticated = -32001
+
+// Middleware authenticates every request and refuses those without a
+// principal: 401, a WWW-Authenticate challenge, and a JSON-RPC error body
+// saying what was wrong. The principal reaches next in the request's
+// context (FromContext) and, for go-sdk handlers, in the request's
+// auth.TokenInfo (FromTokenInfo); go-sdk then also refuses a session's
+// requests from any other principal than the one that opened it.
+func (a *Authenticator) Middleware(next http.Handler) http.Handler {
+	// go-sdk offers no way to put a TokenInfo in a context but its own
+	// RequireBearerToken middleware, which reads the token from the
+	// Authorization header. So the header is set to a placeholder for its
+	// benefit, the verifier returns the principal already established, and
+	// the agent's own header is put back before next sees the request.
+	info := auth.RequireBearerToken(func(ctx context.Context, _ string, _ *http.Request) (*auth.TokenInfo, error) {
+		p, _ := FromContext(ctx)
+		return &auth.TokenInfo{UserID: p.ID, Scopes: p.Scopes, Extra: map[string]any{tokenInfoKey: p}}, nil
+	}, &auth.RequireBearerTokenOptions{AllowMissingExpiration: true})
+	restore := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if orig, _ := r.Context().Value(origAuthKey{}).([]string); orig != nil {
+			r.Header["Authorization"] = orig
+		} else {
+			r.Header.Del("Authorization")
+		}
+		next.ServeHTTP(w, r)
+	})
+	withInfo := info(restore)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := a.Authenticate(r)
+		if err != nil {
+			a.refused(w, r, err)
+			return
+		}
+		a.observe(p.Method, "ok")
+		ctx := context.WithValue(r.Context(), principalKey{}, p)
+		ctx = context.WithValue(ctx, origAuthKey{}, r.Header["Authorization"])
+		r = r.WithContext(ctx)
+		r.Header.Set("Authorization", "Bearer mcpmesh-authenticated")
+		withInfo.ServeHTTP(w, r)
+	})
+}
+
+func (a *Authenticator) refused(w http.ResponseWriter, r *http.Request, err error) {
+	var ae *Error
+	if !errors.As(err, &ae) {
+		ae = refuse("", "error", "%v", err)
+	}
+	a.observe(ae.Method, ae.Reason)
+	a.logger.Info("agent auth: refused", "method", ae.Method, "reason", ae.Reason, "path", r.URL.Path, "remote", r.RemoteAddr, "error", ae.Message)
+	w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="mcpmesh", error="invalid_token", error_description=%q`, ae.Message))
+	if ae.Reason == "missing" {
+		// RFC 6750 §3.1: no error code when no credential was presented.
+		w.Header().Set("WWW-Authenticate", `Bearer realm="mcpmesh"`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusUnauthorized)
+	json.NewEncoder(w).Encode(map[string]any{
+		"jsonrpc": "2.0", "id": nil,
+		"error": map[string]any{"code": CodeUnauthenticated, "message": "unauthenticated: " + ae.Message},
+	})
+}
+
+type principalKey struct{}
+
+type origAuthKey struct{}
+
+const tokenInfoKey = "io.mcpmesh/principal"
+
+// FromContext returns the principal Middleware established.
+func FromContext(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(Principal)
+	return p, ok
+}
+
+// FromTokenInfo returns the principal of a go-sdk request (req.Extra.TokenInfo).
+func FromTokenInfo(ti *auth.TokenInfo) (Principal, bool) {
+	if ti == nil {
+		return Principal{}, false
+	}
+	p, ok := ti.Extra[tokenInfoKey].(Principal)
+	return p, ok
+}
