@@ -123,7 +123,11 @@ func runCall(ctx context.Context, args []string, stdout io.Writer) error {
 		printJSON(stdout, res.StructuredContent)
 	}
 	if v, ok := res.Meta["io.mcpmesh/version"]; ok {
-		fmt.Fprintf(os.Stderr, "(answered by version %v)\n", v)
+		by := ""
+		if p, ok := res.Meta["io.mcpmesh/pinnedBy"]; ok {
+			by = fmt.Sprintf(", pinned by the %v", p)
+		}
+		fmt.Fprintf(os.Stderr, "(answered by version %v%s)\n", v, by)
 	}
 	if d, ok := res.Meta["io.mcpmesh/deprecation"].(map[string]any); ok {
 		fmt.Fprintf(os.Stderr, "warning: %v\n", d["message"])

@@ -35,6 +35,7 @@ func commands() []command {
 		{"registry", "submit and review server cards (submit, list, show, approve, reject, deprecate, retire, quarantine)", runRegistry},
 		{"tenant", "manage tenants (add, list)", runTenant},
 		{"apikey", "manage tenants' API keys for agents (create, list, revoke)", runAPIKey},
+		{"profile", "pin server versions per agent (set, show, list, delete)", runProfile},
 		{"apply", "apply a catalog directory of server cards and tenants.yaml (-f DIR [-dry-run])", runApply},
 		{"call", "list or call tools through a node's MCP endpoint, as an agent", runCall},
 		{"members", "list the cluster's Raft servers, roles and last contact", runMembers},

@@ -70,11 +70,14 @@ type Gateway struct {
 	// targets is each served server's newest live upstream, for the
 	// aggregated view's prompts and completion.
 	targets atomic.Pointer[map[string]upstream.Target]
-	schemas *validate.Cache
-	sunset  time.Time // the earliest future sunset among live versions
-	agg     *endpoint
-	servers sync.Map // server name → *endpoint
-	links   sync.Map // *mcp.ServerSession → *agentLink (legacy agents; relay.go)
+	// profiles are the agents' version profiles: principal → server →
+	// version, reloaded on every registry change.
+	profiles atomic.Pointer[map[string]map[string]string]
+	schemas  *validate.Cache
+	sunset   time.Time // the earliest future sunset among live versions
+	agg      *endpoint
+	servers  sync.Map // server name → *endpoint
+	links    sync.Map // *mcp.ServerSession → *agentLink (legacy agents; relay.go)
 }
 
 // Option configures New.
@@ -278,6 +281,20 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 }
 
+// loadProfiles swaps in the registry's version profiles.
+func (g *Gateway) loadProfiles() error {
+	ps, err := g.fsm.Profiles()
+	if err != nil {
+		return err
+	}
+	m := make(map[string]map[string]string, len(ps))
+	for _, p := range ps {
+		m[p.Principal] = p.Pins
+	}
+	g.profiles.Store(&m)
+	return nil
+}
+
 // Sync rebuilds the served tool set from the registry state, changing only
 // what differs.
 func (g *Gateway) Sync() (err error) {
@@ -294,6 +311,9 @@ func (g *Gateway) Sync() (err error) {
 			g.markSynced(index)
 		}
 	}()
+	if err := g.loadProfiles(); err != nil {
+		return err
+	}
 	live := g.liveVersions(all)
 	g.sunset = time.Time{}
 	for _, sv := range live {
@@ -617,7 +637,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodPost && (r.Header.Get("MCP-Protocol-Version") == "" && r.Header.Get("Mcp-Session-Id") == "" || ep.deprecated.Load()) {
 		call, batch = peekCall(r, g.cfg.MaxBodyBytes)
 	}
-	g.deprecationHeaders(w, ep, call)
+	principal, _ := agentauth.FromContext(r.Context())
+	g.deprecationHeaders(w, ep, call, principal.ID)
 	if useStateful(r, call, batch) {
 		ep.stateful.ServeHTTP(w, r)
 		return

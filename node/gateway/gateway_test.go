@@ -163,8 +163,15 @@ func (t headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 
 func connect(t *testing.T, url, version string) *mcp.ClientSession {
 	t.Helper()
+	return connectWith(t, url, version, http.Header{"Authorization": {"Bearer " + testKey}, "Cookie": {"session=agent-cookie"}})
+}
+
+// connectWith connects sending headers h on every request; without an
+// Authorization header the session is anonymous.
+func connectWith(t *testing.T, url, version string, h http.Header) *mcp.ClientSession {
+	t.Helper()
 	c := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1"}, nil)
-	hc := &http.Client{Transport: headerTransport{http.Header{"Authorization": {"Bearer " + testKey}, "Cookie": {"session=agent-cookie"}}}}
+	hc := &http.Client{Transport: headerTransport{h}}
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	s, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: hc}, &mcp.ClientSessionOptions{ProtocolVersion: version})

@@ -28,8 +28,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"namespace", "tool"}),
 		deprecWarn: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mcpmesh_gateway_deprecation_warnings_total",
-			Help: "Calls answered by a deprecated tool version, by namespace, exposed tool and version.",
-		}, []string{"namespace", "tool", "version"}),
+			Help: "Calls answered by a deprecated tool version, by namespace, exposed tool, version and caller (principal id), so that the callers still to migrate can be found.",
+		}, []string{"namespace", "tool", "version", "caller"}),
 	}
 	m.rugPulls = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mcpmesh_gateway_definition_changes_total",
@@ -46,8 +46,8 @@ func (m *metrics) observe(ns, tool, outcome string, d time.Duration) {
 	m.duration.WithLabelValues(ns, tool).Observe(d.Seconds())
 }
 
-func (m *metrics) deprecated(ns, tool, version string) {
-	m.deprecWarn.WithLabelValues(ns, tool, version).Inc()
+func (m *metrics) deprecated(ns, tool, version, caller string) {
+	m.deprecWarn.WithLabelValues(ns, tool, version, caller).Inc()
 }
 
 func (m *metrics) rugPull(ns, server string) { m.rugPulls.WithLabelValues(ns, server).Inc() }

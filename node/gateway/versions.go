@@ -16,6 +16,7 @@ import (
 
 	"github.com/mcpmesh/mcpmesh/node/validate"
 	"github.com/mcpmesh/mcpmesh/registry/card"
+	"github.com/mcpmesh/mcpmesh/trust/agentauth"
 )
 
 // Keys of mcpmesh's _meta entries on calls and results.
@@ -25,6 +26,10 @@ const (
 	MetaVersion = "io.mcpmesh/version"
 	// MetaDeprecation carries the deprecation warning on a result.
 	MetaDeprecation = "io.mcpmesh/deprecation"
+	// MetaPinnedBy says on a result who chose its version: "call" (the
+	// agent's _meta pin) or "profile" (its version profile). Absent when
+	// the newest live version answered.
+	MetaPinnedBy = "io.mcpmesh/pinnedBy"
 )
 
 // codeVersionSunset is the JSON-RPC error for a call to a version past its
@@ -33,35 +38,61 @@ const (
 const codeVersionSunset = -32010
 
 // handler serves calls of one exposed tool: it picks the version (the pin
-// in _meta, or the newest live one), calls that version's upstream and
-// says in the result which version answered, with a warning when that
-// version is deprecated.
+// in _meta, else the caller's version profile, else the newest live one),
+// calls that version's upstream and says in the result which version
+// answered, with a warning when that version is deprecated.
 func (g *Gateway) handler(ep *endpoint, r *route, exposed string) mcp.ToolHandler {
 	return func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-		start := time.Now()
+		c := callInfo{exposed: exposed, start: time.Now(), caller: callerOf(ctx, req)}
 		version, state, err := versionOfCall(req.Params)
 		var e *entry
 		if err == nil {
-			e, err = g.resolve(r, version)
+			e, c.pinnedBy, err = g.pickVersion(r, version, c.caller)
 		}
 		if err != nil {
-			g.metrics.observe(g.cfg.Namespace, exposed, "refused", time.Since(start))
+			g.metrics.observe(g.cfg.Namespace, exposed, "refused", time.Since(c.start))
 			return nil, err
 		}
-		return g.call(ctx, ep, req, e, exposed, state, start)
+		c.upstreamState = state
+		return g.call(ctx, ep, req, e, c)
 	}
 }
 
-// call serves one tools/call by version e of its tool; upstreamState is
-// the upstream's own requestState of a multi round-trip retry.
-func (g *Gateway) call(ctx context.Context, ep *endpoint, req *mcp.CallToolRequest, e *entry, exposed, upstreamState string, start time.Time) (*mcp.CallToolResult, error) {
+// callInfo is what the gateway knows of one tools/call besides its request.
+type callInfo struct {
+	exposed string // the tool's name on the endpoint
+	caller  string // the principal's id
+	// pinnedBy says who chose the version: "call" (_meta or a retry's
+	// requestState), "profile", or "" for the newest live version.
+	pinnedBy string
+	// upstreamState is the upstream's own requestState of a multi
+	// round-trip retry.
+	upstreamState string
+	start         time.Time
+}
+
+// callerOf returns the principal id of a call: go-sdk hands the
+// principal over in the request's TokenInfo (agentauth.Middleware).
+func callerOf(ctx context.Context, req *mcp.CallToolRequest) string {
+	if req.Extra != nil {
+		if p, ok := agentauth.FromTokenInfo(req.Extra.TokenInfo); ok {
+			return p.ID
+		}
+	}
+	p, _ := agentauth.FromContext(ctx)
+	return p.ID
+}
+
+// call serves one tools/call by version e of its tool.
+func (g *Gateway) call(ctx context.Context, ep *endpoint, req *mcp.CallToolRequest, e *entry, c callInfo) (*mcp.CallToolResult, error) {
+	exposed, start := c.exposed, c.start
 	// Arguments are checked against the answering version's schema
 	// before the upstream sees them.
 	if err := e.input.Validate(req.Params.Arguments); err != nil {
 		g.metrics.observe(g.cfg.Namespace, exposed, "invalid_arguments", time.Since(start))
 		return nil, invalidArguments(e, err)
 	}
-	res, err := g.callUpstream(ctx, ep, e, req, upstreamState)
+	res, err := g.callUpstream(ctx, ep, e, req, c.upstreamState)
 	outcome := "ok"
 	switch {
 	case err != nil:
@@ -81,13 +112,16 @@ func (g *Gateway) call(ctx context.Context, ep *endpoint, req *mcp.CallToolReque
 		meta = mcp.Meta{}
 	}
 	meta[MetaVersion] = e.version
+	if c.pinnedBy != "" {
+		meta[MetaPinnedBy] = c.pinnedBy
+	}
 	if d := e.deprecation; d != nil {
 		warning := deprecationWarning(e)
 		meta[MetaDeprecation] = map[string]any{
 			"version": e.version, "sunset": d.Sunset.UTC().Format(time.RFC3339),
 			"replacement": d.Replacement, "note": d.Note, "message": warning,
 		}
-		g.metrics.deprecated(g.cfg.Namespace, exposed, e.version)
+		g.metrics.deprecated(g.cfg.Namespace, exposed, e.version, c.caller)
 		// Best effort: a client that does not listen for log messages
 		// still gets the warning in the result.
 		if req.Session != nil {
@@ -112,11 +146,38 @@ func deprecationWarning(e *entry) string {
 	return msg
 }
 
-// resolve picks the version a call goes to, or says why none can answer.
-func (g *Gateway) resolve(r *route, pin string) (*entry, error) {
+// pickVersion picks the version a call of principal goes to: pin (from
+// the call), else the principal's version profile, else the newest live
+// version. pinnedBy is "call", "profile" or "".
+func (g *Gateway) pickVersion(r *route, pin, principal string) (e *entry, pinnedBy string, err error) {
+	pinnedBy = "call"
 	if pin == "" {
-		return r.newest, nil
+		if pin = g.profilePin(principal, r.server); pin == "" {
+			return r.newest, "", nil
+		}
+		pinnedBy = "profile"
 	}
+	e, err = g.resolve(r, pin)
+	if je, ok := err.(*jsonrpc.Error); ok && pinnedBy == "profile" {
+		err = &jsonrpc.Error{Code: je.Code, Message: fmt.Sprintf("%s (the version profile of %s pins it; change it with `mcpmesh profile set`, or pin a version in _meta[%q])", je.Message, principal, MetaVersion)}
+	}
+	return e, pinnedBy, err
+}
+
+// profilePin is the version principal's profile pins for server, or "".
+func (g *Gateway) profilePin(principal, server string) string {
+	if principal == "" {
+		return ""
+	}
+	profiles := g.profiles.Load()
+	if profiles == nil {
+		return ""
+	}
+	return (*profiles)[principal][server]
+}
+
+// resolve finds the live version pin of r's tool, or says why it cannot answer.
+func (g *Gateway) resolve(r *route, pin string) (*entry, error) {
 	if err := card.ValidateVersion(pin); err != nil {
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("_meta[%q]: %v", MetaVersion, err)}
 	}
@@ -145,7 +206,7 @@ func (g *Gateway) resolve(r *route, pin string) (*entry, error) {
 // deprecationHeaders sets X-MCP-Deprecated and Sunset (RFC 8594) on the
 // HTTP answer to a tools/call that a deprecated version will serve. The
 // call is only inspected when its tool has a deprecated version at all.
-func (g *Gateway) deprecationHeaders(w http.ResponseWriter, ep *endpoint, call *rpcCall) {
+func (g *Gateway) deprecationHeaders(w http.ResponseWriter, ep *endpoint, call *rpcCall, principal string) {
 	if call == nil || call.Method != "tools/call" {
 		return
 	}
@@ -153,7 +214,7 @@ func (g *Gateway) deprecationHeaders(w http.ResponseWriter, ep *endpoint, call *
 	if r == nil || !r.deprecated() {
 		return
 	}
-	e, err := g.resolve(r, pinOf(call.Params.Meta))
+	e, _, err := g.pickVersion(r, pinOf(call.Params.Meta), principal)
 	if err != nil || e.deprecation == nil {
 		return
 	}

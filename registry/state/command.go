@@ -25,6 +25,8 @@ const (
 	CmdNoop          CommandType = 4
 	CmdCreateAPIKey  CommandType = 5
 	CmdRevokeAPIKey  CommandType = 6
+	CmdPutProfile    CommandType = 7
+	CmdDeleteProfile CommandType = 8
 )
 
 // String names the command type for logs and errors.
@@ -42,6 +44,10 @@ func (t CommandType) String() string {
 		return "create-api-key"
 	case CmdRevokeAPIKey:
 		return "revoke-api-key"
+	case CmdPutProfile:
+		return "put-profile"
+	case CmdDeleteProfile:
+		return "delete-profile"
 	}
 	return fmt.Sprintf("unknown(%d)", uint8(t))
 }
@@ -92,6 +98,10 @@ func Encode(cmd any) ([]byte, error) {
 		t = CmdCreateAPIKey
 	case RevokeAPIKey, *RevokeAPIKey:
 		t = CmdRevokeAPIKey
+	case PutProfile, *PutProfile:
+		t = CmdPutProfile
+	case DeleteProfile, *DeleteProfile:
+		t = CmdDeleteProfile
 	default:
 		return nil, fmt.Errorf("encode command: unsupported type %T", cmd)
 	}

@@ -217,6 +217,10 @@ func (f *FSM) applyCommand(b *pebble.Batch, l *raft.Log) any {
 		return applyJSON(b, l.Index, t, body, f.applyCreateAPIKey)
 	case CmdRevokeAPIKey:
 		return applyJSON(b, l.Index, t, body, f.applyRevokeAPIKey)
+	case CmdPutProfile:
+		return applyJSON(b, l.Index, t, body, f.applyPutProfile)
+	case CmdDeleteProfile:
+		return applyJSON(b, l.Index, t, body, f.applyDeleteProfile)
 	case CmdNoop:
 		return ApplyResult{Index: l.Index, Unchanged: true}
 	}

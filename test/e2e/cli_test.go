@@ -183,6 +183,9 @@ func TestHelp(t *testing.T) {
 		{"registry", "approve"}, {"registry", "reject"}, {"registry", "deprecate"},
 		{"registry", "retire"}, {"registry", "quarantine"},
 		{"tenant"}, {"tenant", "add"}, {"tenant", "list"}, {"members"},
+		{"apikey"}, {"apikey", "create"}, {"apikey", "list"}, {"apikey", "revoke"},
+		{"profile"}, {"profile", "set"}, {"profile", "show"}, {"profile", "list"}, {"profile", "delete"},
+		{"call"}, {"apply"}, {"dev"},
 		{"operator"}, {"operator", "snapshot"}, {"operator", "snapshot", "save"},
 		{"operator", "snapshot", "restore"}, {"operator", "join"}, {"operator", "remove"},
 	} {
