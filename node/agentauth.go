@@ -3,6 +3,12 @@ package node
 import (
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/modelcontextprotocol/go-sdk/oauthex"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -27,8 +33,13 @@ func newAgentAuth(cfg config.Config, td spiffeid.TrustDomain, keys agentauth.Key
 		SVIDPathPrefix:  cfg.MCP.Auth.SVIDPathPrefix,
 		AnonymousRoutes: cfg.MCP.AnonymousRoutes,
 	}
-	for _, m := range cfg.MCP.Auth.Methods {
+	for _, m := range cfg.MCP.Auth.EffectiveMethods() {
 		ac.Methods = append(ac.Methods, agentauth.Method(m))
+	}
+	if o := cfg.MCP.Auth.OIDC; o.Issuer != "" {
+		ac.OIDC = &agentauth.OIDCConfig{Issuer: o.Issuer, JWKSURL: o.JWKSURL, Audience: o.Audience,
+			TenantClaim: o.TenantClaim, GroupsClaim: o.GroupsClaim, RequiredScopes: o.RequiredScopes}
+		ac.ResourceMetadataURL = resourceMetadataURL(o.Audience)
 	}
 	for _, t := range cfg.MCP.Auth.SVIDTenants {
 		ac.SVIDTenants = append(ac.SVIDTenants, agentauth.TenantRule{PathPrefix: t.PathPrefix, Tenant: t.Tenant})
@@ -40,4 +51,30 @@ func newAgentAuth(cfg config.Config, td spiffeid.TrustDomain, keys agentauth.Key
 		}
 		outcomes.WithLabelValues(method, outcome).Inc()
 	})), nil
+}
+
+// resourceMetadataURL is where RFC 9728 puts the metadata of a resource:
+// its host, then /.well-known/oauth-protected-resource, then its path.
+func resourceMetadataURL(resource string) string {
+	u, err := url.Parse(resource)
+	if err != nil {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host + wellKnownPRM + strings.TrimSuffix(u.EscapedPath(), "/")
+}
+
+const wellKnownPRM = "/.well-known/oauth-protected-resource"
+
+// prmHandler serves the Protected Resource Metadata (RFC 9728) of the
+// node's MCP endpoint, which OAuth clients read to find the provider.
+func prmHandler(o config.OIDCConfig) (pattern string, h http.Handler) {
+	u, _ := url.Parse(o.Audience)
+	meta := &oauthex.ProtectedResourceMetadata{
+		Resource:               o.Audience,
+		AuthorizationServers:   []string{o.Issuer},
+		ScopesSupported:        o.RequiredScopes,
+		BearerMethodsSupported: []string{"header"},
+		ResourceName:           "mcpmesh",
+	}
+	return "GET " + wellKnownPRM + strings.TrimSuffix(u.Path, "/"), auth.ProtectedResourceMetadataHandler(meta)
 }

@@ -204,6 +204,9 @@ func (n *Node) handler() http.Handler {
 	// Browsers must not drive the MCP endpoints from other origins
 	// (Sec-Fetch-Site / Origin checks); go-sdk adds DNS-rebinding protection.
 	mcpHandler := http.NewCrossOriginProtection().Handler(n.agents.Middleware(n.gateway))
+	if o := n.cfg.MCP.Auth.OIDC; o.Issuer != "" {
+		mux.Handle(prmHandler(o))
+	}
 	mux.Handle("/mcp", mcpHandler)
 	mux.Handle("/mcp/", mcpHandler)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"regexp"
 	"strings"
@@ -62,15 +63,36 @@ type MCPConfig struct {
 // AgentAuthConfig says how agents authenticate at /mcp.
 type AgentAuthConfig struct {
 	// Methods are the accepted credentials: "api-key" (per-tenant keys,
-	// `mcpmesh apikey create`) and "x509-svid" (agent SVIDs over mTLS;
-	// needs http.tls). Default both.
+	// `mcpmesh apikey create`), "x509-svid" (agent SVIDs over mTLS; needs
+	// http.tls) and "oidc" (access tokens of the provider in oidc). Default
+	// api-key and x509-svid, and oidc when oidc.issuer is set.
 	Methods []string `yaml:"methods"`
+	// OIDC is the BU's OAuth 2.1 / OIDC provider.
+	OIDC OIDCConfig `yaml:"oidc"`
 	// SVIDPathPrefix is the SPIFFE ID path prefix of agents. Default "/agent/".
 	SVIDPathPrefix string `yaml:"svid_path_prefix"`
 	// SVIDTenants give agents whose SVID path starts with path_prefix a
 	// tenant; the longest matching prefix wins. An SVID no rule matches
 	// calls with no tenant.
 	SVIDTenants []SVIDTenant `yaml:"svid_tenants"`
+}
+
+// OIDCConfig names the provider whose access tokens agents may present.
+type OIDCConfig struct {
+	// Issuer must equal the tokens' iss.
+	Issuer string `yaml:"issuer"`
+	// JWKSURL is the provider's key set (https; http only on loopback).
+	JWKSURL string `yaml:"jwks_url"`
+	// Audience is this node's resource URI (RFC 8707), e.g.
+	// https://hr-mcp.corp.example/mcp; tokens must name it in aud. The
+	// Protected Resource Metadata is served under its path.
+	Audience string `yaml:"audience"`
+	// TenantClaim and GroupsClaim name the claims mapped to the
+	// principal's tenant and groups. Defaults "tenant" and "groups".
+	TenantClaim string `yaml:"tenant_claim"`
+	GroupsClaim string `yaml:"groups_claim"`
+	// RequiredScopes must all be in a token (403 insufficient_scope else).
+	RequiredScopes []string `yaml:"required_scopes"`
 }
 
 // SVIDTenant maps agent SVID paths to a tenant.
@@ -179,7 +201,7 @@ func DefaultConfig() Config {
 		Trust: TrustConfig{SVIDTTL: time.Hour},
 		Admin: AdminConfig{SPIFFEPathPrefix: "/admin/"},
 		MCP: MCPConfig{CallTimeout: 30 * time.Second, MaxConcurrentPerUpstream: 64,
-			Auth: AgentAuthConfig{Methods: []string{"api-key", "x509-svid"}, SVIDPathPrefix: "/agent/"}},
+			Auth: AgentAuthConfig{SVIDPathPrefix: "/agent/"}},
 		Log: LogConfig{Level: "info", Format: "text"},
 	}
 }
@@ -466,12 +488,40 @@ func unwrapAddrErr(err error) string {
 	return err.Error()
 }
 
+// EffectiveMethods are the accepted agent credentials: Methods, or the
+// default when it is empty.
+func (a AgentAuthConfig) EffectiveMethods() []string {
+	if len(a.Methods) > 0 {
+		return a.Methods
+	}
+	m := []string{"api-key", "x509-svid"}
+	if a.OIDC.Issuer != "" {
+		m = append(m, "oidc")
+	}
+	return m
+}
+
 func (a AgentAuthConfig) validate() error {
 	for i, m := range a.Methods {
 		switch m {
 		case "api-key", "x509-svid":
+		case "oidc":
+			if a.OIDC.Issuer == "" {
+				return fmt.Errorf("mcp.auth.methods[%d]: oidc needs mcp.auth.oidc (issuer, jwks_url, audience)", i)
+			}
 		default:
-			return fmt.Errorf("mcp.auth.methods[%d]: %q is not one of api-key, x509-svid (OAuth and JWT-SVID are not built yet)", i, m)
+			return fmt.Errorf("mcp.auth.methods[%d]: %q is not one of api-key, x509-svid, oidc (JWT-SVIDs are not built yet)", i, m)
+		}
+	}
+	if o := a.OIDC; o.Issuer != "" || o.JWKSURL != "" || o.Audience != "" {
+		if o.Issuer == "" {
+			return errors.New("mcp.auth.oidc.issuer: missing; the provider's issuer identifier, as in its tokens' iss")
+		}
+		if err := oidcURL("mcp.auth.oidc.jwks_url", o.JWKSURL); err != nil {
+			return err
+		}
+		if err := oidcURL("mcp.auth.oidc.audience", o.Audience); err != nil {
+			return err
 		}
 	}
 	if !strings.HasPrefix(a.SVIDPathPrefix, "/") || len(a.SVIDPathPrefix) < 2 {
@@ -483,6 +533,20 @@ func (a AgentAuthConfig) validate() error {
 		}
 		if t.Tenant == "" {
 			return fmt.Errorf("mcp.auth.svid_tenants[%d].tenant: missing", i)
+		}
+	}
+	return nil
+}
+
+// oidcURL checks an absolute URL that must be https, except on loopback.
+func oidcURL(key, raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return fmt.Errorf("%s: %q is not an absolute URL such as https://idp.corp.example/keys", key, raw)
+	}
+	if u.Scheme == "http" {
+		if ip := net.ParseIP(u.Hostname()); u.Hostname() != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return fmt.Errorf("%s: %q must be https (plain http only on loopback)", key, raw)
 		}
 	}
 	return nil

@@ -78,6 +78,12 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"missing ca_dir", "ca_dir: /etc/mcpmesh/ca", "ca_dir: \"\"", "trust.ca_dir: missing"},
 		{"bad log level", "admin:", "log:\n  level: loud\nadmin:", `log.level: "loud"`},
 		{"not YAML", "node_id: n1", "node_id: [n1", "invalid YAML"},
+		{"unknown auth method", "admin:", "mcp:\n  auth:\n    methods: [jwt-svid]\nadmin:", `mcp.auth.methods[0]: "jwt-svid"`},
+		{"oidc method without provider", "admin:", "mcp:\n  auth:\n    methods: [oidc]\nadmin:", "mcp.auth.methods[0]: oidc needs mcp.auth.oidc"},
+		{"oidc without issuer", "admin:", "mcp:\n  auth:\n    oidc: { jwks_url: https://idp.example/keys, audience: https://mcp.example/mcp }\nadmin:", "mcp.auth.oidc.issuer: missing"},
+		{"oidc jwks over http", "admin:", "mcp:\n  auth:\n    oidc: { issuer: https://idp.example, jwks_url: http://idp.example/keys, audience: https://mcp.example/mcp }\nadmin:", "mcp.auth.oidc.jwks_url: \"http://idp.example/keys\" must be https"},
+		{"oidc relative audience", "admin:", "mcp:\n  auth:\n    oidc: { issuer: https://idp.example, jwks_url: https://idp.example/keys, audience: /mcp }\nadmin:", "mcp.auth.oidc.audience:"},
+		{"svid tenant outside prefix", "admin:", "mcp:\n  auth:\n    svid_tenants: [{ path_prefix: /robots/, tenant: payroll }]\nadmin:", "mcp.auth.svid_tenants[0].path_prefix"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -3,9 +3,9 @@
 //
 // Built so far: X.509-SVIDs of the BU's trust domain presented over mTLS,
 // per-tenant API keys (package trust/apikey) sent as
-// "Authorization: Bearer mcpk_…", and anonymous access on routes a node's
-// config names. OAuth/OIDC bearer JWTs and JWT-SVIDs are not built: a
-// bearer token that is not an API key is refused as such.
+// "Authorization: Bearer mcpk_…", access tokens (JWTs) of the BU's OAuth
+// 2.1 / OIDC provider (oidc.go), and anonymous access on routes a node's
+// config names. JWT-SVIDs are not built.
 //
 // A credential that is presented and fails is refused even on an anonymous
 // route: a client that meant to authenticate is told, not silently
@@ -78,6 +78,11 @@ type Config struct {
 	// AnonymousRoutes are the /mcp paths served without a credential; a
 	// trailing "/*" matches a prefix.
 	AnonymousRoutes []string
+	// OIDC, when set, accepts the provider's access tokens (MethodOIDC).
+	OIDC *OIDCConfig
+	// ResourceMetadataURL is where this node's Protected Resource Metadata
+	// (RFC 9728) is served; refusals point OAuth clients to it.
+	ResourceMetadataURL string
 }
 
 // KeyStore looks up API keys; the registry state implements it.
@@ -89,6 +94,7 @@ type KeyStore interface {
 type Authenticator struct {
 	cfg      Config
 	keys     KeyStore
+	oidc     *oidcVerifier
 	now      func() time.Time
 	logger   *slog.Logger
 	observe  func(Method, string)
@@ -116,6 +122,9 @@ func New(cfg Config, keys KeyStore, opts ...Option) *Authenticator {
 	for _, o := range opts {
 		o(a)
 	}
+	if cfg.OIDC != nil {
+		a.oidc = newOIDCVerifier(*cfg.OIDC, func() time.Time { return a.now() })
+	}
 	return a
 }
 
@@ -125,6 +134,9 @@ type Error struct {
 	Method  Method
 	Reason  string
 	Message string
+	// insufficientScope marks a valid token without a required scope:
+	// 403 and a step-up challenge rather than 401.
+	insufficientScope bool
 }
 
 // Error returns the message.
@@ -154,7 +166,12 @@ func (a *Authenticator) Authenticate(r *http.Request) (Principal, error) {
 		if strings.HasPrefix(token, apikey.Prefix) {
 			return a.apiKey(token)
 		}
-		return Principal{}, refuse("", "unsupported", "bearer JWTs (OAuth, JWT-SVID) are not accepted by this node; authenticate with an API key (mcpmesh apikey create) or an X.509-SVID")
+		if a.oidc != nil && a.enabled(MethodOIDC) {
+			p, err := a.oidc.verify(r.Context(), token)
+			p.TrustDomain = a.cfg.TrustDomain.Name()
+			return p, err
+		}
+		return Principal{}, refuse("", "unsupported", "bearer JWTs are not accepted by this node (no OAuth provider configured in mcp.auth.oidc; JWT-SVIDs are not built); authenticate with an API key (mcpmesh apikey create) or an X.509-SVID")
 	}
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 		return a.svid(r)
@@ -162,7 +179,11 @@ func (a *Authenticator) Authenticate(r *http.Request) (Principal, error) {
 	if a.anonymous(r.URL.Path) {
 		return Anonymous, nil
 	}
-	return Principal{}, refuse("", "missing", "%s needs a credential: an API key as `Authorization: Bearer mcpk_…`, or an X.509-SVID of %s over mTLS", path.Clean(r.URL.Path), a.cfg.TrustDomain)
+	how := "an API key as `Authorization: Bearer mcpk_…`, or an X.509-SVID of " + a.cfg.TrustDomain.String() + " over mTLS"
+	if a.oidc != nil && a.enabled(MethodOIDC) {
+		how = "an access token of " + a.oidc.cfg.Issuer + " for " + a.oidc.cfg.Audience + ", " + how
+	}
+	return Principal{}, refuse("", "missing", "%s needs a credential: %s", path.Clean(r.URL.Path), how)
 }
 
 func (a *Authenticator) apiKey(token string) (Principal, error) {
@@ -286,16 +307,30 @@ func (a *Authenticator) refused(w http.ResponseWriter, r *http.Request, err erro
 	}
 	a.observe(ae.Method, ae.Reason)
 	a.logger.Info("agent auth: refused", "method", ae.Method, "reason", ae.Reason, "path", r.URL.Path, "remote", r.RemoteAddr, "error", ae.Message)
-	w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="mcpmesh", error="invalid_token", error_description=%q`, ae.Message))
-	if ae.Reason == "missing" {
-		// RFC 6750 §3.1: no error code when no credential was presented.
-		w.Header().Set("WWW-Authenticate", `Bearer realm="mcpmesh"`)
+	// RFC 6750 §3: the challenge; RFC 9728 §5.1: where the resource's
+	// metadata is, so that an OAuth client can find the provider.
+	params := []string{`realm="mcpmesh"`}
+	if a.cfg.ResourceMetadataURL != "" {
+		params = append(params, fmt.Sprintf("resource_metadata=%q", a.cfg.ResourceMetadataURL))
 	}
+	if a.oidc != nil && len(a.oidc.cfg.RequiredScopes) > 0 {
+		params = append(params, fmt.Sprintf("scope=%q", strings.Join(a.oidc.cfg.RequiredScopes, " ")))
+	}
+	status := http.StatusUnauthorized
+	switch {
+	case ae.insufficientScope:
+		status = http.StatusForbidden
+		params = append(params, `error="insufficient_scope"`, fmt.Sprintf("error_description=%q", ae.Message))
+	case ae.Reason != "missing":
+		// No error code when no credential was presented (RFC 6750 §3.1).
+		params = append(params, `error="invalid_token"`, fmt.Sprintf("error_description=%q", ae.Message))
+	}
+	w.Header().Set("WWW-Authenticate", "Bearer "+strings.Join(params, ", "))
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusUnauthorized)
+	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(map[string]any{
 		"jsonrpc": "2.0", "id": nil,
-		"error": map[string]any{"code": CodeUnauthenticated, "message": "unauthenticated: " + ae.Message},
+		"error": map[string]any{"code": CodeUnauthenticated, "message": map[bool]string{false: "unauthenticated: ", true: "insufficient scope: "}[ae.insufficientScope] + ae.Message},
 	})
 }
 

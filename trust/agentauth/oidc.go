@@ -1,0 +1,217 @@
+package agentauth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+)
+
+// MethodOIDC is a bearer JWT from the BU's OAuth 2.1 / OIDC provider.
+const MethodOIDC Method = "oidc"
+
+// OIDCConfig says which provider's access tokens the front door accepts.
+type OIDCConfig struct {
+	// Issuer must equal the token's iss.
+	Issuer string
+	// JWKSURL is where the provider publishes its signing keys.
+	JWKSURL string
+	// Audience is this node's resource URI (RFC 8707), e.g.
+	// https://hr-mcp.corp.example/mcp; the token's aud must contain it.
+	Audience string
+	// TenantClaim, GroupsClaim name the claims mapped to the principal's
+	// tenant (a string) and groups (a string array). Defaults "tenant",
+	// "groups".
+	TenantClaim, GroupsClaim string
+	// RequiredScopes must all be in the token's scope (a space-separated
+	// string, or scp as an array); otherwise 403 insufficient_scope.
+	RequiredScopes []string
+	// Leeway is the clock skew tolerated on exp, nbf and iat. Default 30s.
+	Leeway time.Duration
+	// RefreshInterval is how often the key set is fetched again. Default 5m.
+	// An unknown key id triggers a fetch at most every MinRefreshInterval
+	// (default 10s), so rotated keys are picked up at once and forged key
+	// ids cannot make the node hammer the provider.
+	RefreshInterval, MinRefreshInterval time.Duration
+	// HTTPClient fetches the key set. Default: 10s timeout.
+	HTTPClient *http.Client
+}
+
+// oidcAlgorithms are the signature algorithms accepted; never "none" or HMAC.
+var oidcAlgorithms = []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.RS256, jose.PS256, jose.EdDSA}
+
+// oidcVerifier checks access tokens against the provider's cached key set.
+type oidcVerifier struct {
+	cfg OIDCConfig
+	now func() time.Time
+
+	mu      sync.Mutex
+	keys    jose.JSONWebKeySet
+	fetched time.Time
+	lastErr error
+}
+
+func newOIDCVerifier(cfg OIDCConfig, now func() time.Time) *oidcVerifier {
+	if cfg.TenantClaim == "" {
+		cfg.TenantClaim = "tenant"
+	}
+	if cfg.GroupsClaim == "" {
+		cfg.GroupsClaim = "groups"
+	}
+	if cfg.Leeway == 0 {
+		cfg.Leeway = 30 * time.Second
+	}
+	if cfg.RefreshInterval == 0 {
+		cfg.RefreshInterval = 5 * time.Minute
+	}
+	if cfg.MinRefreshInterval == 0 {
+		cfg.MinRefreshInterval = 10 * time.Second
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	return &oidcVerifier{cfg: cfg, now: now}
+}
+
+// key returns the key with id kid, fetching the key set when it is stale
+// or does not have kid (at most once per MinRefreshInterval).
+func (v *oidcVerifier) key(ctx context.Context, kid string) (*jose.JSONWebKey, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	now := v.now()
+	find := func() *jose.JSONWebKey {
+		for i, k := range v.keys.Keys {
+			if k.KeyID == kid && (k.Use == "" || k.Use == "sig") {
+				return &v.keys.Keys[i]
+			}
+		}
+		return nil
+	}
+	k := find()
+	stale := now.Sub(v.fetched) >= v.cfg.RefreshInterval
+	if (k == nil || stale) && now.Sub(v.fetched) >= v.cfg.MinRefreshInterval {
+		v.fetched = now
+		v.lastErr = v.fetch(ctx)
+		k = find()
+	}
+	if k == nil {
+		if v.lastErr != nil {
+			return nil, fmt.Errorf("key %q is not known and the provider's key set could not be fetched: %v", kid, v.lastErr)
+		}
+		return nil, fmt.Errorf("key %q is not in the provider's key set", kid)
+	}
+	return k, nil
+}
+
+func (v *oidcVerifier) fetch(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, v.cfg.JWKSURL, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := v.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: HTTP %d", v.cfg.JWKSURL, resp.StatusCode)
+	}
+	var set jose.JSONWebKeySet
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&set); err != nil {
+		return fmt.Errorf("GET %s: not a JWK set: %v", v.cfg.JWKSURL, err)
+	}
+	v.keys = set
+	return nil
+}
+
+// verify checks a bearer JWT and returns its principal.
+func (v *oidcVerifier) verify(ctx context.Context, token string) (Principal, error) {
+	tok, err := jwt.ParseSigned(token, oidcAlgorithms)
+	if err != nil {
+		return Principal{}, refuse(MethodOIDC, "malformed", "the bearer token is not a signed JWT with an accepted algorithm (%s)", algNames())
+	}
+	if len(tok.Headers) != 1 || tok.Headers[0].KeyID == "" {
+		return Principal{}, refuse(MethodOIDC, "malformed", "the bearer JWT names no key (kid)")
+	}
+	key, err := v.key(ctx, tok.Headers[0].KeyID)
+	if err != nil {
+		return Principal{}, refuse(MethodOIDC, "unknown-key", "%v", err)
+	}
+	var std jwt.Claims
+	var extra map[string]any
+	if err := tok.Claims(key.Key, &std, &extra); err != nil {
+		return Principal{}, refuse(MethodOIDC, "bad-signature", "the bearer JWT's signature does not verify with key %q", tok.Headers[0].KeyID)
+	}
+	if std.Expiry == nil {
+		return Principal{}, refuse(MethodOIDC, "invalid", "the bearer JWT has no exp claim; tokens without an expiry are not accepted")
+	}
+	err = std.ValidateWithLeeway(jwt.Expected{Issuer: v.cfg.Issuer, AnyAudience: jwt.Audience{v.cfg.Audience}, Time: v.now()}, v.cfg.Leeway)
+	switch {
+	case errors.Is(err, jwt.ErrExpired):
+		return Principal{}, refuse(MethodOIDC, "expired", "the bearer JWT expired at %s", std.Expiry.Time().UTC().Format(time.RFC3339))
+	case errors.Is(err, jwt.ErrNotValidYet), errors.Is(err, jwt.ErrIssuedInTheFuture):
+		return Principal{}, refuse(MethodOIDC, "not-yet-valid", "the bearer JWT is not valid yet (nbf or iat in the future)")
+	case errors.Is(err, jwt.ErrInvalidIssuer):
+		return Principal{}, refuse(MethodOIDC, "wrong-issuer", "the bearer JWT's issuer %q is not this node's identity provider %q", std.Issuer, v.cfg.Issuer)
+	case errors.Is(err, jwt.ErrInvalidAudience):
+		return Principal{}, refuse(MethodOIDC, "wrong-audience", "the bearer JWT is not for this resource: its audience %v does not contain %q (request the token with resource=%s)", []string(std.Audience), v.cfg.Audience, v.cfg.Audience)
+	case err != nil:
+		return Principal{}, refuse(MethodOIDC, "invalid", "the bearer JWT's claims are invalid: %v", err)
+	}
+	if std.Subject == "" {
+		return Principal{}, refuse(MethodOIDC, "invalid", "the bearer JWT has no sub claim")
+	}
+	p := Principal{ID: "oidc:" + std.Subject, Method: MethodOIDC, Scopes: scopesOf(extra)}
+	p.Tenant, _ = extra[v.cfg.TenantClaim].(string)
+	p.Groups = stringsOf(extra[v.cfg.GroupsClaim])
+	for _, s := range v.cfg.RequiredScopes {
+		if !contains(p.Scopes, s) {
+			return p, &Error{Method: MethodOIDC, Reason: "insufficient-scope", Message: fmt.Sprintf("the bearer JWT lacks scope %q; request a token with scope %q", s, strings.Join(v.cfg.RequiredScopes, " ")), insufficientScope: true}
+		}
+	}
+	return p, nil
+}
+
+func algNames() string {
+	var names []string
+	for _, a := range oidcAlgorithms {
+		names = append(names, string(a))
+	}
+	return strings.Join(names, ", ")
+}
+
+// scopesOf reads scope (RFC 8693/9068: space-separated) or scp (an array).
+func scopesOf(claims map[string]any) []string {
+	if s, ok := claims["scope"].(string); ok {
+		return strings.Fields(s)
+	}
+	return stringsOf(claims["scp"])
+}
+
+func stringsOf(v any) []string {
+	arr, _ := v.([]any)
+	var out []string
+	for _, x := range arr {
+		if s, ok := x.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
