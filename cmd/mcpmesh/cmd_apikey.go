@@ -12,21 +12,9 @@ import (
 )
 
 func runAPIKey(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) == 0 {
-		return usagef("want a subcommand: create, list or revoke")
-	}
-	switch args[0] {
-	case "create":
-		return apikeyCreate(ctx, args[1:], stdout)
-	case "list":
-		return apikeyList(ctx, args[1:], stdout)
-	case "revoke":
-		return apikeyRevoke(ctx, args[1:], stdout)
-	case "-h", "--help":
-		fmt.Fprintln(stdout, "Usage: mcpmesh apikey create|list|revoke [flags]  (each takes -h)")
-		return nil
-	}
-	return usagef("unknown subcommand %q; want create, list or revoke", args[0])
+	return dispatch(ctx, "apikey", args, stdout, []subcommand{
+		{"create", apikeyCreate}, {"list", apikeyList}, {"revoke", apikeyRevoke},
+	})
 }
 
 func apikeyCreate(ctx context.Context, args []string, stdout io.Writer) error {

@@ -41,33 +41,12 @@ func printMembers(cf *clientFlags, stdout io.Writer, m api.MembersResponse) erro
 }
 
 func runOperator(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) == 0 {
-		return usagef("want a subcommand: snapshot save|restore, join or remove")
-	}
-	switch args[0] {
-	case "snapshot":
-		if len(args) < 2 {
-			return usagef("want snapshot save or snapshot restore")
-		}
-		switch args[1] {
-		case "save":
-			return snapshotSave(ctx, args[2:], stdout)
-		case "restore":
-			return snapshotRestore(ctx, args[2:], stdout)
-		case "-h", "--help":
-			fmt.Fprintln(stdout, "Usage: mcpmesh operator snapshot save|restore -f FILE [flags]  (each takes -h)")
-			return nil
-		}
-		return usagef("unknown snapshot subcommand %q; want save or restore", args[1])
-	case "join":
-		return operatorJoin(ctx, args[1:], stdout)
-	case "remove":
-		return operatorRemove(ctx, args[1:], stdout)
-	case "-h", "--help":
-		fmt.Fprintln(stdout, "Usage: mcpmesh operator snapshot save|restore, join, remove [flags]  (each takes -h)")
-		return nil
-	}
-	return usagef("unknown subcommand %q", args[0])
+	return dispatch(ctx, "operator", args, stdout, []subcommand{
+		{"snapshot", func(ctx context.Context, args []string, stdout io.Writer) error {
+			return dispatch(ctx, "operator snapshot", args, stdout, []subcommand{{"save", snapshotSave}, {"restore", snapshotRestore}})
+		}},
+		{"join", operatorJoin}, {"remove", operatorRemove},
+	})
 }
 
 func snapshotSave(ctx context.Context, args []string, stdout io.Writer) error {

@@ -10,23 +10,9 @@ import (
 )
 
 func runProfile(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) == 0 {
-		return usagef("want a subcommand: set, show, list or delete")
-	}
-	switch args[0] {
-	case "set":
-		return profileSet(ctx, args[1:], stdout)
-	case "show":
-		return profileShow(ctx, args[1:], stdout)
-	case "list":
-		return profileList(ctx, args[1:], stdout)
-	case "delete":
-		return profileDelete(ctx, args[1:], stdout)
-	case "-h", "--help":
-		fmt.Fprintln(stdout, "Usage: mcpmesh profile set|show|list|delete [flags]  (each takes -h)")
-		return nil
-	}
-	return usagef("unknown subcommand %q; want set, show, list or delete", args[0])
+	return dispatch(ctx, "profile", args, stdout, []subcommand{
+		{"set", profileSet}, {"show", profileShow}, {"list", profileList}, {"delete", profileDelete},
+	})
 }
 
 // pinsTable writes a profile's pins, by server.

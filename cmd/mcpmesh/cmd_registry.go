@@ -14,24 +14,13 @@ import (
 )
 
 func runRegistry(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) == 0 {
-		return usagef("want a subcommand: submit, list, show, approve, reject, deprecate, retire or quarantine")
+	subs := []subcommand{{"submit", registrySubmit}, {"list", registryList}, {"show", registryShow}}
+	for _, action := range []string{"approve", "reject", "deprecate", "retire", "quarantine"} {
+		subs = append(subs, subcommand{action, func(ctx context.Context, args []string, stdout io.Writer) error {
+			return registryTransition(ctx, action, args, stdout)
+		}})
 	}
-	sub, args := args[0], args[1:]
-	switch sub {
-	case "submit":
-		return registrySubmit(ctx, args, stdout)
-	case "list":
-		return registryList(ctx, args, stdout)
-	case "show":
-		return registryShow(ctx, args, stdout)
-	case "approve", "reject", "deprecate", "retire", "quarantine":
-		return registryTransition(ctx, sub, args, stdout)
-	case "-h", "--help":
-		fmt.Fprintln(stdout, "Usage: mcpmesh registry submit|list|show|approve|reject|deprecate|retire|quarantine [flags]  (each takes -h)")
-		return nil
-	}
-	return usagef("unknown subcommand %q", sub)
+	return dispatch(ctx, "registry", args, stdout, subs)
 }
 
 func registrySubmit(ctx context.Context, args []string, stdout io.Writer) error {

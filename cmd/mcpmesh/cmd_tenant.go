@@ -20,19 +20,7 @@ func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 var _ flag.Value = (*multiFlag)(nil)
 
 func runTenant(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) == 0 {
-		return usagef("want a subcommand: add or list")
-	}
-	switch args[0] {
-	case "add":
-		return tenantAdd(ctx, args[1:], stdout)
-	case "list":
-		return tenantList(ctx, args[1:], stdout)
-	case "-h", "--help":
-		fmt.Fprintln(stdout, "Usage: mcpmesh tenant add|list [flags]  (each takes -h)")
-		return nil
-	}
-	return usagef("unknown subcommand %q; want add or list", args[0])
+	return dispatch(ctx, "tenant", args, stdout, []subcommand{{"add", tenantAdd}, {"list", tenantList}})
 }
 
 func tenantAdd(ctx context.Context, args []string, stdout io.Writer) error {

@@ -12,19 +12,10 @@ import (
 )
 
 func runTrust(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) == 0 {
-		return usagef("want a subcommand: init or issue")
-	}
-	switch args[0] {
-	case "init":
-		return trustInit(args[1:], stdout)
-	case "issue":
-		return trustIssue(args[1:], stdout)
-	case "-h", "--help":
-		fmt.Fprintln(stdout, "Usage: mcpmesh trust init|issue [flags]  (each takes -h)")
-		return nil
-	}
-	return usagef("unknown subcommand %q; want init or issue", args[0])
+	return dispatch(ctx, "trust", args, stdout, []subcommand{
+		{"init", func(_ context.Context, args []string, stdout io.Writer) error { return trustInit(args, stdout) }},
+		{"issue", func(_ context.Context, args []string, stdout io.Writer) error { return trustIssue(args, stdout) }},
+	})
 }
 
 func trustInit(args []string, stdout io.Writer) error {

@@ -47,6 +47,35 @@ func commands() []command {
 	}
 }
 
+// subcommand is one subcommand of a command group such as `registry`.
+type subcommand struct {
+	name string
+	run  func(ctx context.Context, args []string, stdout io.Writer) error
+}
+
+// dispatch runs the subcommand of group that args name, or prints the
+// group's usage for -h.
+func dispatch(ctx context.Context, group string, args []string, stdout io.Writer, subs []subcommand) error {
+	var names []string
+	for _, s := range subs {
+		names = append(names, s.name)
+	}
+	want := strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+	if len(args) == 0 {
+		return usagef("want a subcommand: %s", want)
+	}
+	if args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprintf(stdout, "Usage: mcpmesh %s %s [flags]  (each takes -h)\n", group, strings.Join(names, "|"))
+		return nil
+	}
+	for _, s := range subs {
+		if s.name == args[0] {
+			return s.run(ctx, args[1:], stdout)
+		}
+	}
+	return usagef("unknown subcommand %q; want %s", args[0], want)
+}
+
 // usageError marks a mistake in how a command was called (exit status 2).
 type usageError struct{ msg string }
 
