@@ -62,6 +62,9 @@ type Gateway struct {
 
 	mu          sync.Mutex // serializes Sync
 	fingerprint string
+	// syncedRead, when set (tests), runs in Sync right after it read the
+	// applied index, where a concurrent write can slip in.
+	syncedRead func()
 	// synced is the registry's applied index the views reflect at least;
 	// syncedC is closed (and replaced) whenever it moves.
 	syncMu  sync.Mutex
@@ -259,8 +262,13 @@ func (g *Gateway) Close() error {
 // Run keeps the views in step with the registry until ctx ends.
 func (g *Gateway) Run(ctx context.Context) error {
 	for {
+		// Wake on the first entry the views do not reflect: one applied
+		// while Sync ran must not be mistaken for one it read.
+		next := g.fsm.AppliedIndex() + 1
 		if err := g.Sync(); err != nil {
 			g.logger.Error("gateway: sync with registry failed", "error", err)
+		} else {
+			next = g.syncedIndex() + 1
 		}
 		// Wake on the next registry change, or when the next sunset date
 		// passes (a version stops answering without any write).
@@ -270,7 +278,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 			wake = at
 		}
 		wctx, cancel := context.WithDeadline(ctx, wake)
-		err := g.fsm.WaitApplied(wctx, g.fsm.AppliedIndex()+1)
+		err := g.fsm.WaitApplied(wctx, next)
 		cancel()
 		if ctx.Err() != nil {
 			return nil
@@ -302,6 +310,9 @@ func (g *Gateway) Sync() (err error) {
 	defer g.mu.Unlock()
 	// Read before the state: the views will reflect at least this much.
 	index := g.fsm.AppliedIndex()
+	if g.syncedRead != nil {
+		g.syncedRead()
+	}
 	all, err := g.fsm.AllVersions()
 	if err != nil {
 		return err
@@ -422,6 +433,12 @@ func (g *Gateway) markSynced(index uint64) {
 		close(g.syncedC)
 		g.syncedC = make(chan struct{})
 	}
+}
+
+func (g *Gateway) syncedIndex() uint64 {
+	g.syncMu.Lock()
+	defer g.syncMu.Unlock()
+	return g.synced
 }
 
 // WaitSynced waits until the views serve the registry state as of index

@@ -943,3 +943,42 @@ func TestWaitSyncedFollowsSync(t *testing.T) {
 		t.Error("synced, but /mcp serves no tool")
 	}
 }
+
+// TestRunSyncsAWriteAppliedDuringSync: an entry applied while Sync reads
+// the registry is synced by Run at once, not at the next wake-up (10m).
+func TestRunSyncsAWriteAppliedDuringSync(t *testing.T) {
+	r := newRegistry(t)
+	// The real clock: with newGateway's fixed one, Run's wake-up deadline
+	// is in the past and it would spin instead of waiting.
+	pool := upstream.NewPool(upstream.Config{CallTimeout: 10 * time.Second})
+	t.Cleanup(func() { pool.Close() })
+	g := New(Config{Namespace: "hr"}, r.fsm, pool)
+	t.Cleanup(func() { g.Close() })
+	var once sync.Once
+	g.syncedRead = func() {
+		once.Do(func() {
+			r.register("corp.hr/directory", "1.0.0", newUpstream(t, "a").URL, lookupTool, true)
+		})
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	// Wait until the hook has written, then for the gateway to serve it.
+	var index uint64
+	for deadline := time.Now().Add(10 * time.Second); index == 0 || index < 4; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the registry write during Sync did not happen; applied index %d", index)
+		}
+		index = r.fsm.AppliedIndex()
+		time.Sleep(time.Millisecond)
+	}
+	wctx, wcancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer wcancel()
+	if err := g.WaitSynced(wctx, r.fsm.AppliedIndex()); err != nil {
+		t.Fatalf("Run did not sync the entry applied during Sync: %v", err)
+	}
+}
