@@ -179,6 +179,15 @@ func decodeBody(r *http.Request, v any) error {
 	return nil
 }
 
+// apply encodes a state command and commits it through the leader.
+func (h *Handler) apply(ctx context.Context, cmd any) (state.ApplyResult, error) {
+	enc, err := state.Encode(cmd)
+	if err != nil {
+		return state.ApplyResult{}, err
+	}
+	return h.cl.Apply(ctx, enc)
+}
+
 // consistent runs a barrier when the request asks for ?consistent=true.
 func (h *Handler) consistent(r *http.Request) error {
 	switch r.URL.Query().Get("consistent") {
@@ -254,12 +263,7 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	cmd, err := state.Encode(state.SubmitVersion{Card: json.RawMessage(raw), By: by(r), At: h.now().UTC()})
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	res, err := h.cl.Apply(r.Context(), cmd)
+	res, err := h.apply(r.Context(), state.SubmitVersion{Card: json.RawMessage(raw), By: by(r), At: h.now().UTC()})
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -371,12 +375,7 @@ func (h *Handler) transition(w http.ResponseWriter, r *http.Request) {
 			cmd.Reason = fmt.Sprintf("replaced by %s, sunset %s", req.Replacement, sunset.Format(time.DateOnly))
 		}
 	}
-	enc, err := state.Encode(cmd)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	if _, err := h.cl.Apply(r.Context(), enc); err != nil {
+	if _, err := h.apply(r.Context(), cmd); err != nil {
 		h.fail(w, r, err)
 		return
 	}
@@ -426,12 +425,7 @@ func (h *Handler) putTenant(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, badRequest("owners: at least one owner is required (a person or group accountable for the tenant)"))
 		return
 	}
-	cmd, err := state.Encode(state.PutTenant{Tenant: state.Tenant{Name: req.Name, DisplayName: req.DisplayName, Owners: owners}, By: by(r), At: h.now().UTC()})
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	res, err := h.cl.Apply(r.Context(), cmd)
+	res, err := h.apply(r.Context(), state.PutTenant{Tenant: state.Tenant{Name: req.Name, DisplayName: req.DisplayName, Owners: owners}, By: by(r), At: h.now().UTC()})
 	if err != nil {
 		h.fail(w, r, err)
 		return

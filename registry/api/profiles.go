@@ -27,12 +27,7 @@ func (h *Handler) putProfile(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	cmd, err := state.Encode(state.PutProfile{Principal: principal, Pins: req.Pins, By: by(r), At: h.now().UTC()})
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	res, err := h.cl.Apply(r.Context(), cmd)
+	res, err := h.apply(r.Context(), state.PutProfile{Principal: principal, Pins: req.Pins, By: by(r), At: h.now().UTC()})
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -80,12 +75,7 @@ func (h *Handler) listProfiles(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) deleteProfile(w http.ResponseWriter, r *http.Request) {
 	principal := r.PathValue("principal")
-	cmd, err := state.Encode(state.DeleteProfile{Principal: principal, By: by(r), At: h.now().UTC()})
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	res, err := h.cl.Apply(r.Context(), cmd)
+	res, err := h.apply(r.Context(), state.DeleteProfile{Principal: principal, By: by(r), At: h.now().UTC()})
 	if err != nil {
 		h.fail(w, r, err)
 		return

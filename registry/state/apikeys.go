@@ -70,14 +70,10 @@ func (f *FSM) applyCreateAPIKey(b *pebble.Batch, index uint64, c CreateAPIKey) a
 	if k.Name == "" {
 		return errorf(KindInvalid, "API key %s: a name saying what the key is for is required", k.ID)
 	}
-	if _, found, err := getJSON[Tenant](b, tenantKey(k.Tenant)); err != nil {
-		panic(fmt.Sprintf("registry state: read tenant %s: %v", k.Tenant, err))
-	} else if !found {
+	if _, found := mustGet[Tenant](b, tenantKey(k.Tenant)); !found {
 		return errorf(KindNotFound, "tenant %s does not exist; create it first (mcpmesh tenant add)", k.Tenant)
 	}
-	if _, found, err := getJSON[APIKey](b, apiKeyKey(k.ID)); err != nil {
-		panic(fmt.Sprintf("registry state: read API key %s: %v", k.ID, err))
-	} else if found {
+	if _, found := mustGet[APIKey](b, apiKeyKey(k.ID)); found {
 		return errorf(KindConflict, "API key %s already exists", k.ID)
 	}
 	k.CreatedBy, k.CreatedAt, k.CreateIndex, k.ModifyIndex = c.By, c.At, index, index
@@ -87,10 +83,7 @@ func (f *FSM) applyCreateAPIKey(b *pebble.Batch, index uint64, c CreateAPIKey) a
 }
 
 func (f *FSM) applyRevokeAPIKey(b *pebble.Batch, index uint64, c RevokeAPIKey) any {
-	k, found, err := getJSON[APIKey](b, apiKeyKey(c.ID))
-	if err != nil {
-		panic(fmt.Sprintf("registry state: read API key %s: %v", c.ID, err))
-	}
+	k, found := mustGet[APIKey](b, apiKeyKey(c.ID))
 	if !found {
 		return errorf(KindNotFound, "API key %s does not exist (mcpmesh apikey list shows the ids)", c.ID)
 	}
@@ -105,16 +98,9 @@ func (f *FSM) applyRevokeAPIKey(b *pebble.Batch, index uint64, c RevokeAPIKey) a
 
 // APIKey returns one key record.
 func (f *FSM) APIKey(id string) (APIKey, error) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	k, ok, err := getJSON[APIKey](f.db, apiKeyKey(id))
-	if err != nil {
-		return APIKey{}, fmt.Errorf("read API key %s: %w", id, err)
-	}
-	if !ok {
-		return APIKey{}, errorf(KindNotFound, "API key %s does not exist", id)
-	}
-	return k, nil
+	return getOne[APIKey](f, apiKeyKey(id), func() error {
+		return errorf(KindNotFound, "API key %s does not exist", id)
+	})
 }
 
 // APIKeys returns every key record, by id.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -258,6 +259,17 @@ func getJSON[T any](r pebble.Reader, key []byte) (T, bool, error) {
 	return v, true, nil
 }
 
+// mustGet reads a value inside a batch being applied. A failed read of
+// the state cannot be answered by refusing the command (the other replicas
+// would apply it), so it stops the node like any other apply failure.
+func mustGet[T any](b *pebble.Batch, key []byte) (T, bool) {
+	v, found, err := getJSON[T](b, key)
+	if err != nil {
+		panic(fmt.Sprintf("registry state: read %q: %v", key, err))
+	}
+	return v, found
+}
+
 func setJSON(b *pebble.Batch, key []byte, v any) error {
 	raw, err := json.Marshal(v)
 	if err != nil {
@@ -290,10 +302,7 @@ func (f *FSM) applySubmit(b *pebble.Batch, index uint64, c SubmitVersion) any {
 		return errorf(KindInvalid, "hash server card: %v", err)
 	}
 	key := versionKey(cd.Name, cd.Version)
-	existing, found, err := getJSON[ServerVersion](b, key)
-	if err != nil {
-		panic(fmt.Sprintf("registry state: read %s@%s: %v", cd.Name, cd.Version, err))
-	}
+	existing, found := mustGet[ServerVersion](b, key)
 	if found {
 		if existing.CardHash == cardHash {
 			return ApplyResult{Index: index, Unchanged: true}
@@ -348,10 +357,7 @@ func (f *FSM) applySubmit(b *pebble.Batch, index uint64, c SubmitVersion) any {
 }
 
 func (f *FSM) applyTransition(b *pebble.Batch, index uint64, c Transition) any {
-	sv, found, err := getJSON[ServerVersion](b, versionKey(c.Server, c.Version))
-	if err != nil {
-		panic(fmt.Sprintf("registry state: read %s@%s: %v", c.Server, c.Version, err))
-	}
+	sv, found := mustGet[ServerVersion](b, versionKey(c.Server, c.Version))
 	if !found {
 		return errorf(KindNotFound, "%s@%s is not registered; list versions with `mcpmesh registry show %s`", c.Server, c.Version, c.Server)
 	}
@@ -377,10 +383,7 @@ func (f *FSM) applyTransition(b *pebble.Batch, index uint64, c Transition) any {
 		if err := d.Validate(c.Version); err != nil {
 			return errorf(KindInvalid, "%s@%s: %v", c.Server, c.Version, err)
 		}
-		repl, ok, err := getJSON[ServerVersion](b, versionKey(c.Server, d.Replacement))
-		if err != nil {
-			panic(fmt.Sprintf("registry state: read %s@%s: %v", c.Server, d.Replacement, err))
-		}
+		repl, ok := mustGet[ServerVersion](b, versionKey(c.Server, d.Replacement))
 		if !ok || repl.State != card.StateApproved {
 			return errorf(KindConflict, "%s@%s: replacement %s must be an approved version of the same server; approve it first", c.Server, c.Version, d.Replacement)
 		}
@@ -402,12 +405,9 @@ func (f *FSM) applyPutTenant(b *pebble.Batch, index uint64, c PutTenant) any {
 		return errorf(KindInvalid, "tenant %s: at least one owner is required", c.Tenant.Name)
 	}
 	t := c.Tenant
-	prev, found, err := getJSON[Tenant](b, tenantKey(t.Name))
-	if err != nil {
-		panic(fmt.Sprintf("registry state: read tenant %s: %v", t.Name, err))
-	}
+	prev, found := mustGet[Tenant](b, tenantKey(t.Name))
 	if found {
-		if prev.DisplayName == t.DisplayName && slicesEqual(prev.Owners, t.Owners) {
+		if prev.DisplayName == t.DisplayName && slices.Equal(prev.Owners, t.Owners) {
 			return ApplyResult{Index: index, Unchanged: true}
 		}
 		t.CreatedBy, t.CreatedAt, t.CreateIndex = prev.CreatedBy, prev.CreatedAt, prev.CreateIndex
@@ -417,18 +417,6 @@ func (f *FSM) applyPutTenant(b *pebble.Batch, index uint64, c PutTenant) any {
 	t.UpdatedAt, t.ModifyIndex = c.At, index
 	mustStage(setJSON(b, tenantKey(t.Name), t))
 	return ApplyResult{Index: index}
-}
-
-func slicesEqual(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // ValidateTenantName checks a tenant name: lowercase letters, digits and

@@ -1,7 +1,6 @@
 package state
 
 import (
-	"fmt"
 	"maps"
 	"time"
 	"unicode"
@@ -73,10 +72,7 @@ func (f *FSM) applyPutProfile(b *pebble.Batch, index uint64, c PutProfile) any {
 		if err := card.ValidateVersion(version); err != nil {
 			return errorf(KindInvalid, "profile of %s: %s@%s: %v", c.Principal, server, version, err)
 		}
-		sv, found, err := getJSON[ServerVersion](b, versionKey(server, version))
-		if err != nil {
-			panic(fmt.Sprintf("registry state: read %s@%s: %v", server, version, err))
-		}
+		sv, found := mustGet[ServerVersion](b, versionKey(server, version))
 		if !found {
 			return errorf(KindNotFound, "profile of %s: %s@%s is not registered", c.Principal, server, version)
 		}
@@ -84,10 +80,7 @@ func (f *FSM) applyPutProfile(b *pebble.Batch, index uint64, c PutProfile) any {
 			return errorf(KindConflict, "profile of %s: %s@%s is %s; pin an approved or deprecated version", c.Principal, server, version, sv.State)
 		}
 	}
-	p, found, err := getJSON[Profile](b, profileKey(c.Principal))
-	if err != nil {
-		panic(fmt.Sprintf("registry state: read profile %s: %v", c.Principal, err))
-	}
+	p, found := mustGet[Profile](b, profileKey(c.Principal))
 	if found && maps.Equal(p.Pins, c.Pins) {
 		return ApplyResult{Index: index, Unchanged: true}
 	}
@@ -101,10 +94,7 @@ func (f *FSM) applyPutProfile(b *pebble.Batch, index uint64, c PutProfile) any {
 }
 
 func (f *FSM) applyDeleteProfile(b *pebble.Batch, index uint64, c DeleteProfile) any {
-	_, found, err := getJSON[Profile](b, profileKey(c.Principal))
-	if err != nil {
-		panic(fmt.Sprintf("registry state: read profile %s: %v", c.Principal, err))
-	}
+	_, found := mustGet[Profile](b, profileKey(c.Principal))
 	if !found {
 		return errorf(KindNotFound, "%s has no profile", c.Principal)
 	}
@@ -114,16 +104,9 @@ func (f *FSM) applyDeleteProfile(b *pebble.Batch, index uint64, c DeleteProfile)
 
 // Profile returns one principal's profile.
 func (f *FSM) Profile(principal string) (Profile, error) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	p, ok, err := getJSON[Profile](f.db, profileKey(principal))
-	if err != nil {
-		return Profile{}, fmt.Errorf("read profile %s: %w", principal, err)
-	}
-	if !ok {
-		return Profile{}, errorf(KindNotFound, "%s has no profile", principal)
-	}
-	return p, nil
+	return getOne[Profile](f, profileKey(principal), func() error {
+		return errorf(KindNotFound, "%s has no profile", principal)
+	})
 }
 
 // Profiles returns every profile, by principal.

@@ -12,16 +12,9 @@ import (
 
 // ServerVersion returns one version of a server.
 func (f *FSM) ServerVersion(server, version string) (ServerVersion, error) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	sv, ok, err := getJSON[ServerVersion](f.db, versionKey(server, version))
-	if err != nil {
-		return ServerVersion{}, fmt.Errorf("read %s@%s: %w", server, version, err)
-	}
-	if !ok {
-		return ServerVersion{}, errorf(KindNotFound, "%s@%s is not registered", server, version)
-	}
-	return sv, nil
+	return getOne[ServerVersion](f, versionKey(server, version), func() error {
+		return errorf(KindNotFound, "%s@%s is not registered", server, version)
+	})
 }
 
 // ServerVersions returns every version of a server, oldest first by semver
@@ -62,16 +55,9 @@ func (f *FSM) ToolVersions(server, version string) ([]card.ToolVersion, error) {
 
 // Tenant returns one tenant.
 func (f *FSM) Tenant(name string) (Tenant, error) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	t, ok, err := getJSON[Tenant](f.db, tenantKey(name))
-	if err != nil {
-		return Tenant{}, fmt.Errorf("read tenant %s: %w", name, err)
-	}
-	if !ok {
-		return Tenant{}, errorf(KindNotFound, "tenant %s does not exist", name)
-	}
-	return t, nil
+	return getOne[Tenant](f, tenantKey(name), func() error {
+		return errorf(KindNotFound, "tenant %s does not exist", name)
+	})
 }
 
 // Tenants returns every tenant, by name.
@@ -88,6 +74,21 @@ func sortVersions(vs []ServerVersion) {
 		}
 		return card.CompareVersions(vs[i].Version, vs[j].Version) < 0
 	})
+}
+
+// getOne reads one object for a reader; missing makes the error for an
+// absent one.
+func getOne[T any](f *FSM, key []byte, missing func() error) (T, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	v, ok, err := getJSON[T](f.db, key)
+	if err != nil {
+		return v, fmt.Errorf("read %q: %w", key, err)
+	}
+	if !ok {
+		return v, missing()
+	}
+	return v, nil
 }
 
 func scan[T any](r pebble.Reader, prefix []byte) ([]T, error) {
