@@ -36,12 +36,12 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
-	"gopkg.in/yaml.v3"
 
 	"github.com/mcpmesh/mcpmesh/examples"
 	"github.com/mcpmesh/mcpmesh/node"
 	"github.com/mcpmesh/mcpmesh/node/config"
 	"github.com/mcpmesh/mcpmesh/registry/api"
+	"github.com/mcpmesh/mcpmesh/registry/apply"
 	"github.com/mcpmesh/mcpmesh/registry/card"
 	"github.com/mcpmesh/mcpmesh/trust/apikey"
 )
@@ -139,12 +139,16 @@ func Run(ctx context.Context, cfg Config, out io.Writer, logger *slog.Logger) er
 	}
 	g.Go(func() error {
 		for ns, nsInfo := range info.Namespaces {
-			servers, err := seed(gctx, cfg.Catalog, ns, nsInfo)
+			c, err := api.NewClient(api.ClientConfig{Addr: nsInfo.AdminURL, Token: nsInfo.Token, Timeout: 10 * time.Second})
+			if err != nil {
+				return err
+			}
+			servers, err := seed(gctx, c, cfg.Catalog, ns)
 			if err != nil {
 				return fmt.Errorf("dev: seed %s: %w", ns, err)
 			}
 			nsInfo.Servers = servers
-			if nsInfo, err = seedAgent(gctx, cfg.Catalog, ns, nsInfo); err != nil {
+			if nsInfo, err = seedAgent(gctx, c, cfg.Catalog, ns, nsInfo); err != nil {
 				return fmt.Errorf("dev: seed %s: %w", ns, err)
 			}
 			info.Namespaces[ns] = nsInfo
@@ -245,11 +249,7 @@ func readOrCreateToken(path string) (string, error) {
 }
 
 // seed submits every card of the namespace and approves what is submitted.
-func seed(ctx context.Context, catalog fs.FS, ns string, info Namespace) ([]string, error) {
-	c, err := api.NewClient(api.ClientConfig{Addr: info.AdminURL, Token: info.Token, Timeout: 10 * time.Second})
-	if err != nil {
-		return nil, err
-	}
+func seed(ctx context.Context, c *api.Client, catalog fs.FS, ns string) ([]string, error) {
 	files, err := fs.Glob(catalog, path.Join(ns, "*.json"))
 	if err != nil {
 		return nil, err
@@ -284,20 +284,16 @@ const devTenant = "dev"
 // seedAgent creates the BU's tenants (its catalog's tenants.yaml, else one
 // tenant "dev") and a dev API key for the first of them, or keeps the key
 // a previous run left in the data dir if the registry still accepts it.
-func seedAgent(ctx context.Context, catalog fs.FS, ns string, info Namespace) (Namespace, error) {
-	c, err := api.NewClient(api.ClientConfig{Addr: info.AdminURL, Token: info.Token, Timeout: 10 * time.Second})
-	if err != nil {
-		return info, err
-	}
+func seedAgent(ctx context.Context, c *api.Client, catalog fs.FS, ns string, info Namespace) (Namespace, error) {
 	tenants := []api.TenantRequest{{Name: devTenant, DisplayName: "mcpmesh dev", Owners: []string{"mcpmesh dev"}}}
-	if raw, err := fs.ReadFile(catalog, path.Join(ns, "tenants.yaml")); err == nil {
-		var specs []struct {
-			Name        string   `yaml:"name"`
-			DisplayName string   `yaml:"displayName"`
-			Owners      []string `yaml:"owners"`
+	file := path.Join(ns, apply.TenantsFile)
+	if raw, err := fs.ReadFile(catalog, file); err == nil {
+		specs, problems := apply.ParseTenants(file, raw)
+		if len(problems) > 0 {
+			return info, errors.New(problems[0].String())
 		}
-		if err := yaml.Unmarshal(raw, &specs); err != nil || len(specs) == 0 {
-			return info, fmt.Errorf("%s/tenants.yaml: want a list of tenants (%v)", ns, err)
+		if len(specs) == 0 {
+			return info, fmt.Errorf("%s declares no tenant", file)
 		}
 		tenants = tenants[:0]
 		for _, t := range specs {

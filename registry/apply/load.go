@@ -295,6 +295,12 @@ func loadTenants(path string) ([]TenantSpec, []Problem) {
 	if err != nil {
 		return nil, []Problem{{File: path, Message: fmt.Sprintf("cannot read: %v", err)}}
 	}
+	return ParseTenants(path, raw)
+}
+
+// ParseTenants decodes and checks the content of a tenants file; path
+// names it in problems.
+func ParseTenants(path string, raw []byte) ([]TenantSpec, []Problem) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(raw, &doc); err != nil {
 		return nil, []Problem{{File: path, Message: "not valid YAML: " + strings.Join(strings.Fields(strings.TrimPrefix(err.Error(), "yaml: ")), " ")}}
