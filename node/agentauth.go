@@ -53,22 +53,25 @@ func newAgentAuth(cfg config.Config, td spiffeid.TrustDomain, keys agentauth.Key
 	})), nil
 }
 
-// resourceMetadataURL is where RFC 9728 puts the metadata of a resource:
-// its host, then /.well-known/oauth-protected-resource, then its path.
+// resourceMetadataPath is where RFC 9728 puts the metadata of a resource
+// on its host: /.well-known/oauth-protected-resource, then its path.
+func resourceMetadataPath(resource *url.URL) string {
+	return "/.well-known/oauth-protected-resource" + strings.TrimSuffix(resource.EscapedPath(), "/")
+}
+
+// resourceMetadataURL is the full URL of a resource's metadata.
 func resourceMetadataURL(resource string) string {
 	u, err := url.Parse(resource)
 	if err != nil {
 		return ""
 	}
-	return u.Scheme + "://" + u.Host + wellKnownPRM + strings.TrimSuffix(u.EscapedPath(), "/")
+	return u.Scheme + "://" + u.Host + resourceMetadataPath(u)
 }
-
-const wellKnownPRM = "/.well-known/oauth-protected-resource"
 
 // prmHandler serves the Protected Resource Metadata (RFC 9728) of the
 // node's MCP endpoint, which OAuth clients read to find the provider.
 func prmHandler(o config.OIDCConfig) (pattern string, h http.Handler) {
-	u, _ := url.Parse(o.Audience)
+	u, _ := url.Parse(o.Audience) // validated by config
 	meta := &oauthex.ProtectedResourceMetadata{
 		Resource:               o.Audience,
 		AuthorizationServers:   []string{o.Issuer},
@@ -76,5 +79,5 @@ func prmHandler(o config.OIDCConfig) (pattern string, h http.Handler) {
 		BearerMethodsSupported: []string{"header"},
 		ResourceName:           "mcpmesh",
 	}
-	return "GET " + wellKnownPRM + strings.TrimSuffix(u.Path, "/"), auth.ProtectedResourceMetadataHandler(meta)
+	return "GET " + resourceMetadataPath(u), auth.ProtectedResourceMetadataHandler(meta)
 }

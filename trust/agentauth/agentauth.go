@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -146,14 +147,7 @@ func refuse(m Method, reason, format string, args ...any) *Error {
 	return &Error{Method: m, Reason: reason, Message: fmt.Sprintf(format, args...)}
 }
 
-func (a *Authenticator) enabled(m Method) bool {
-	for _, x := range a.cfg.Methods {
-		if x == m {
-			return true
-		}
-	}
-	return false
-}
+func (a *Authenticator) enabled(m Method) bool { return slices.Contains(a.cfg.Methods, m) }
 
 // Authenticate returns the request's principal, or an *Error.
 func (a *Authenticator) Authenticate(r *http.Request) (Principal, error) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -173,7 +174,7 @@ func (v *oidcVerifier) verify(ctx context.Context, token string) (Principal, err
 	p.Tenant, _ = extra[v.cfg.TenantClaim].(string)
 	p.Groups = stringsOf(extra[v.cfg.GroupsClaim])
 	for _, s := range v.cfg.RequiredScopes {
-		if !contains(p.Scopes, s) {
+		if !slices.Contains(p.Scopes, s) {
 			return p, &Error{Method: MethodOIDC, Reason: "insufficient-scope", Message: fmt.Sprintf("the bearer JWT lacks scope %q; request a token with scope %q", s, strings.Join(v.cfg.RequiredScopes, " ")), insufficientScope: true}
 		}
 	}
@@ -205,13 +206,4 @@ func stringsOf(v any) []string {
 		}
 	}
 	return out
-}
-
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
