@@ -65,11 +65,8 @@ type Gateway struct {
 	// syncedRead, when set (tests), runs in Sync right after it read the
 	// applied index, where a concurrent write can slip in.
 	syncedRead func()
-	// synced is the registry's applied index the views reflect at least;
-	// syncedC is closed (and replaced) whenever it moves.
-	syncMu  sync.Mutex
-	synced  uint64
-	syncedC chan struct{}
+	// synced is the registry's applied index the views reflect at least.
+	synced state.Watermark
 	// targets is each served server's newest live upstream, for the
 	// aggregated view's prompts and completion.
 	targets atomic.Pointer[map[string]upstream.Target]
@@ -123,7 +120,6 @@ func New(cfg Config, fsm *state.FSM, pool *upstream.Pool, opts ...Option) *Gatew
 	}
 	g.sdkLogger = slog.New(minLevel{g.logger.Handler(), slog.LevelWarn})
 	g.life, g.stop = context.WithCancel(context.Background())
-	g.syncedC = make(chan struct{})
 	g.schemas = validate.NewCache(0)
 	if g.metrics == nil {
 		g.metrics = newMetrics(nil)
@@ -268,7 +264,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		if err := g.Sync(); err != nil {
 			g.logger.Error("gateway: sync with registry failed", "error", err)
 		} else {
-			next = g.syncedIndex() + 1
+			next = g.synced.Load() + 1
 		}
 		// Wake on the next registry change, or when the next sunset date
 		// passes (a version stops answering without any write).
@@ -319,7 +315,7 @@ func (g *Gateway) Sync() (err error) {
 	}
 	defer func() {
 		if err == nil {
-			g.markSynced(index)
+			g.synced.Raise(index)
 		}
 	}()
 	if err := g.loadProfiles(); err != nil {
@@ -425,38 +421,13 @@ func (g *Gateway) Sync() (err error) {
 	return nil
 }
 
-func (g *Gateway) markSynced(index uint64) {
-	g.syncMu.Lock()
-	defer g.syncMu.Unlock()
-	if index > g.synced {
-		g.synced = index
-		close(g.syncedC)
-		g.syncedC = make(chan struct{})
-	}
-}
-
-func (g *Gateway) syncedIndex() uint64 {
-	g.syncMu.Lock()
-	defer g.syncMu.Unlock()
-	return g.synced
-}
-
 // WaitSynced waits until the views serve the registry state as of index
 // (a Raft log index applied to the registry) or later, or ctx ends.
 func (g *Gateway) WaitSynced(ctx context.Context, index uint64) error {
-	for {
-		g.syncMu.Lock()
-		synced, c := g.synced, g.syncedC
-		g.syncMu.Unlock()
-		if synced >= index {
-			return nil
-		}
-		select {
-		case <-c:
-		case <-ctx.Done():
-			return fmt.Errorf("gateway serves the registry as of index %d, not yet %d: %w", synced, index, ctx.Err())
-		}
+	if synced, err := g.synced.Wait(ctx, index); err != nil {
+		return fmt.Errorf("gateway serves the registry as of index %d, not yet %d: %w", synced, index, err)
 	}
+	return nil
 }
 
 // apply makes ep serve exactly want.

@@ -46,10 +46,8 @@ type FSM struct {
 	// mu keeps readers out while Restore swaps the whole state.
 	mu sync.RWMutex
 
-	appliedMu sync.Mutex
-	applied   uint64
-	// appliedCh is closed and replaced whenever applied advances.
-	appliedCh chan struct{}
+	// applied is the Raft index of the last entry the state reflects.
+	applied Watermark
 }
 
 var (
@@ -90,13 +88,13 @@ func Open(dir string, opts ...Option) (*FSM, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open registry state %s: %w", dir, err)
 	}
-	f := &FSM{db: db, logger: o.logger, appliedCh: make(chan struct{})}
+	f := &FSM{db: db, logger: o.logger}
 	idx, err := f.readApplied()
 	if err != nil {
 		db.Close()
 		return nil, err
 	}
-	f.applied = idx
+	f.applied.Reset(idx)
 	return f, nil
 }
 
@@ -123,39 +121,14 @@ func (f *FSM) readApplied() (uint64, error) {
 }
 
 // AppliedIndex is the Raft index of the last entry reflected in the state.
-func (f *FSM) AppliedIndex() uint64 {
-	f.appliedMu.Lock()
-	defer f.appliedMu.Unlock()
-	return f.applied
-}
+func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
 
 // WaitApplied blocks until the state reflects index or ctx ends.
 func (f *FSM) WaitApplied(ctx context.Context, index uint64) error {
-	for {
-		f.appliedMu.Lock()
-		cur, ch := f.applied, f.appliedCh
-		f.appliedMu.Unlock()
-		if cur >= index {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return fmt.Errorf("wait for index %d (applied %d): %w", index, cur, ctx.Err())
-		}
+	if cur, err := f.applied.Wait(ctx, index); err != nil {
+		return fmt.Errorf("wait for index %d (applied %d): %w", index, cur, err)
 	}
-}
-
-// setApplied records a new applied index. Only Restore may move it back
-// (force), when an operator restores an older snapshot.
-func (f *FSM) setApplied(index uint64, force bool) {
-	f.appliedMu.Lock()
-	defer f.appliedMu.Unlock()
-	if index > f.applied || force {
-		f.applied = index
-		close(f.appliedCh)
-		f.appliedCh = make(chan struct{})
-	}
+	return nil
 }
 
 // Apply applies one committed log entry.
@@ -198,7 +171,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	if err := b.Commit(pebble.NoSync); err != nil {
 		panic(fmt.Sprintf("registry state: commit batch up to index %d: %v", last, err))
 	}
-	f.setApplied(last, false)
+	f.applied.Raise(last)
 	return out
 }
 
