@@ -593,7 +593,8 @@ const codeUpstreamUnavailable = -32002
 // have passed agentauth's middleware, which authenticates them; any other
 // is refused, so a wiring mistake cannot open the front door.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if _, ok := agentauth.FromContext(r.Context()); !ok {
+	principal, ok := agentauth.FromContext(r.Context())
+	if !ok {
 		g.logger.Error("gateway: request without a principal; the front door must sit behind agentauth's middleware", "path", r.URL.Path)
 		http.Error(w, "internal error: request not authenticated", http.StatusInternalServerError)
 		return
@@ -625,7 +626,6 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodPost && (r.Header.Get("MCP-Protocol-Version") == "" && r.Header.Get("Mcp-Session-Id") == "" || ep.deprecated.Load()) {
 		call, batch = peekCall(r, g.cfg.MaxBodyBytes)
 	}
-	principal, _ := agentauth.FromContext(r.Context())
 	g.deprecationHeaders(w, ep, call, principal.ID)
 	if useStateful(r, call, batch) {
 		ep.stateful.ServeHTTP(w, r)
