@@ -11,11 +11,12 @@ import (
 	"io/fs"
 )
 
-//go:embed catalog/*/*.json catalog/*/tenants.yaml
+//go:embed catalog/*/*.json catalog/*/tenants.yaml catalog/*/*.cedar
 var catalog embed.FS
 
-// Catalog returns the example server cards: one directory per namespace
-// (hr, finance), one card file per server version.
+// Catalog returns the example catalogs: one directory per namespace (hr,
+// finance) with one card file per server version, the BU's tenants.yaml
+// and its Cedar policies.
 func Catalog() fs.FS {
 	sub, err := fs.Sub(catalog, "catalog")
 	if err != nil {

@@ -93,6 +93,8 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET /v1/profiles/{principal}", h.showProfile)
 	m.HandleFunc("PUT /v1/profiles/{principal}", h.putProfile)
 	m.HandleFunc("DELETE /v1/profiles/{principal}", h.deleteProfile)
+	m.HandleFunc("GET /v1/policies", h.showPolicies)
+	m.HandleFunc("PUT /v1/policies", h.putPolicies)
 	m.HandleFunc("GET /v1/operator/members", h.members)
 	m.HandleFunc("POST /v1/operator/members", h.addMember)
 	m.HandleFunc("DELETE /v1/operator/members/{id}", h.removeMember)

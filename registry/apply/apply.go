@@ -6,8 +6,8 @@ import (
 	"slices"
 )
 
-// Apply executes a plan: it submits every card to create and puts every
-// tenant to create or update, in plan order, and returns the result: a copy
+// Apply executes a plan: it submits every card to create, puts every
+// tenant to create or update and replaces the policy set, in plan order, and returns the result: a copy
 // of the plan with Applied set on each object written. A card the registry
 // answers "unchanged" for (someone submitted it since the plan was made)
 // becomes Unchanged.
@@ -42,6 +42,10 @@ func Apply(ctx context.Context, c Client, p *Plan) (*Plan, error) {
 		case KindTenant:
 			if _, err := c.PutTenant(ctx, ch.tenant); err != nil {
 				return &out, fmt.Errorf("put %s (%s:%d): %w", ch.Ref(), ch.File, ch.Line, err)
+			}
+		case KindPolicies:
+			if _, err := c.PutPolicies(ctx, ch.policies); err != nil {
+				return &out, fmt.Errorf("put the policy set (%s): %w", ch.File, err)
 			}
 		}
 		ch.Applied = true

@@ -29,6 +29,7 @@ type fakeRegistry struct {
 	tenants    map[string]state.Tenant
 	writes     []string
 	failSubmit map[string]error // by NAME@VERSION
+	policies   []state.PolicyFile
 }
 
 func newFake() *fakeRegistry {
@@ -93,6 +94,20 @@ func (f *fakeRegistry) PutTenant(_ context.Context, req api.TenantRequest) (stat
 	f.tenants[req.Name] = t
 	f.writes = append(f.writes, "put tenant "+req.Name)
 	return t, nil
+}
+
+func (f *fakeRegistry) Policies(context.Context, bool) (api.PoliciesResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return api.PoliciesResponse{Policies: state.Policies{Files: slices.Clone(f.policies)}}, nil
+}
+
+func (f *fakeRegistry) PutPolicies(_ context.Context, files []state.PolicyFile) (api.PoliciesResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.policies = slices.Clone(files)
+	f.writes = append(f.writes, fmt.Sprintf("put policies (%d files)", len(files)))
+	return api.PoliciesResponse{Policies: state.Policies{Files: files}}, nil
 }
 
 func (f *fakeRegistry) writeCount() int {
@@ -486,9 +501,12 @@ func TestExampleCatalogs(t *testing.T) {
 	if diff := cmp.Diff([]string{"payroll", "benefits"}, names); diff != "" {
 		t.Errorf("hr tenants (-want +got):\n%s", diff)
 	}
+	if len(hr.Policies) != 1 || hr.Policies[0].Name != "policies.cedar" {
+		t.Errorf("hr policies: %+v", hr.Policies)
+	}
 	all := mustLoad(t, filepath.Join("..", "..", "examples", "catalog"))
-	if len(all.Cards) <= len(hr.Cards) || len(all.Tenants) != 0 {
-		t.Errorf("whole catalog: %d cards, %d tenants; want every BU's cards and no tenants (tenants.yaml is read at the top only)", len(all.Cards), len(all.Tenants))
+	if len(all.Cards) <= len(hr.Cards) || len(all.Tenants) != 0 || len(all.Policies) != 0 {
+		t.Errorf("whole catalog: %d cards, %d tenants, %d policy files; want every BU's cards and no tenants or policies (read at the top only)", len(all.Cards), len(all.Tenants), len(all.Policies))
 	}
 }
 
@@ -502,5 +520,59 @@ func TestPlanUnreachable(t *testing.T) {
 	_, err = NewPlan(t.Context(), c, &Catalog{Cards: []CardFile{{Name: "corp.hr/a", Version: "1.0.0"}}})
 	if err == nil || !strings.Contains(err.Error(), "corp.hr/a") {
 		t.Errorf("NewPlan against an unreachable node: %v; want an error naming the server", err)
+	}
+}
+
+func TestPlanPolicies(t *testing.T) {
+	f := newFake()
+	dir := writeCatalog(t, map[string]string{
+		"a.cedar": `permit (principal, action == Action::"list", resource);`,
+		"b.cedar": `forbid (principal in Group::"contractors", action, resource);`,
+	})
+	if diff := cmp.Diff([]string{"create policies (+a.cedar, +b.cedar)"}, lines(mustPlan(t, f, dir))); diff != "" {
+		t.Errorf("first plan (-want +got):\n%s", diff)
+	}
+	if _, err := Apply(t.Context(), f, mustPlan(t, f, dir)); err != nil {
+		t.Fatal(err)
+	}
+	if got := lines(mustPlan(t, f, dir)); !slices.Equal(got, []string{"unchanged policies"}) {
+		t.Errorf("plan after apply = %v", got)
+	}
+	// The directory's files replace the set: b changed, a removed, c added.
+	dir2 := writeCatalog(t, map[string]string{
+		"b.cedar": `forbid (principal in Group::"interns", action, resource);`,
+		"c.cedar": `permit (principal, action == Action::"call", resource) when { context.annotations.readOnly };`,
+	})
+	if diff := cmp.Diff([]string{"update policies (~b.cedar, +c.cedar, -a.cedar)"}, lines(mustPlan(t, f, dir2))); diff != "" {
+		t.Errorf("second plan (-want +got):\n%s", diff)
+	}
+	if _, err := Apply(t.Context(), f, mustPlan(t, f, dir2)); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.policies) != 2 || f.policies[0].Name != "b.cedar" || f.policies[1].Name != "c.cedar" {
+		t.Errorf("registry policies = %+v", f.policies)
+	}
+	// A catalog without policy files leaves the set alone.
+	if got := lines(mustPlan(t, f, writeCatalog(t, map[string]string{"x.txt": ""}))); len(got) != 0 {
+		t.Errorf("plan without policies = %v", got)
+	}
+}
+
+func TestLoadRefusesPoliciesThatFailTheSchema(t *testing.T) {
+	dir := writeCatalog(t, map[string]string{
+		"ok.cedar":  `@id("dup") permit (principal, action == Action::"list", resource);`,
+		"bad.cedar": `permit (principal, action == Action::"call", resource) when { principal.tenat == "x" };`,
+	})
+	_, err := Load(dir)
+	var ie *InvalidError
+	if !errors.As(err, &ie) || len(ie.Problems) != 1 || ie.Problems[0].File != filepath.Join(dir, "bad.cedar") || !strings.Contains(ie.Problems[0].Message, "tenat") {
+		t.Fatalf("Load = %v", err)
+	}
+	dup := writeCatalog(t, map[string]string{
+		"a.cedar": `@id("dup") permit (principal, action == Action::"list", resource);`,
+		"b.cedar": `@id("dup") permit (principal, action == Action::"list", resource);`,
+	})
+	if _, err := Load(dup); !errors.As(err, &ie) || !strings.Contains(err.Error(), `policy id "dup" is already used at a.cedar:1:1`) {
+		t.Fatalf("Load with a duplicate id = %v", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/mcpmesh/mcpmesh/node/policy"
 	"github.com/mcpmesh/mcpmesh/node/validate"
 	"github.com/mcpmesh/mcpmesh/registry/card"
 	"github.com/mcpmesh/mcpmesh/registry/state"
@@ -20,6 +21,10 @@ import (
 // TenantsFile is the name of the tenants file, read only at the top of a
 // catalog directory.
 const TenantsFile = "tenants.yaml"
+
+// PolicyExt is the extension of Cedar policy files, read only at the top of
+// a catalog directory.
+const PolicyExt = ".cedar"
 
 // maxCardBytes is the admin API's limit on a request body: a larger card
 // would be refused on submission, so it is refused here first.
@@ -36,6 +41,10 @@ type Catalog struct {
 	Tenants []TenantSpec
 	// Skipped lists the *.json files that are not server cards.
 	Skipped []Skipped
+	// Policies are the *.cedar files at the top of Dir, by name, each
+	// validated against the mcpmesh schema; nil when there are none, and
+	// then applying the catalog leaves the registry's policies alone.
+	Policies []state.PolicyFile
 }
 
 // CardFile is one server card of a catalog.
@@ -202,10 +211,55 @@ func Load(dir string) (*Catalog, error) {
 	} else if _, err := os.Stat(filepath.Join(dir, "tenants.yml")); err == nil {
 		ps = append(ps, Problem{File: filepath.Join(dir, "tenants.yml"), Message: "the tenants file must be named " + TenantsFile + "; rename it"})
 	}
+	pfs, pps := loadPolicies(dir)
+	cat.Policies = pfs
+	ps = append(ps, pps...)
 	if len(ps) > 0 {
 		return nil, &InvalidError{Problems: ps}
 	}
 	return cat, nil
+}
+
+// loadPolicies reads the *.cedar files at the top of dir and validates
+// them against the mcpmesh schema: each file alone, so that problems name
+// their file, then all together (policy ids are unique across the set).
+func loadPolicies(dir string) ([]state.PolicyFile, []Problem) {
+	paths, err := filepath.Glob(filepath.Join(dir, "*"+PolicyExt))
+	if err != nil {
+		return nil, []Problem{{File: dir, Message: err.Error()}}
+	}
+	var files []state.PolicyFile
+	var ps []Problem
+	for _, path := range paths {
+		if strings.HasPrefix(filepath.Base(path), ".") {
+			continue
+		}
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			ps = append(ps, Problem{File: path, Message: fmt.Sprintf("cannot read: %v", err)})
+			continue
+		}
+		f := state.PolicyFile{Name: filepath.Base(path), Text: string(raw)}
+		if _, err := policy.Compile([]policy.File{{Name: f.Name, Text: f.Text}}); err != nil {
+			for _, line := range strings.Split(err.Error(), "\n") {
+				ps = append(ps, Problem{File: path, Message: line})
+			}
+			continue
+		}
+		files = append(files, f)
+	}
+	if len(ps) == 0 && len(files) > 1 {
+		all := make([]policy.File, len(files))
+		for i, f := range files {
+			all[i] = policy.File{Name: f.Name, Text: f.Text}
+		}
+		if _, err := policy.Compile(all); err != nil {
+			for _, line := range strings.Split(err.Error(), "\n") {
+				ps = append(ps, Problem{File: dir, Message: line})
+			}
+		}
+	}
+	return files, ps
 }
 
 // loadCard reads one *.json file. It returns the card, or a reason to skip

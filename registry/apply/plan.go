@@ -25,6 +25,10 @@ type Client interface {
 	Submit(ctx context.Context, cardJSON []byte) (api.SubmitResponse, error)
 	// PutTenant creates or updates a tenant.
 	PutTenant(ctx context.Context, req api.TenantRequest) (state.Tenant, error)
+	// Policies returns the policy set.
+	Policies(ctx context.Context, consistent bool) (api.PoliciesResponse, error)
+	// PutPolicies replaces the policy set.
+	PutPolicies(ctx context.Context, files []state.PolicyFile) (api.PoliciesResponse, error)
 }
 
 var _ Client = (*api.Client)(nil)
@@ -36,7 +40,7 @@ type Action string
 const (
 	// Create submits a new server version or creates a tenant.
 	Create Action = "create"
-	// Update changes a tenant's display name or owners.
+	// Update changes a tenant's display name or owners, or the policy set.
 	Update Action = "update"
 	// Unchanged means the registry already holds what the catalog declares.
 	Unchanged Action = "unchanged"
@@ -52,6 +56,9 @@ type Kind string
 const (
 	KindServer Kind = "server"
 	KindTenant Kind = "tenant"
+	// KindPolicies is the BU's policy set, replaced as a whole by the
+	// catalog's *.cedar files.
+	KindPolicies Kind = "policies"
 )
 
 // conflictMessage explains a conflict and what to do.
@@ -67,7 +74,9 @@ type Change struct {
 	// File (and Line, for tenants) is where the catalog declares the object.
 	File string `json:"file"`
 	Line int    `json:"line,omitempty"`
-	// Fields names what an Update changes: "displayName", "owners".
+	// Fields names what an Update changes: "displayName", "owners"; for
+	// the policy set, each file added ("+a.cedar"), changed ("~b.cedar")
+	// or removed ("-c.cedar").
 	Fields []string `json:"fields,omitempty"`
 	// Hash is the card's canonical hash; RegisteredHash is the registry's
 	// cardHash for the same version, when registered.
@@ -81,14 +90,18 @@ type Change struct {
 	// Applied is set by Apply on each object it wrote.
 	Applied bool `json:"applied"`
 
-	raw    []byte
-	tenant api.TenantRequest
+	raw      []byte
+	tenant   api.TenantRequest
+	policies []state.PolicyFile
 }
 
 // Ref names the object: "corp.hr/directory@1.0.0" or "tenant payroll".
 func (c Change) Ref() string {
-	if c.Kind == KindTenant {
+	switch c.Kind {
+	case KindTenant:
 		return "tenant " + c.Name
+	case KindPolicies:
+		return "policies"
 	}
 	return c.Name + "@" + c.Version
 }
@@ -108,7 +121,8 @@ func (c Change) String() string {
 }
 
 // Plan is what applying a catalog would do, object by object: servers by
-// name and version, then tenants in file order. It is a plain value.
+// name and version, then tenants in file order, then the policy set. It is
+// a plain value.
 type Plan struct {
 	// Dir is the catalog directory.
 	Dir     string    `json:"dir"`
@@ -180,12 +194,63 @@ func NewPlan(ctx context.Context, c Client, cat *Catalog) (*Plan, error) {
 		p.Changes = append(p.Changes, ch)
 	}
 
+	if err := planTenants(ctx, c, cat, p); err != nil {
+		return nil, err
+	}
+	if err := planPolicies(ctx, c, cat, p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// planPolicies adds the policy set's change when the catalog has *.cedar
+// files: they replace the registry's set whole.
+func planPolicies(ctx context.Context, c Client, cat *Catalog, p *Plan) error {
+	if len(cat.Policies) == 0 {
+		return nil
+	}
+	cur, err := c.Policies(ctx, true)
+	if err != nil {
+		return fmt.Errorf("read policies from the registry: %w", err)
+	}
+	ch := Change{Kind: KindPolicies, Name: "policies", File: cat.Dir, Action: Update, policies: cat.Policies}
+	if len(cur.Files) == 0 {
+		ch.Action = Create
+	}
+	have := map[string]string{}
+	for _, f := range cur.Files {
+		have[f.Name] = f.Text
+	}
+	for _, f := range cat.Policies {
+		text, ok := have[f.Name]
+		switch {
+		case !ok:
+			ch.Fields = append(ch.Fields, "+"+f.Name)
+		case text != f.Text:
+			ch.Fields = append(ch.Fields, "~"+f.Name)
+		}
+		delete(have, f.Name)
+	}
+	for _, f := range cur.Files {
+		if _, gone := have[f.Name]; gone {
+			ch.Fields = append(ch.Fields, "-"+f.Name)
+		}
+	}
+	if len(ch.Fields) == 0 {
+		ch.Action = Unchanged
+	}
+	p.Changes = append(p.Changes, ch)
+	return nil
+}
+
+// planTenants adds a change per tenant of tenants.yaml.
+func planTenants(ctx context.Context, c Client, cat *Catalog, p *Plan) error {
 	if len(cat.Tenants) == 0 {
-		return p, nil
+		return nil
 	}
 	ts, err := c.Tenants(ctx, true)
 	if err != nil {
-		return nil, fmt.Errorf("read tenants from the registry: %w", err)
+		return fmt.Errorf("read tenants from the registry: %w", err)
 	}
 	current := make(map[string]state.Tenant, len(ts))
 	for _, t := range ts {
@@ -208,7 +273,7 @@ func NewPlan(ctx context.Context, c Client, cat *Catalog) (*Plan, error) {
 		}
 		p.Changes = append(p.Changes, ch)
 	}
-	return p, nil
+	return nil
 }
 
 // isNotFound reports whether err is the API's 404 for an unknown object.

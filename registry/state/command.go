@@ -27,6 +27,7 @@ const (
 	CmdRevokeAPIKey  CommandType = 6
 	CmdPutProfile    CommandType = 7
 	CmdDeleteProfile CommandType = 8
+	CmdPutPolicies   CommandType = 9
 )
 
 // String names the command type for logs and errors.
@@ -48,6 +49,8 @@ func (t CommandType) String() string {
 		return "put-profile"
 	case CmdDeleteProfile:
 		return "delete-profile"
+	case CmdPutPolicies:
+		return "put-policies"
 	}
 	return fmt.Sprintf("unknown(%d)", uint8(t))
 }
@@ -102,6 +105,8 @@ func Encode(cmd any) ([]byte, error) {
 		t = CmdPutProfile
 	case DeleteProfile, *DeleteProfile:
 		t = CmdDeleteProfile
+	case PutPolicies, *PutPolicies:
+		t = CmdPutPolicies
 	default:
 		return nil, fmt.Errorf("encode command: unsupported type %T", cmd)
 	}

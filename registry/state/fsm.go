@@ -195,6 +195,8 @@ func (f *FSM) applyCommand(b *pebble.Batch, l *raft.Log) any {
 		return applyJSON(b, l.Index, t, body, f.applyPutProfile)
 	case CmdDeleteProfile:
 		return applyJSON(b, l.Index, t, body, f.applyDeleteProfile)
+	case CmdPutPolicies:
+		return applyJSON(b, l.Index, t, body, f.applyPutPolicies)
 	case CmdNoop:
 		return ApplyResult{Index: l.Index, Unchanged: true}
 	}

@@ -70,8 +70,8 @@ func TestApply(t *testing.T) {
 	// A dry run against the empty registry plans everything and writes nothing.
 	out := mustCLI(t, c, n, "apply", "-f", hr, "-dry-run", "-o", "json")
 	plan := decode[applyJSON](t, "apply -dry-run -o json", out)
-	if !plan.DryRun || plan.Counts != (apply.Counts{Create: 3}) {
-		t.Errorf("dry run on an empty registry: dryRun %v, counts %+v; want 3 to create:\n%s", plan.DryRun, plan.Counts, out)
+	if !plan.DryRun || plan.Counts != (apply.Counts{Create: 4}) {
+		t.Errorf("dry run on an empty registry: dryRun %v, counts %+v; want 4 to create (a card, two tenants, the policies):\n%s", plan.DryRun, plan.Counts, out)
 	}
 	if _, out, ok := show(t, c, n, dirRef); ok {
 		t.Fatalf("the dry run submitted %s:\n%s", dirRef, out)
@@ -83,8 +83,8 @@ func TestApply(t *testing.T) {
 	// First apply: the card is submitted (not approved) and the tenants exist.
 	out = mustCLI(t, c, n, "apply", "-f", hr)
 	wantLines(t, "first apply", out,
-		"create "+dirRef, "create tenant payroll", "create tenant benefits",
-		"applied: 3 created, 0 updated, 0 unchanged; new versions await review (mcpmesh registry approve)")
+		"create "+dirRef, "create tenant payroll", "create tenant benefits", "create policies (+policies.cedar)",
+		"applied: 4 created, 0 updated, 0 unchanged; new versions await review (mcpmesh registry approve)")
 	d, out, ok := show(t, c, n, dirRef, "-consistent")
 	if !ok {
 		t.Fatalf("after apply, registry show %s failed:\n%s", dirRef, out)
@@ -105,10 +105,10 @@ func TestApply(t *testing.T) {
 
 	// Second apply: every object unchanged, exit 0, and nothing written.
 	out = mustCLI(t, c, n, "apply", "-f", hr)
-	wantLines(t, "second apply", out, "unchanged "+dirRef, "unchanged tenant payroll", "unchanged tenant benefits", "nothing to change: 3 unchanged")
+	wantLines(t, "second apply", out, "unchanged "+dirRef, "unchanged tenant payroll", "unchanged tenant benefits", "unchanged policies", "nothing to change: 4 unchanged")
 	res := decode[applyJSON](t, "apply -o json", mustCLI(t, c, n, "apply", "-f", hr, "-o", "json"))
-	if res.Counts != (apply.Counts{Unchanged: 3}) {
-		t.Errorf("third apply -o json: counts %+v, want 3 unchanged", res.Counts)
+	if res.Counts != (apply.Counts{Unchanged: 4}) {
+		t.Errorf("third apply -o json: counts %+v, want 4 unchanged", res.Counts)
 	}
 	for _, ch := range res.Changes {
 		if ch.Applied {
