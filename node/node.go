@@ -171,7 +171,7 @@ func New(cfg config.Config, opts ...Option) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n.gateway = gateway.New(gateway.Config{Namespace: cfg.Namespace},
+	n.gateway = gateway.New(gateway.Config{Namespace: cfg.Namespace, ExplainDenials: cfg.MCP.ExplainDenials},
 		n.cluster.FSM, n.pool, gateway.WithLogger(n.logger), gateway.WithMetrics(n.registry),
 		gateway.WithQuarantine(func(ctx context.Context, cmd []byte) error {
 			_, err := n.cluster.Apply(ctx, cmd)

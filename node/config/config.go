@@ -58,6 +58,10 @@ type MCPConfig struct {
 	CallTimeout time.Duration `yaml:"call_timeout"`
 	// MaxConcurrentPerUpstream is each upstream's bulkhead. Default 64.
 	MaxConcurrentPerUpstream int `yaml:"max_concurrent_per_upstream"`
+	// ExplainDenials names the deciding Cedar policies in the error an
+	// agent gets when policy denies its request. Default false: the agent
+	// is told only that policy denied it; the node's log always names them.
+	ExplainDenials bool `yaml:"explain_denials"`
 }
 
 // AgentAuthConfig says how agents authenticate at /mcp.

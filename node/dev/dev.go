@@ -43,6 +43,7 @@ import (
 	"github.com/mcpmesh/mcpmesh/registry/api"
 	"github.com/mcpmesh/mcpmesh/registry/apply"
 	"github.com/mcpmesh/mcpmesh/registry/card"
+	"github.com/mcpmesh/mcpmesh/registry/state"
 	"github.com/mcpmesh/mcpmesh/trust/apikey"
 )
 
@@ -148,6 +149,9 @@ func Run(ctx context.Context, cfg Config, out io.Writer, logger *slog.Logger) er
 				return fmt.Errorf("dev: seed %s: %w", ns, err)
 			}
 			nsInfo.Servers = servers
+			if err := seedPolicies(gctx, c, cfg.Catalog, ns); err != nil {
+				return fmt.Errorf("dev: seed %s: %w", ns, err)
+			}
 			if nsInfo, err = seedAgent(gctx, c, cfg.Catalog, ns, nsInfo); err != nil {
 				return fmt.Errorf("dev: seed %s: %w", ns, err)
 			}
@@ -225,6 +229,7 @@ func buConfig(cfg Config, i int, ns string) (config.Config, Namespace, error) {
 	c.Trust.AutoInit = true
 	c.Admin.TokenFile = tokenFile
 	c.MCP.AnonymousRoutes = []string{"/mcp", "/mcp/s/*"}
+	c.MCP.ExplainDenials = true
 	c.Log.Level = "warn"
 	if err := c.Validate(); err != nil {
 		return config.Config{}, Namespace{}, fmt.Errorf("dev: %s config: %w", ns, err)
@@ -275,6 +280,48 @@ func seed(ctx context.Context, c *api.Client, catalog fs.FS, ns string) ([]strin
 		return nil, err
 	}
 	return servers, nil
+}
+
+// DevPolicy is the policy file dev adds to a BU's example policies. A dev
+// node serves /mcp anonymously on loopback; the file lets an anonymous
+// agent do what the example policies let a tenant's agent do. The dev API
+// key, of a tenant, goes through the example policies alone.
+const DevPolicy = `// Written by mcpmesh dev, for dev nodes only.
+
+@id("dev-anonymous-list")
+permit (principal == Agent::"anonymous", action == Action::"list", resource);
+
+@id("dev-anonymous-read-only")
+permit (principal == Agent::"anonymous", action == Action::"call", resource)
+when { context.annotations.readOnly };
+
+@id("dev-anonymous-resources-and-prompts")
+permit (
+  principal == Agent::"anonymous",
+  action in [Action::"readResource", Action::"getPrompt"],
+  resource
+);
+`
+
+// seedPolicies installs the BU's example policies (its catalog's *.cedar
+// files) and DevPolicy as dev.cedar.
+func seedPolicies(ctx context.Context, c *api.Client, catalog fs.FS, ns string) error {
+	files, err := fs.Glob(catalog, path.Join(ns, "*"+apply.PolicyExt))
+	if err != nil {
+		return err
+	}
+	set := []state.PolicyFile{{Name: "dev.cedar", Text: DevPolicy}}
+	for _, f := range files {
+		raw, err := fs.ReadFile(catalog, f)
+		if err != nil {
+			return err
+		}
+		set = append(set, state.PolicyFile{Name: path.Base(f), Text: string(raw)})
+	}
+	if _, err := c.PutPolicies(ctx, set); err != nil {
+		return fmt.Errorf("policies: %w", err)
+	}
+	return nil
 }
 
 // devTenant is the tenant dev creates for a BU whose catalog has no

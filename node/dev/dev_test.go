@@ -110,8 +110,14 @@ func TestDevSeedsAndResumes(t *testing.T) {
 	for _, tool := range tools.Tools {
 		names = append(names, tool.Name)
 	}
-	if want := []string{"finance.generate_report", "finance.get_balance", "finance.transfer_funds"}; !slices.Equal(names, want) {
+	// The example policies and dev.cedar let an anonymous agent run the
+	// read-only tools only; moving money is denied, and dev says by what.
+	if want := []string{"finance.generate_report", "finance.get_balance"}; !slices.Equal(names, want) {
 		t.Errorf("finance tools = %v, want %v", names, want)
+	}
+	_, err = sess.CallTool(t.Context(), &mcp.CallToolParams{Name: "finance.transfer_funds", Arguments: map[string]any{}})
+	if err == nil || !strings.Contains(err.Error(), "denied by policy: forbidden by destructive-needs-write-scope") {
+		t.Errorf("anonymous transfer_funds: err = %v, want a denial naming the policy", err)
 	}
 	res, err := sess.CallTool(t.Context(), &mcp.CallToolParams{Name: "finance.get_balance", Arguments: map[string]any{"account_id": "ACC-1001"}})
 	if err != nil || res.IsError || res.Meta["io.mcpmesh/version"] != "2.0.0" {

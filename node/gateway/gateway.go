@@ -21,6 +21,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mcpmesh/mcpmesh/node/policy"
 	"github.com/mcpmesh/mcpmesh/node/upstream"
 	"github.com/mcpmesh/mcpmesh/node/validate"
 	"github.com/mcpmesh/mcpmesh/registry/card"
@@ -37,6 +38,10 @@ type Config struct {
 	// CheckInterval is how often the leader re-checks each live version's
 	// tool definitions against the pinned ones. Default 10m.
 	CheckInterval time.Duration
+	// ExplainDenials names the deciding policies in the error a denied
+	// agent gets; by default the error only says it was denied by policy
+	// (the node's log always names them).
+	ExplainDenials bool
 }
 
 // Gateway serves /mcp. It is safe for concurrent use.
@@ -73,11 +78,16 @@ type Gateway struct {
 	// profiles are the agents' version profiles: principal → server →
 	// version, reloaded on every registry change.
 	profiles atomic.Pointer[map[string]map[string]string]
-	schemas  *validate.Cache
-	sunset   time.Time // the earliest future sunset among live versions
-	agg      *endpoint
-	servers  sync.Map // server name → *endpoint
-	links    sync.Map // *mcp.ServerSession → *agentLink (legacy agents; relay.go)
+	// policy holds the BU's policy set, swapped in by Sync (policy.go).
+	policy *policy.Engine
+	// govs is what the policy knows of each served server: its newest
+	// live version's governance.
+	govs    atomic.Pointer[map[string]policy.Server]
+	schemas *validate.Cache
+	sunset  time.Time // the earliest future sunset among live versions
+	agg     *endpoint
+	servers sync.Map // server name → *endpoint
+	links   sync.Map // *mcp.ServerSession → *agentLink (legacy agents; relay.go)
 }
 
 // Option configures New.
@@ -114,7 +124,7 @@ func New(cfg Config, fsm *state.FSM, pool *upstream.Pool, opts ...Option) *Gatew
 	if cfg.CheckInterval == 0 {
 		cfg.CheckInterval = 10 * time.Minute
 	}
-	g := &Gateway{cfg: cfg, logger: slog.New(slog.DiscardHandler), fsm: fsm, pool: pool, now: time.Now, checked: map[string]time.Time{}}
+	g := &Gateway{cfg: cfg, logger: slog.New(slog.DiscardHandler), fsm: fsm, pool: pool, now: time.Now, checked: map[string]time.Time{}, policy: policy.NewEngine()}
 	for _, o := range opts {
 		o.apply(g)
 	}
@@ -171,10 +181,12 @@ func (g *Gateway) newEndpoint(name string, perServer bool) *endpoint {
 		})
 	}
 	s := mcp.NewServer(&mcp.Implementation{Name: name, Version: "1"}, opts)
+	// The first middleware added is the outermost: the policy guard sees
+	// every request first.
 	if perServer {
-		s.AddReceivingMiddleware(g.loggingLevel(ep), g.passthrough(ep))
+		s.AddReceivingMiddleware(g.guard(ep, true), g.loggingLevel(ep), g.passthrough(ep))
 	} else {
-		s.AddReceivingMiddleware(g.loggingLevel(ep), g.aggregatedPrompts(ep), g.aggregatedResources(ep))
+		s.AddReceivingMiddleware(g.guard(ep, false), g.loggingLevel(ep), g.aggregatedPrompts(ep), g.aggregatedResources(ep))
 	}
 	s.AddSendingMiddleware(ep.onlyToMiddleware)
 	get := func(*http.Request) *mcp.Server { return s }
@@ -195,6 +207,8 @@ type entry struct {
 	def                   *mcp.Tool
 	target                upstream.Target
 	deprecation           *card.Deprecation
+	// gov is what the policy knows of the version's server.
+	gov policy.Server
 	// input checks the call's arguments; compiled once per schema.
 	input *validate.Schema
 }
@@ -321,6 +335,9 @@ func (g *Gateway) Sync() (err error) {
 	if err := g.loadProfiles(); err != nil {
 		return err
 	}
+	if err := g.loadPolicies(); err != nil {
+		return err
+	}
 	live := g.liveVersions(all)
 	g.sunset = time.Time{}
 	for _, sv := range live {
@@ -354,7 +371,7 @@ func (g *Gateway) Sync() (err error) {
 				g.logger.Error("gateway: input schema does not compile; tool not served", "server", sv.Server, "version", sv.Version, "tool", tv.Name, "error", err)
 				continue
 			}
-			e := &entry{server: sv.Server, version: sv.Version, tool: tv.Name, hash: tv.Hash, def: def, target: targetOf(sv), deprecation: sv.Deprecation, input: input}
+			e := &entry{server: sv.Server, version: sv.Version, tool: tv.Name, hash: tv.Hash, def: def, target: targetOf(sv), deprecation: sv.Deprecation, gov: serverInfo(sv), input: input}
 			if byServer[sv.Server] == nil {
 				byServer[sv.Server] = map[string]*route{}
 			}
@@ -395,10 +412,13 @@ func (g *Gateway) Sync() (err error) {
 		}
 	}
 	targets := map[string]upstream.Target{}
+	govs := map[string]policy.Server{}
 	for server := range byServer {
 		targets[server] = targetOf(newest[server])
+		govs[server] = serverInfo(newest[server])
 	}
 	g.targets.Store(&targets)
+	g.govs.Store(&govs)
 	for server, rs := range byServer {
 		seen[server] = true
 		ep, ok := g.servers.Load(server)

@@ -43,8 +43,12 @@ func newRegistry(t testing.TB) *registry {
 	r := &registry{t: t, fsm: f}
 	r.apply(state.PutTenant{Tenant: state.Tenant{Name: "payroll", Owners: []string{"alice"}}, By: "admin", At: t0})
 	r.apply(state.CreateAPIKey{Key: state.APIKey{ID: testKeyID, Tenant: "payroll", Name: "test agent", Hash: apikey.Hash(testKey)}, By: "admin", At: t0})
+	// Policy is default deny; tests of other features permit everything.
+	r.apply(state.PutPolicies{Files: []state.PolicyFile{{Name: "allow-all.cedar", Text: allowAll}}, By: "admin", At: t0})
 	return r
 }
+
+const allowAll = "permit (principal, action, resource);"
 
 // testKey is the API key test agents authenticate with: a real credential,
 // so that tests can check it never reaches an upstream.

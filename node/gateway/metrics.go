@@ -11,6 +11,7 @@ type metrics struct {
 	duration   *prometheus.HistogramVec
 	deprecWarn *prometheus.CounterVec
 	rugPulls   *prometheus.CounterVec
+	decisions  *prometheus.CounterVec
 }
 
 // newMetrics creates the gateway's metrics and registers them with reg
@@ -19,7 +20,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mcpmesh_gateway_tool_calls_total",
-			Help: "Tool calls through the gateway by namespace, exposed tool name and outcome (ok, tool_error, input_required, error, refused, invalid_arguments).",
+			Help: "Tool calls through the gateway by namespace, exposed tool name and outcome (ok, tool_error, input_required, error, refused, denied, invalid_arguments).",
 		}, []string{"namespace", "tool", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "mcpmesh_gateway_tool_call_duration_seconds",
@@ -35,8 +36,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Name: "mcpmesh_gateway_definition_changes_total",
 		Help: "Server versions quarantined because the upstream changed a tool definition under them (rug pulls), by namespace and server.",
 	}, []string{"namespace", "server"})
+	m.decisions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mcpmesh_policy_decisions_total",
+		Help: "Policy decisions at the front door by namespace, action (list, call, readResource, getPrompt) and decision (allow, deny). Items a listing leaves out are counted as deny.",
+	}, []string{"namespace", "action", "decision"})
 	if reg != nil {
-		reg.MustRegister(m.calls, m.duration, m.deprecWarn, m.rugPulls)
+		reg.MustRegister(m.calls, m.duration, m.deprecWarn, m.rugPulls, m.decisions)
 	}
 	return m
 }
@@ -51,3 +56,11 @@ func (m *metrics) deprecated(ns, tool, version, caller string) {
 }
 
 func (m *metrics) rugPull(ns, server string) { m.rugPulls.WithLabelValues(ns, server).Inc() }
+
+func (m *metrics) decided(ns string, action string, allowed bool) {
+	d := "deny"
+	if allowed {
+		d = "allow"
+	}
+	m.decisions.WithLabelValues(ns, action, d).Inc()
+}

@@ -9,6 +9,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcpmesh/mcpmesh/node/policy"
 	"github.com/mcpmesh/mcpmesh/node/upstream"
 )
 
@@ -52,12 +53,24 @@ func (g *Gateway) aggregatedPrompts(ep *endpoint) mcp.Middleware {
 				idx.mu.Lock()
 				idx.names = names
 				idx.mu.Unlock()
-				return &mcp.ListPromptsResult{Prompts: prompts}, nil
+				// Only the prompts the caller may get (policy.go).
+				p := principal(ctx)
+				kept := prompts[:0:0]
+				for _, pr := range prompts {
+					ref := names[pr.Name]
+					if g.mayUse(&policy.Request{Principal: p, Action: policy.ActionGetPrompt, Server: g.server(ref.server), Prompt: ref.name}) {
+						kept = append(kept, pr)
+					}
+				}
+				return &mcp.ListPromptsResult{Prompts: kept}, nil
 			case "prompts/get":
 				// A copy (params may be nil) with only the _meta that may go upstream.
 				fwd := copyWithMeta(req.GetParams().(*mcp.GetPromptParams), forwardMeta(paramsMeta(req.GetParams()), session(req)))
 				ref, err := g.resolvePrompt(ctx, idx, fwd.Name)
 				if err != nil {
+					return nil, err
+				}
+				if err := g.authorizePrompt(principal(ctx), ref.server, ref.name, method); err != nil {
 					return nil, err
 				}
 				fwd.Name = ref.name
@@ -74,6 +87,9 @@ func (g *Gateway) aggregatedPrompts(ep *endpoint) mcp.Middleware {
 				}
 				ref, err := g.resolvePrompt(ctx, idx, fwd.Ref.Name)
 				if err != nil {
+					return nil, err
+				}
+				if err := g.authorizePrompt(principal(ctx), ref.server, ref.name, method); err != nil {
 					return nil, err
 				}
 				r := *fwd.Ref

@@ -16,7 +16,6 @@ import (
 
 	"github.com/mcpmesh/mcpmesh/node/validate"
 	"github.com/mcpmesh/mcpmesh/registry/card"
-	"github.com/mcpmesh/mcpmesh/trust/agentauth"
 )
 
 // Keys of mcpmesh's _meta entries on calls and results.
@@ -43,11 +42,19 @@ const codeVersionSunset = -32010
 // answered, with a warning when that version is deprecated.
 func (g *Gateway) handler(ep *endpoint, r *route, exposed string) mcp.ToolHandler {
 	return func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-		c := callInfo{exposed: exposed, start: time.Now(), caller: callerOf(ctx, req)}
+		p := principalOf(ctx, req.Extra)
+		c := callInfo{exposed: exposed, start: time.Now(), caller: p.ID}
 		version, state, err := versionOfCall(req.Params)
 		var e *entry
 		if err == nil {
 			e, c.pinnedBy, err = g.pickVersion(r, version, c.caller)
+		}
+		if err == nil {
+			err = g.authorize(callRequest(p, e), fmt.Sprintf("tools/call %s (%s@%s)", exposed, e.server, e.version))
+			if err != nil {
+				g.metrics.observe(g.cfg.Namespace, exposed, "denied", time.Since(c.start))
+				return nil, err
+			}
 		}
 		if err != nil {
 			g.metrics.observe(g.cfg.Namespace, exposed, "refused", time.Since(c.start))
@@ -69,18 +76,6 @@ type callInfo struct {
 	// round-trip retry.
 	upstreamState string
 	start         time.Time
-}
-
-// callerOf returns the principal id of a call: go-sdk hands the
-// principal over in the request's TokenInfo (agentauth.Middleware).
-func callerOf(ctx context.Context, req *mcp.CallToolRequest) string {
-	if req.Extra != nil {
-		if p, ok := agentauth.FromTokenInfo(req.Extra.TokenInfo); ok {
-			return p.ID
-		}
-	}
-	p, _ := agentauth.FromContext(ctx)
-	return p.ID
 }
 
 // call serves one tools/call by version e of its tool.

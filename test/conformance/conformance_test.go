@@ -62,6 +62,17 @@ func TestConformance(t *testing.T) {
 		ExtraYAML: "mcp:\n  anonymous_routes: [\"/mcp\", \"/mcp/s/*\"]\n"})
 	c.Start()
 	n := c.Leader(leaderTimeout)
+	// The conformance routes are anonymous, and policy still applies: this
+	// one lets the anonymous agent do everything in this namespace.
+	policies := filepath.Join(t.TempDir(), "conformance.cedar")
+	if err := os.WriteFile(policies, []byte(`@id("conformance-anonymous")
+permit (principal == Agent::"anonymous", action, resource in Namespace::"`+namespace+`");
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := c.CLI(n, "apply", "-f", filepath.Dir(policies)); code != 0 {
+		t.Fatalf("apply the conformance policy: exit %d: %s", code, out)
+	}
 	// Each gateway leg gets a fixture of its own, registered before any
 	// scenario runs: scenarios change a fixture (list_changed triggers add
 	// tools and prompts), so the card holds its tools as they start.

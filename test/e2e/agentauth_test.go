@@ -59,6 +59,7 @@ func TestAgentAPIKeys(t *testing.T) {
 	up := startUpstream(t, "directory")
 	c := startCluster(t, testcluster.Options{NoSync: true})
 	leader := c.Leader(leaderTimeout)
+	mustCLI(t, c, leader, "apply", "-f", permitAll(t))
 	followers := c.Followers(leader)
 	mustCLI(t, c, followers[0], "registry", "submit", "-f", writeCard(t, upstreamCard("corp.hr/directory", "1.0.0", up.URL)))
 	mustCLI(t, c, followers[0], "registry", "approve", "corp.hr/directory@1.0.0")
@@ -244,6 +245,7 @@ func TestAgentSVID(t *testing.T) {
 		}
 		return out
 	}
+	as("apply", "-f", permitAll(t))
 	as("registry", "submit", "-f", writeCard(t, upstreamCard("corp.hr/directory", "1.0.0", up.URL)))
 	as("registry", "approve", "corp.hr/directory@1.0.0")
 

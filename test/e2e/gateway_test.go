@@ -130,6 +130,7 @@ func TestGatewayServesApprovedServers(t *testing.T) {
 	leader := c.Leader(leaderTimeout)
 	follower := c.Followers(leader)[0]
 	mustCLI(t, c, follower, "tenant", "add", "payroll", "-owner", "alice@corp.example")
+	mustCLI(t, c, follower, "apply", "-f", permitAll(t))
 	key := createKey(t, c, follower, "payroll", "e2e agent").Secret
 
 	mustCLI(t, c, follower, "registry", "submit", "-f", writeCard(t, upstreamCard("corp.hr/directory", "1.0.0", directory.URL)))
@@ -236,6 +237,7 @@ func TestRugPullQuarantines(t *testing.T) {
 	rug := startUpstream(t, "rug")
 	c := startCluster(t, testcluster.Options{NoSync: true, ExtraYAML: "mcp:\n  anonymous_routes: [\"/mcp\", \"/mcp/s/*\"]\n"})
 	leader := c.Leader(leaderTimeout)
+	mustCLI(t, c, leader, "apply", "-f", permitAll(t))
 	// The card pins a description the upstream does not serve.
 	pinned := strings.Replace(string(upstreamCard("corp.hr/rug", "1.0.0", rug.URL)), "Looks a thing up.", "Looks a thing up; read-only.", 1)
 	mustCLI(t, c, leader, "registry", "submit", "-f", writeCard(t, []byte(pinned)))

@@ -23,6 +23,7 @@ func TestVersionProfiles(t *testing.T) {
 	c := startCluster(t, testcluster.Options{NoSync: true})
 	leader := c.Leader(leaderTimeout)
 	f := c.Followers(leader)[0]
+	mustCLI(t, c, f, "apply", "-f", permitAll(t))
 	const dir = "corp.hr/directory"
 	mustCLI(t, c, f, "registry", "submit", "-f", writeCard(t, upstreamCard(dir, "1.0.0", v1.URL)))
 	mustCLI(t, c, f, "registry", "submit", "-f", writeCard(t, upstreamCard(dir, "2.0.0", v2.URL)))

@@ -43,6 +43,7 @@ func TestStdioUpstreamIsRestarted(t *testing.T) {
 
 	c := startCluster(t, testcluster.Options{NoSync: true, Nodes: 1, ExtraYAML: "mcp:\n  anonymous_routes: [\"/mcp\"]\n"})
 	n := c.Nodes[0]
+	mustCLI(t, c, n, "apply", "-f", permitAll(t))
 	mustCLI(t, c, n, "registry", "submit", "-f", writeCard(t, stdioCard))
 	mustCLI(t, c, n, "registry", "approve", "corp.hr/directory@1.0.0")
 

@@ -39,6 +39,16 @@ func startCluster(t *testing.T, opts testcluster.Options) *testcluster.Cluster {
 	return c
 }
 
+// permitAll is a catalog directory whose only file is a policy that
+// permits every request, for tests of other features: a node denies
+// everything until a policy permits it. Apply it with `mcpmesh apply -f`.
+func permitAll(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	writeFile(t, dir, "permit-all.cedar", []byte("permit (principal, action, resource);\n"))
+	return dir
+}
+
 // mustCLI runs a client command against n and fails the test unless it
 // exits 0.
 func mustCLI(t *testing.T, c *testcluster.Cluster, n *testcluster.Node, args ...string) string {

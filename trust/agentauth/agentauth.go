@@ -334,6 +334,12 @@ type origAuthKey struct{}
 
 const tokenInfoKey = "io.mcpmesh/principal"
 
+// NewContext returns a context that carries p, for code that hands the
+// principal on past go-sdk (which keeps it in the request's TokenInfo).
+func NewContext(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
 // FromContext returns the principal Middleware established.
 func FromContext(ctx context.Context) (Principal, bool) {
 	p, ok := ctx.Value(principalKey{}).(Principal)

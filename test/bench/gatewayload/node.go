@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mcpmesh/mcpmesh/registry/api"
+	"github.com/mcpmesh/mcpmesh/registry/state"
 )
 
 // The registry identity of the benchmark's node and upstream. Aggregated
@@ -142,8 +143,16 @@ func registerUpstream(ctx context.Context, base, upstreamURL string) error {
 	if _, err := cl.Transition(ctx, benchServer, benchVersion, "approve", api.TransitionRequest{Reason: "gatewayload"}); err != nil {
 		return fmt.Errorf("approve %s@%s: %w", benchServer, benchVersion, err)
 	}
+	// The load is anonymous; a node decides every call by policy, so the
+	// measured overhead includes one Cedar decision per call.
+	if _, err := cl.PutPolicies(ctx, []state.PolicyFile{{Name: "gatewayload.cedar", Text: benchPolicy}}); err != nil {
+		return fmt.Errorf("put the benchmark's policy: %w", err)
+	}
 	return nil
 }
+
+// benchPolicy lets the anonymous load generator list and call.
+const benchPolicy = `permit (principal == Agent::"anonymous", action, resource);`
 
 // freePort returns a loopback address whose port was free a moment ago.
 func freePort() (string, error) {
