@@ -167,7 +167,7 @@ func New(cfg config.Config, opts ...Option) (n *Node, err error) {
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}
 	n.pool = upstream.NewPool(upstream.Config{CallTimeout: cfg.MCP.CallTimeout, MaxConcurrent: cfg.MCP.MaxConcurrentPerUpstream}, upstream.WithLogger(n.logger))
-	n.agents, err = newAgentAuth(cfg, td, n.cluster.FSM, n.logger, n.registry)
+	n.agents, err = newAgentAuth(cfg, td, n.cluster.FSM, n.ca.JWTBundle(), n.logger, n.registry)
 	if err != nil {
 		return nil, err
 	}

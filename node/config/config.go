@@ -17,6 +17,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"gopkg.in/yaml.v3"
@@ -64,17 +66,32 @@ type MCPConfig struct {
 type AgentAuthConfig struct {
 	// Methods are the accepted credentials: "api-key" (per-tenant keys,
 	// `mcpmesh apikey create`), "x509-svid" (agent SVIDs over mTLS; needs
-	// http.tls) and "oidc" (access tokens of the provider in oidc). Default
-	// api-key and x509-svid, and oidc when oidc.issuer is set.
+	// http.tls), "oidc" (access tokens of the provider in oidc) and
+	// "jwt-svid" (JWT-SVIDs of the trust domain as bearer tokens, see
+	// jwt_svid). Default api-key and x509-svid, and oidc when oidc.issuer
+	// is set; jwt-svid only when listed.
 	Methods []string `yaml:"methods"`
 	// OIDC is the BU's OAuth 2.1 / OIDC provider.
 	OIDC OIDCConfig `yaml:"oidc"`
-	// SVIDPathPrefix is the SPIFFE ID path prefix of agents. Default "/agent/".
+	// JWTSVID says which JWT-SVIDs are accepted (method jwt-svid).
+	JWTSVID JWTSVIDConfig `yaml:"jwt_svid"`
+	// SVIDPathPrefix is the SPIFFE ID path prefix of agents, for X.509-
+	// and JWT-SVIDs alike. Default "/agent/".
 	SVIDPathPrefix string `yaml:"svid_path_prefix"`
 	// SVIDTenants give agents whose SVID path starts with path_prefix a
 	// tenant; the longest matching prefix wins. An SVID no rule matches
 	// calls with no tenant.
 	SVIDTenants []SVIDTenant `yaml:"svid_tenants"`
+}
+
+// JWTSVIDConfig says which JWT-SVIDs agents may present as bearer tokens.
+// They are verified against the trust domain's JWT bundle: the embedded
+// CA's, or the SPIRE Workload API's (trust.source).
+type JWTSVIDConfig struct {
+	// Audience must be in a token's aud: the name agents fetch their
+	// JWT-SVIDs for. Default spiffe://<trust_domain>/mcpmesh/gateway, the
+	// same for every node of the BU.
+	Audience string `yaml:"audience"`
 }
 
 // OIDCConfig names the provider whose access tokens agents may present.
@@ -501,16 +518,25 @@ func (a AgentAuthConfig) EffectiveMethods() []string {
 	return m
 }
 
+// JWTSVIDAudience is the audience JWT-SVIDs must name: jwt_svid.audience,
+// or spiffe://<trustDomain>/mcpmesh/gateway when it is empty.
+func (a AgentAuthConfig) JWTSVIDAudience(trustDomain string) string {
+	if a.JWTSVID.Audience != "" {
+		return a.JWTSVID.Audience
+	}
+	return "spiffe://" + trustDomain + "/mcpmesh/gateway"
+}
+
 func (a AgentAuthConfig) validate() error {
 	for i, m := range a.Methods {
 		switch m {
-		case "api-key", "x509-svid":
+		case "api-key", "x509-svid", "jwt-svid":
 		case "oidc":
 			if a.OIDC.Issuer == "" {
 				return fmt.Errorf("mcp.auth.methods[%d]: oidc needs mcp.auth.oidc (issuer, jwks_url, audience)", i)
 			}
 		default:
-			return fmt.Errorf("mcp.auth.methods[%d]: %q is not one of api-key, x509-svid, oidc (JWT-SVIDs are not built yet)", i, m)
+			return fmt.Errorf("mcp.auth.methods[%d]: %q is not one of api-key, x509-svid, oidc, jwt-svid", i, m)
 		}
 	}
 	if o := a.OIDC; o.Issuer != "" || o.JWKSURL != "" || o.Audience != "" {
@@ -523,6 +549,9 @@ func (a AgentAuthConfig) validate() error {
 		if err := oidcURL("mcp.auth.oidc.audience", o.Audience); err != nil {
 			return err
 		}
+	}
+	if aud := a.JWTSVID.Audience; aud != "" && (strings.ContainsFunc(aud, unicode.IsSpace) || !utf8.ValidString(aud)) {
+		return fmt.Errorf("mcp.auth.jwt_svid.audience: %q has white space; use a name such as spiffe://hr.example.corp/mcpmesh/gateway", aud)
 	}
 	if !strings.HasPrefix(a.SVIDPathPrefix, "/") || len(a.SVIDPathPrefix) < 2 {
 		return fmt.Errorf("mcp.auth.svid_path_prefix: %q must be a path such as /agent/", a.SVIDPathPrefix)

@@ -78,7 +78,8 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"missing ca_dir", "ca_dir: /etc/mcpmesh/ca", "ca_dir: \"\"", "trust.ca_dir: missing"},
 		{"bad log level", "admin:", "log:\n  level: loud\nadmin:", `log.level: "loud"`},
 		{"not YAML", "node_id: n1", "node_id: [n1", "invalid YAML"},
-		{"unknown auth method", "admin:", "mcp:\n  auth:\n    methods: [jwt-svid]\nadmin:", `mcp.auth.methods[0]: "jwt-svid"`},
+		{"unknown auth method", "admin:", "mcp:\n  auth:\n    methods: [kerberos]\nadmin:", `mcp.auth.methods[0]: "kerberos" is not one of api-key, x509-svid, oidc, jwt-svid`},
+		{"jwt-svid audience with a space", "admin:", "mcp:\n  auth:\n    methods: [jwt-svid]\n    jwt_svid: { audience: \"my gateway\" }\nadmin:", "mcp.auth.jwt_svid.audience:"},
 		{"oidc method without provider", "admin:", "mcp:\n  auth:\n    methods: [oidc]\nadmin:", "mcp.auth.methods[0]: oidc needs mcp.auth.oidc"},
 		{"oidc without issuer", "admin:", "mcp:\n  auth:\n    oidc: { jwks_url: https://idp.example/keys, audience: https://mcp.example/mcp }\nadmin:", "mcp.auth.oidc.issuer: missing"},
 		{"oidc jwks over http", "admin:", "mcp:\n  auth:\n    oidc: { issuer: https://idp.example, jwks_url: http://idp.example/keys, audience: https://mcp.example/mcp }\nadmin:", "mcp.auth.oidc.jwks_url: \"http://idp.example/keys\" must be https"},
@@ -167,4 +168,21 @@ func FuzzParse(f *testing.F) {
 			t.Errorf("Parse accepted a config that fails Validate: %v", err)
 		}
 	})
+}
+
+func TestJWTSVIDAudience(t *testing.T) {
+	cfg, err := Parse(strings.NewReader(validYAML + "mcp:\n  auth:\n    methods: [api-key, jwt-svid]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.MCP.Auth.JWTSVIDAudience(cfg.TrustDomain); got != "spiffe://hr.example.corp/mcpmesh/gateway" {
+		t.Errorf("default audience = %q", got)
+	}
+	cfg, err = Parse(strings.NewReader(validYAML + "mcp:\n  auth:\n    methods: [jwt-svid]\n    jwt_svid: { audience: https://hr-mcp.corp.example/mcp }\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.MCP.Auth.JWTSVIDAudience(cfg.TrustDomain); got != "https://hr-mcp.corp.example/mcp" {
+		t.Errorf("configured audience = %q", got)
+	}
 }
