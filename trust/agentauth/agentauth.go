@@ -202,12 +202,26 @@ func (a *Authenticator) Authenticate(r *http.Request) (Principal, error) {
 	if a.anonymous(r.URL.Path) {
 		return Anonymous, nil
 	}
-	how := "an API key as `Authorization: Bearer mcpk_…`, or an X.509-SVID of " + a.cfg.TrustDomain.String() + " over mTLS"
-	if a.jwtsvidOn() {
-		how = "a JWT-SVID of " + a.cfg.TrustDomain.String() + " for " + a.cfg.JWTSVID.Audience + ", " + how
-	}
+	var ways []string
 	if a.oidc != nil && a.enabled(MethodOIDC) {
-		how = "an access token of " + a.oidc.cfg.Issuer + " for " + a.oidc.cfg.Audience + ", " + how
+		ways = append(ways, "an access token of "+a.oidc.cfg.Issuer+" for "+a.oidc.cfg.Audience)
+	}
+	if a.jwtsvidOn() {
+		ways = append(ways, "a JWT-SVID of "+a.cfg.TrustDomain.String()+" for "+a.cfg.JWTSVID.Audience)
+	}
+	if a.enabled(MethodAPIKey) {
+		ways = append(ways, "an API key as `Authorization: Bearer mcpk_…`")
+	}
+	if a.enabled(MethodSVID) {
+		ways = append(ways, "an X.509-SVID of "+a.cfg.TrustDomain.String()+" over mTLS")
+	}
+	how := "none is accepted (mcp.auth.methods is empty)"
+	switch len(ways) {
+	case 0:
+	case 1:
+		how = ways[0]
+	default:
+		how = strings.Join(ways[:len(ways)-1], ", ") + ", or " + ways[len(ways)-1]
 	}
 	return Principal{}, refuse("", "missing", "%s needs a credential: %s", path.Clean(r.URL.Path), how)
 }
