@@ -1,6 +1,7 @@
 package agentauth
 
 import (
+	"slices"
 	"sync"
 	"time"
 )
@@ -50,6 +51,9 @@ func (c *tokenCache) put(sum [32]byte, v verified, now time.Time) {
 	if c == nil || !now.Before(v.exp) {
 		return
 	}
+	// Every hit shares these slices: clipped, an append by a caller copies
+	// rather than writing into another request's principal.
+	v.p.Groups, v.p.Scopes = slices.Clip(v.p.Groups), slices.Clip(v.p.Scopes)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.entries[sum]; !ok && len(c.entries) >= c.max {
