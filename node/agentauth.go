@@ -11,6 +11,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/oauthex"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/mcpmesh/mcpmesh/node/config"
@@ -19,7 +20,8 @@ import (
 
 // newAgentAuth builds the front door's authenticator from mcp.auth and
 // counts its outcomes in mcpmesh_agent_auth_total{method,outcome}.
-func newAgentAuth(cfg config.Config, td spiffeid.TrustDomain, keys agentauth.KeyStore, logger *slog.Logger, reg prometheus.Registerer) (*agentauth.Authenticator, error) {
+// jwtBundles holds the trust domain's JWT authorities, for JWT-SVIDs.
+func newAgentAuth(cfg config.Config, td spiffeid.TrustDomain, keys agentauth.KeyStore, jwtBundles jwtbundle.Source, logger *slog.Logger, reg prometheus.Registerer) (*agentauth.Authenticator, error) {
 	outcomes := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name:        "mcpmesh_agent_auth_total",
 		Help:        "Agent authentications at the MCP front door by method and outcome (ok, or why it was refused).",
@@ -41,6 +43,7 @@ func newAgentAuth(cfg config.Config, td spiffeid.TrustDomain, keys agentauth.Key
 			TenantClaim: o.TenantClaim, GroupsClaim: o.GroupsClaim, RequiredScopes: o.RequiredScopes}
 		ac.ResourceMetadataURL = resourceMetadataURL(o.Audience)
 	}
+	ac.JWTSVID = &agentauth.JWTSVIDConfig{Audience: cfg.MCP.Auth.JWTSVIDAudience(td.Name()), Bundles: jwtBundles}
 	for _, t := range cfg.MCP.Auth.SVIDTenants {
 		ac.SVIDTenants = append(ac.SVIDTenants, agentauth.TenantRule{PathPrefix: t.PathPrefix, Tenant: t.Tenant})
 	}

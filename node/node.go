@@ -26,9 +26,7 @@ import (
 	"github.com/mcpmesh/mcpmesh/registry/api"
 	"github.com/mcpmesh/mcpmesh/registry/cluster"
 	"github.com/mcpmesh/mcpmesh/trust/agentauth"
-	"github.com/mcpmesh/mcpmesh/trust/ca"
 	"github.com/mcpmesh/mcpmesh/trust/mtls"
-	"github.com/mcpmesh/mcpmesh/trust/svid"
 )
 
 // nodeALPN is the ALPN protocol of the node port.
@@ -40,8 +38,7 @@ type Node struct {
 	logger   *slog.Logger
 	registry *prometheus.Registry
 
-	ca       *ca.CA
-	rotator  *svid.Rotator
+	identity *identity
 	cluster  *cluster.Cluster
 	pool     *upstream.Pool
 	gateway  *gateway.Gateway
@@ -101,26 +98,11 @@ func New(cfg config.Config, opts ...Option) (n *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("trust_domain: %w", err)
 	}
-	if cfg.Trust.AutoInit {
-		n.ca, err = ca.LoadOrInit(cfg.Trust.CADir, td)
-	} else {
-		n.ca, err = ca.Load(cfg.Trust.CADir)
-	}
+	n.identity, err = newIdentity(cfg, td, n.logger)
 	if err != nil {
-		return nil, fmt.Errorf("trust.ca_dir: %w (create one with `mcpmesh trust init -trust-domain %s -out %s`)", err, td, cfg.Trust.CADir)
+		return nil, err
 	}
-	if n.ca.TrustDomain() != td {
-		return nil, fmt.Errorf("trust.ca_dir: the CA in %s is for %s, but trust_domain is %s", cfg.Trust.CADir, n.ca.TrustDomain(), td)
-	}
-	nodeID, err := spiffeid.FromSegments(td, "mcpmesh", "node", cfg.NodeID)
-	if err != nil {
-		return nil, fmt.Errorf("node SPIFFE ID: %w", err)
-	}
-	n.rotator, err = svid.NewRotator(n.ca, nodeID, cfg.Trust.SVIDTTL, svid.WithLogger(n.logger))
-	if err != nil {
-		return nil, fmt.Errorf("issue node SVID: %w", err)
-	}
-	bundle := n.ca.Bundle()
+	nodeSVID, bundle := n.identity.svid, n.identity.bundle
 	authz := mtls.NodeAuthorizer(td, n.logger)
 
 	n.auth, err = adminauth.New(adminauth.Config{TokenFile: cfg.Admin.TokenFile, TrustDomain: td, PathPrefix: cfg.Admin.SPIFFEPathPrefix}, n.logger)
@@ -138,7 +120,7 @@ func New(cfg config.Config, opts ...Option) (n *Node, err error) {
 		return nil, fmt.Errorf("http.listen: %w", err)
 	}
 	if cfg.HTTP.TLS {
-		n.httpLn = tls.NewListener(n.httpLn, mtls.OptionalClientServerConfig(n.rotator, bundle, "h2", "http/1.1"))
+		n.httpLn = tls.NewListener(n.httpLn, mtls.OptionalClientServerConfig(nodeSVID, bundle, "h2", "http/1.1"))
 	}
 
 	ccfg := cluster.Config{
@@ -146,8 +128,8 @@ func New(cfg config.Config, opts ...Option) (n *Node, err error) {
 		Listen:             cfg.Raft.Listen,
 		Advertise:          cfg.RaftAdvertise(),
 		Dir:                cfg.DataDir,
-		ServerTLS:          mtls.ServerConfig(n.rotator, bundle, authz, nodeALPN),
-		ClientTLS:          mtls.ClientConfig(n.rotator, bundle, authz, nodeALPN),
+		ServerTLS:          mtls.ServerConfig(nodeSVID, bundle, authz, nodeALPN),
+		ClientTLS:          mtls.ClientConfig(nodeSVID, bundle, authz, nodeALPN),
 		Join:               cfg.Bootstrap.Join,
 		HeartbeatTimeout:   cfg.Raft.HeartbeatTimeout,
 		ElectionTimeout:    cfg.Raft.ElectionTimeout,
@@ -167,7 +149,7 @@ func New(cfg config.Config, opts ...Option) (n *Node, err error) {
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}
 	n.pool = upstream.NewPool(upstream.Config{CallTimeout: cfg.MCP.CallTimeout, MaxConcurrent: cfg.MCP.MaxConcurrentPerUpstream}, upstream.WithLogger(n.logger))
-	n.agents, err = newAgentAuth(cfg, td, n.cluster.FSM, n.logger, n.registry)
+	n.agents, err = newAgentAuth(cfg, td, n.cluster.FSM, n.identity.jwt, n.logger, n.registry)
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +234,7 @@ func (n *Node) readyz(w http.ResponseWriter, r *http.Request) {
 func (n *Node) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		if err := n.rotator.Run(gctx); err != nil && !errors.Is(err, context.Canceled) {
+		if err := n.identity.run(gctx); err != nil && !errors.Is(err, context.Canceled) {
 			return fmt.Errorf("SVID rotation: %w", err)
 		}
 		return nil
@@ -269,7 +251,7 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 		return nil
 	})
-	n.logger.Info("node started", "http", n.httpLn.Addr().String(), "raft", n.cfg.RaftAdvertise(), "trust_domain", n.cfg.TrustDomain)
+	n.logger.Info("node started", append([]any{"http", n.httpLn.Addr().String(), "raft", n.cfg.RaftAdvertise(), "trust_domain", n.cfg.TrustDomain}, n.identity.startAttrs()...)...)
 	g.Go(func() error {
 		<-gctx.Done()
 		n.draining.Store(true)
@@ -307,6 +289,10 @@ func (n *Node) close() error {
 	if n.cluster != nil {
 		errs = append(errs, n.cluster.Shutdown())
 		n.cluster = nil
+	}
+	if n.identity != nil {
+		errs = append(errs, n.identity.close())
+		n.identity = nil
 	}
 	return errors.Join(errs...)
 }

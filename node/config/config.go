@@ -17,6 +17,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"gopkg.in/yaml.v3"
@@ -68,17 +70,32 @@ type MCPConfig struct {
 type AgentAuthConfig struct {
 	// Methods are the accepted credentials: "api-key" (per-tenant keys,
 	// `mcpmesh apikey create`), "x509-svid" (agent SVIDs over mTLS; needs
-	// http.tls) and "oidc" (access tokens of the provider in oidc). Default
-	// api-key and x509-svid, and oidc when oidc.issuer is set.
+	// http.tls), "oidc" (access tokens of the provider in oidc) and
+	// "jwt-svid" (JWT-SVIDs of the trust domain as bearer tokens, see
+	// jwt_svid). Default api-key and x509-svid, and oidc when oidc.issuer
+	// is set; jwt-svid only when listed.
 	Methods []string `yaml:"methods"`
 	// OIDC is the BU's OAuth 2.1 / OIDC provider.
 	OIDC OIDCConfig `yaml:"oidc"`
-	// SVIDPathPrefix is the SPIFFE ID path prefix of agents. Default "/agent/".
+	// JWTSVID says which JWT-SVIDs are accepted (method jwt-svid).
+	JWTSVID JWTSVIDConfig `yaml:"jwt_svid"`
+	// SVIDPathPrefix is the SPIFFE ID path prefix of agents, for X.509-
+	// and JWT-SVIDs alike. Default "/agent/".
 	SVIDPathPrefix string `yaml:"svid_path_prefix"`
 	// SVIDTenants give agents whose SVID path starts with path_prefix a
 	// tenant; the longest matching prefix wins. An SVID no rule matches
 	// calls with no tenant.
 	SVIDTenants []SVIDTenant `yaml:"svid_tenants"`
+}
+
+// JWTSVIDConfig says which JWT-SVIDs agents may present as bearer tokens.
+// They are verified against the trust domain's JWT bundle: the embedded
+// CA's, or the SPIRE Workload API's (trust.source).
+type JWTSVIDConfig struct {
+	// Audience must be in a token's aud: the name agents fetch their
+	// JWT-SVIDs for. Default spiffe://<trust_domain>/mcpmesh/gateway, the
+	// same for every node of the BU.
+	Audience string `yaml:"audience"`
 }
 
 // OIDCConfig names the provider whose access tokens agents may present.
@@ -159,18 +176,41 @@ type Peer struct {
 	Address string `yaml:"address"`
 }
 
+// The identity sources of TrustConfig.Source.
+const (
+	// TrustEmbedded takes the node's SVID from the embedded CA in ca_dir.
+	TrustEmbedded = "embedded"
+	// TrustWorkloadAPI takes the node's SVID and the bundles from a SPIRE
+	// agent's Workload API at workload_api_addr.
+	TrustWorkloadAPI = "workload-api"
+)
+
 // TrustConfig says where the node's identity comes from.
 type TrustConfig struct {
+	// Source is "embedded" (the CA in CADir issues and renews the node's
+	// SVID) or "workload-api" (a SPIRE agent does, at WorkloadAPIAddr).
+	// Default embedded.
+	Source string `yaml:"source"`
 	// CADir holds the trust domain's embedded CA (ca.crt, ca.key), made by
-	// `mcpmesh trust init`. Required.
+	// `mcpmesh trust init`. Required with source embedded; not allowed
+	// with workload-api.
 	CADir string `yaml:"ca_dir"`
 	// AutoInit creates the CA in CADir when it is missing. Meant for
 	// examples and development; default false, so a production node never
-	// invents a trust domain by accident.
+	// invents a trust domain by accident. Embedded only.
 	AutoInit bool `yaml:"auto_init"`
-	// SVIDTTL is the lifetime of the node's X.509-SVID; it is renewed at
-	// half-life. Default 1h.
+	// SVIDTTL is the lifetime of the node's X.509-SVID from the embedded
+	// CA; it is renewed at half-life. Default 1h. With workload-api, SPIRE
+	// decides lifetimes and rotation.
 	SVIDTTL time.Duration `yaml:"svid_ttl"`
+	// WorkloadAPIAddr is the SPIRE agent's Workload API, e.g.
+	// unix:///run/spire/sockets/agent.sock (or tcp://IP:PORT). Required
+	// with source workload-api. SPIRE must issue the node the SPIFFE ID
+	// spiffe://<trust_domain>/mcpmesh/node/<node_id>.
+	WorkloadAPIAddr string `yaml:"workload_api_addr"`
+	// WorkloadAPITimeout bounds how long a starting node waits for its
+	// first SVID from the Workload API before it gives up. Default 30s.
+	WorkloadAPITimeout time.Duration `yaml:"workload_api_timeout"`
 }
 
 // AdminConfig controls access to the admin API under /v1/.
@@ -202,7 +242,7 @@ func DefaultConfig() Config {
 			SnapshotThreshold:  8192,
 			SnapshotRetain:     3,
 		},
-		Trust: TrustConfig{SVIDTTL: time.Hour},
+		Trust: TrustConfig{Source: TrustEmbedded, SVIDTTL: time.Hour, WorkloadAPITimeout: 30 * time.Second},
 		Admin: AdminConfig{SPIFFEPathPrefix: "/admin/"},
 		MCP: MCPConfig{CallTimeout: 30 * time.Second, MaxConcurrentPerUpstream: 64,
 			Auth: AgentAuthConfig{SVIDPathPrefix: "/agent/"}},
@@ -360,11 +400,8 @@ func (c *Config) Validate() error {
 	if err := c.Bootstrap.validate(c.NodeID, c.RaftAdvertise()); err != nil {
 		return err
 	}
-	if c.Trust.CADir == "" {
-		return errors.New("trust.ca_dir: missing; create a CA with `mcpmesh trust init -trust-domain TD -out DIR` and name DIR here")
-	}
-	if c.Trust.SVIDTTL < time.Minute {
-		return fmt.Errorf("trust.svid_ttl: %s is too short; use at least 1m", c.Trust.SVIDTTL)
+	if err := c.Trust.validate(); err != nil {
+		return err
 	}
 	if !strings.HasPrefix(c.Admin.SPIFFEPathPrefix, "/") {
 		return fmt.Errorf("admin.spiffe_path_prefix: %q must start with /", c.Admin.SPIFFEPathPrefix)
@@ -402,6 +439,61 @@ func (c *Config) RaftAdvertise() string {
 		return c.Raft.Advertise
 	}
 	return c.Raft.Listen
+}
+
+func (t *TrustConfig) validate() error {
+	switch t.Source {
+	case TrustEmbedded:
+		if t.CADir == "" {
+			return errors.New("trust.ca_dir: missing; create a CA with `mcpmesh trust init -trust-domain TD -out DIR` and name DIR here, or set trust.source: workload-api to take identities from SPIRE")
+		}
+		if t.WorkloadAPIAddr != "" {
+			return errors.New("trust.workload_api_addr: only used with trust.source: workload-api; set that, or remove the address")
+		}
+		if t.SVIDTTL < time.Minute {
+			return fmt.Errorf("trust.svid_ttl: %s is too short; use at least 1m", t.SVIDTTL)
+		}
+	case TrustWorkloadAPI:
+		if t.CADir != "" || t.AutoInit {
+			return errors.New("trust.ca_dir: not used with trust.source: workload-api (SPIRE issues the node's SVID); remove ca_dir and auto_init")
+		}
+		if err := checkWorkloadAPIAddr(t.WorkloadAPIAddr); err != nil {
+			return err
+		}
+		if t.WorkloadAPITimeout <= 0 {
+			return errors.New("trust.workload_api_timeout: must be a positive duration such as 30s")
+		}
+	default:
+		return fmt.Errorf("trust.source: %q is not one of embedded, workload-api", t.Source)
+	}
+	return nil
+}
+
+// checkWorkloadAPIAddr checks an address as go-spiffe's workloadapi takes
+// it: unix:///absolute/path or tcp://IP:PORT.
+func checkWorkloadAPIAddr(addr string) error {
+	const key = "trust.workload_api_addr"
+	if addr == "" {
+		return fmt.Errorf("%s: missing; set the SPIRE agent's socket such as unix:///run/spire/sockets/agent.sock", key)
+	}
+	u, err := url.Parse(addr)
+	if err != nil {
+		return fmt.Errorf("%s: %q is not a URL such as unix:///run/spire/sockets/agent.sock", key, addr)
+	}
+	switch u.Scheme {
+	case "unix":
+		if u.Opaque != "" || u.Host != "" || !strings.HasPrefix(u.Path, "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return fmt.Errorf("%s: %q is not unix:///absolute/path/to/agent.sock", key, addr)
+		}
+	case "tcp":
+		host, _, err := net.SplitHostPort(u.Host)
+		if err != nil || net.ParseIP(host) == nil || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return fmt.Errorf("%s: %q is not tcp://IP:PORT", key, addr)
+		}
+	default:
+		return fmt.Errorf("%s: %q must start with unix:// (a socket path) or tcp:// (IP:PORT)", key, addr)
+	}
+	return nil
 }
 
 func (b *BootstrapConfig) validate(self, selfAddr string) error {
@@ -505,16 +597,25 @@ func (a AgentAuthConfig) EffectiveMethods() []string {
 	return m
 }
 
+// JWTSVIDAudience is the audience JWT-SVIDs must name: jwt_svid.audience,
+// or spiffe://<trustDomain>/mcpmesh/gateway when it is empty.
+func (a AgentAuthConfig) JWTSVIDAudience(trustDomain string) string {
+	if a.JWTSVID.Audience != "" {
+		return a.JWTSVID.Audience
+	}
+	return "spiffe://" + trustDomain + "/mcpmesh/gateway"
+}
+
 func (a AgentAuthConfig) validate() error {
 	for i, m := range a.Methods {
 		switch m {
-		case "api-key", "x509-svid":
+		case "api-key", "x509-svid", "jwt-svid":
 		case "oidc":
 			if a.OIDC.Issuer == "" {
 				return fmt.Errorf("mcp.auth.methods[%d]: oidc needs mcp.auth.oidc (issuer, jwks_url, audience)", i)
 			}
 		default:
-			return fmt.Errorf("mcp.auth.methods[%d]: %q is not one of api-key, x509-svid, oidc (JWT-SVIDs are not built yet)", i, m)
+			return fmt.Errorf("mcp.auth.methods[%d]: %q is not one of api-key, x509-svid, oidc, jwt-svid", i, m)
 		}
 	}
 	if o := a.OIDC; o.Issuer != "" || o.JWKSURL != "" || o.Audience != "" {
@@ -527,6 +628,9 @@ func (a AgentAuthConfig) validate() error {
 		if err := oidcURL("mcp.auth.oidc.audience", o.Audience); err != nil {
 			return err
 		}
+	}
+	if aud := a.JWTSVID.Audience; aud != "" && (strings.ContainsFunc(aud, unicode.IsSpace) || !utf8.ValidString(aud)) {
+		return fmt.Errorf("mcp.auth.jwt_svid.audience: %q has white space; use a name such as spiffe://hr.example.corp/mcpmesh/gateway", aud)
 	}
 	if !strings.HasPrefix(a.SVIDPathPrefix, "/") || len(a.SVIDPathPrefix) < 2 {
 		return fmt.Errorf("mcp.auth.svid_path_prefix: %q must be a path such as /agent/", a.SVIDPathPrefix)

@@ -78,7 +78,15 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"missing ca_dir", "ca_dir: /etc/mcpmesh/ca", "ca_dir: \"\"", "trust.ca_dir: missing"},
 		{"bad log level", "admin:", "log:\n  level: loud\nadmin:", `log.level: "loud"`},
 		{"not YAML", "node_id: n1", "node_id: [n1", "invalid YAML"},
-		{"unknown auth method", "admin:", "mcp:\n  auth:\n    methods: [jwt-svid]\nadmin:", `mcp.auth.methods[0]: "jwt-svid"`},
+		{"unknown trust source", "  ca_dir: /etc/mcpmesh/ca", "  ca_dir: /etc/mcpmesh/ca\n  source: vault", `trust.source: "vault" is not one of embedded, workload-api`},
+		{"workload-api without address", "trust:\n  ca_dir: /etc/mcpmesh/ca", "trust:\n  source: workload-api", "trust.workload_api_addr: missing"},
+		{"workload-api with ca_dir", "trust:\n", "trust:\n  source: workload-api\n  workload_api_addr: unix:///run/spire/sockets/agent.sock\n", "trust.ca_dir: not used with trust.source: workload-api"},
+		{"workload-api relative socket", "trust:\n  ca_dir: /etc/mcpmesh/ca", "trust:\n  source: workload-api\n  workload_api_addr: unix://agent.sock", "trust.workload_api_addr:"},
+		{"workload-api http address", "trust:\n  ca_dir: /etc/mcpmesh/ca", "trust:\n  source: workload-api\n  workload_api_addr: http://127.0.0.1:8081", "must start with unix:// (a socket path) or tcp://"},
+		{"workload-api tcp hostname", "trust:\n  ca_dir: /etc/mcpmesh/ca", "trust:\n  source: workload-api\n  workload_api_addr: tcp://spire:8081", "is not tcp://IP:PORT"},
+		{"embedded with workload address", "  ca_dir: /etc/mcpmesh/ca", "  ca_dir: /etc/mcpmesh/ca\n  workload_api_addr: unix:///run/spire/sockets/agent.sock", "trust.workload_api_addr: only used with trust.source: workload-api"},
+		{"unknown auth method", "admin:", "mcp:\n  auth:\n    methods: [kerberos]\nadmin:", `mcp.auth.methods[0]: "kerberos" is not one of api-key, x509-svid, oidc, jwt-svid`},
+		{"jwt-svid audience with a space", "admin:", "mcp:\n  auth:\n    methods: [jwt-svid]\n    jwt_svid: { audience: \"my gateway\" }\nadmin:", "mcp.auth.jwt_svid.audience:"},
 		{"oidc method without provider", "admin:", "mcp:\n  auth:\n    methods: [oidc]\nadmin:", "mcp.auth.methods[0]: oidc needs mcp.auth.oidc"},
 		{"oidc without issuer", "admin:", "mcp:\n  auth:\n    oidc: { jwks_url: https://idp.example/keys, audience: https://mcp.example/mcp }\nadmin:", "mcp.auth.oidc.issuer: missing"},
 		{"oidc jwks over http", "admin:", "mcp:\n  auth:\n    oidc: { issuer: https://idp.example, jwks_url: http://idp.example/keys, audience: https://mcp.example/mcp }\nadmin:", "mcp.auth.oidc.jwks_url: \"http://idp.example/keys\" must be https"},
@@ -167,4 +175,33 @@ func FuzzParse(f *testing.F) {
 			t.Errorf("Parse accepted a config that fails Validate: %v", err)
 		}
 	})
+}
+
+func TestJWTSVIDAudience(t *testing.T) {
+	cfg, err := Parse(strings.NewReader(validYAML + "mcp:\n  auth:\n    methods: [api-key, jwt-svid]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.MCP.Auth.JWTSVIDAudience(cfg.TrustDomain); got != "spiffe://hr.example.corp/mcpmesh/gateway" {
+		t.Errorf("default audience = %q", got)
+	}
+	cfg, err = Parse(strings.NewReader(validYAML + "mcp:\n  auth:\n    methods: [jwt-svid]\n    jwt_svid: { audience: https://hr-mcp.corp.example/mcp }\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.MCP.Auth.JWTSVIDAudience(cfg.TrustDomain); got != "https://hr-mcp.corp.example/mcp" {
+		t.Errorf("configured audience = %q", got)
+	}
+}
+
+func TestTrustWorkloadAPI(t *testing.T) {
+	for _, addr := range []string{"unix:///run/spire/sockets/agent.sock", "tcp://127.0.0.1:8081"} {
+		cfg, err := Parse(strings.NewReader(strings.Replace(validYAML, "trust:\n  ca_dir: /etc/mcpmesh/ca", "trust:\n  source: workload-api\n  workload_api_addr: "+addr, 1)))
+		if err != nil {
+			t.Fatalf("%s: %v", addr, err)
+		}
+		if cfg.Trust.Source != TrustWorkloadAPI || cfg.Trust.WorkloadAPIAddr != addr || cfg.Trust.WorkloadAPITimeout != 30*time.Second {
+			t.Errorf("trust = %+v", cfg.Trust)
+		}
+	}
 }

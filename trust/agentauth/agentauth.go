@@ -1,11 +1,29 @@
 // Package agentauth authenticates agents at a node's MCP front door and
 // carries the resulting Principal to the code that serves the call.
 //
-// Built so far: X.509-SVIDs of the BU's trust domain presented over mTLS,
+// Credentials: X.509-SVIDs of the BU's trust domain presented over mTLS,
 // per-tenant API keys (package trust/apikey) sent as
 // "Authorization: Bearer mcpk_…", access tokens (JWTs) of the BU's OAuth
-// 2.1 / OIDC provider (oidc.go), and anonymous access on routes a node's
-// config names. JWT-SVIDs are not built.
+// 2.1 / OIDC provider (oidc.go), JWT-SVIDs of the BU's trust domain sent as
+// bearer tokens (jwtsvid.go), and anonymous access on routes a node's
+// config names.
+//
+// A bearer token goes to exactly one verifier, chosen before anything in it
+// is trusted: a token starting "mcpk_" is an API key; otherwise it must be a
+// signed JWT, and one whose iss is the configured OIDC issuer is an OIDC
+// access token; else one whose sub is a spiffe:// ID is a JWT-SVID; anything
+// else goes to the OIDC verifier when one is configured (which then says what
+// is wrong), or is refused. The verifier alone decides what to accept.
+//
+// JWTs that verify are cached (cache.go), keyed by the SHA-256 of the token,
+// until their exp, so that a busy agent pays one signature check rather
+// than one per call; a cached token is still refused once its signing key
+// has left the key set. API keys are not cached: a revocation applies at
+// once.
+//
+// SVIDs of both kinds name agents by the same rule: the SPIFFE ID must be in
+// the BU's trust domain and under SVIDPathPrefix, and SVIDTenants map its
+// path to a tenant.
 //
 // A credential that is presented and fails is refused even on an anonymous
 // route: a client that meant to authenticate is told, not silently
@@ -41,14 +59,16 @@ type Method string
 // The methods.
 const (
 	MethodSVID      Method = "x509-svid"
+	MethodJWTSVID   Method = "jwt-svid"
 	MethodAPIKey    Method = "api-key"
 	MethodAnonymous Method = "anonymous"
 )
 
 // Principal is who is calling.
 type Principal struct {
-	// ID is stable per caller: the SPIFFE ID of an SVID, "apikey:<id>" for
-	// an API key, "anonymous" for anonymous access.
+	// ID is stable per caller: the SPIFFE ID of an X.509- or JWT-SVID,
+	// "apikey:<id>" for an API key, "oidc:<sub>" for an OIDC access token,
+	// "anonymous" for anonymous access.
 	ID          string   `json:"id"`
 	TrustDomain string   `json:"trustDomain,omitempty"`
 	Tenant      string   `json:"tenant,omitempty"`
@@ -70,9 +90,11 @@ type TenantRule struct {
 type Config struct {
 	// TrustDomain is the BU's; agent SVIDs must belong to it.
 	TrustDomain spiffeid.TrustDomain
-	// Methods are the enabled methods (MethodSVID, MethodAPIKey).
+	// Methods are the enabled methods (MethodSVID, MethodAPIKey,
+	// MethodOIDC, MethodJWTSVID).
 	Methods []Method
-	// SVIDPathPrefix is the SPIFFE ID path prefix of agents, e.g. "/agent/".
+	// SVIDPathPrefix is the SPIFFE ID path prefix of agents, e.g.
+	// "/agent/", for X.509- and JWT-SVIDs alike.
 	SVIDPathPrefix string
 	// SVIDTenants map SVID paths to tenants; the longest prefix wins.
 	SVIDTenants []TenantRule
@@ -81,6 +103,11 @@ type Config struct {
 	AnonymousRoutes []string
 	// OIDC, when set, accepts the provider's access tokens (MethodOIDC).
 	OIDC *OIDCConfig
+	// JWTSVID, when set, accepts JWT-SVIDs (MethodJWTSVID).
+	JWTSVID *JWTSVIDConfig
+	// TokenCacheSize bounds how many verified bearer JWTs are remembered.
+	// Zero means 10000; a negative value turns the cache off.
+	TokenCacheSize int
 	// ResourceMetadataURL is where this node's Protected Resource Metadata
 	// (RFC 9728) is served; refusals point OAuth clients to it.
 	ResourceMetadataURL string
@@ -96,6 +123,7 @@ type Authenticator struct {
 	cfg      Config
 	keys     KeyStore
 	oidc     *oidcVerifier
+	cache    *tokenCache
 	now      func() time.Time
 	logger   *slog.Logger
 	observe  func(Method, string)
@@ -125,6 +153,12 @@ func New(cfg Config, keys KeyStore, opts ...Option) *Authenticator {
 	}
 	if cfg.OIDC != nil {
 		a.oidc = newOIDCVerifier(*cfg.OIDC, func() time.Time { return a.now() })
+	}
+	switch {
+	case cfg.TokenCacheSize == 0:
+		a.cache = newTokenCache(defaultTokenCacheSize)
+	case cfg.TokenCacheSize > 0:
+		a.cache = newTokenCache(cfg.TokenCacheSize)
 	}
 	return a
 }
@@ -160,12 +194,7 @@ func (a *Authenticator) Authenticate(r *http.Request) (Principal, error) {
 		if strings.HasPrefix(token, apikey.Prefix) {
 			return a.apiKey(token)
 		}
-		if a.oidc != nil && a.enabled(MethodOIDC) {
-			p, err := a.oidc.verify(r.Context(), token)
-			p.TrustDomain = a.cfg.TrustDomain.Name()
-			return p, err
-		}
-		return Principal{}, refuse("", "unsupported", "bearer JWTs are not accepted by this node (no OAuth provider configured in mcp.auth.oidc; JWT-SVIDs are not built); authenticate with an API key (mcpmesh apikey create) or an X.509-SVID")
+		return a.bearerJWT(r.Context(), token)
 	}
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 		return a.svid(r)
@@ -173,9 +202,26 @@ func (a *Authenticator) Authenticate(r *http.Request) (Principal, error) {
 	if a.anonymous(r.URL.Path) {
 		return Anonymous, nil
 	}
-	how := "an API key as `Authorization: Bearer mcpk_…`, or an X.509-SVID of " + a.cfg.TrustDomain.String() + " over mTLS"
+	var ways []string
 	if a.oidc != nil && a.enabled(MethodOIDC) {
-		how = "an access token of " + a.oidc.cfg.Issuer + " for " + a.oidc.cfg.Audience + ", " + how
+		ways = append(ways, "an access token of "+a.oidc.cfg.Issuer+" for "+a.oidc.cfg.Audience)
+	}
+	if a.jwtsvidOn() {
+		ways = append(ways, "a JWT-SVID of "+a.cfg.TrustDomain.String()+" for "+a.cfg.JWTSVID.Audience)
+	}
+	if a.enabled(MethodAPIKey) {
+		ways = append(ways, "an API key as `Authorization: Bearer mcpk_…`")
+	}
+	if a.enabled(MethodSVID) {
+		ways = append(ways, "an X.509-SVID of "+a.cfg.TrustDomain.String()+" over mTLS")
+	}
+	how := "none is accepted (mcp.auth.methods is empty)"
+	switch len(ways) {
+	case 0:
+	case 1:
+		how = ways[0]
+	default:
+		how = strings.Join(ways[:len(ways)-1], ", ") + ", or " + ways[len(ways)-1]
 	}
 	return Principal{}, refuse("", "missing", "%s needs a credential: %s", path.Clean(r.URL.Path), how)
 }
@@ -218,13 +264,20 @@ func (a *Authenticator) svid(r *http.Request) (Principal, error) {
 	if err != nil {
 		return Principal{}, refuse(MethodSVID, "malformed", "the client certificate is not an X.509-SVID: %v", err)
 	}
+	return a.agent(id, MethodSVID)
+}
+
+// agent returns the principal of an SVID's SPIFFE ID, authenticated by
+// method m, if the ID names an agent of this node: it must be in the BU's
+// trust domain and under SVIDPathPrefix. Its tenant comes from SVIDTenants.
+func (a *Authenticator) agent(id spiffeid.ID, m Method) (Principal, error) {
 	if id.TrustDomain() != a.cfg.TrustDomain {
-		return Principal{}, refuse(MethodSVID, "foreign", "%s belongs to trust domain %s; agents of this node are in %s", id, id.TrustDomain(), a.cfg.TrustDomain)
+		return Principal{}, refuse(m, "foreign-trust-domain", "%s belongs to trust domain %s; agents of this node are in %s", id, id.TrustDomain(), a.cfg.TrustDomain)
 	}
 	if !strings.HasPrefix(id.Path(), a.cfg.SVIDPathPrefix) {
-		return Principal{}, refuse(MethodSVID, "not-agent", "%s is not an agent: agent SVIDs have paths under %s", id, a.cfg.SVIDPathPrefix)
+		return Principal{}, refuse(m, "not-agent", "%s is not an agent: agent SVIDs have paths under %s", id, a.cfg.SVIDPathPrefix)
 	}
-	p := Principal{ID: id.String(), TrustDomain: id.TrustDomain().Name(), Method: MethodSVID}
+	p := Principal{ID: id.String(), TrustDomain: id.TrustDomain().Name(), Method: m}
 	best := -1
 	for _, rule := range a.cfg.SVIDTenants {
 		if strings.HasPrefix(id.Path(), rule.PathPrefix) && len(rule.PathPrefix) > best {

@@ -35,7 +35,7 @@ type keys struct {
 	good, revoked, expiring apikey.Key
 }
 
-func newKeys(t *testing.T) keys {
+func newKeys(t testing.TB) keys {
 	t.Helper()
 	f, err := state.Open("state", state.WithFS(vfs.NewMem()))
 	if err != nil {
@@ -169,7 +169,7 @@ func TestSVIDs(t *testing.T) {
 			t.Errorf("%s: principal %+v, want tenant %s", id, p, tenant)
 		}
 	}
-	wantRefused(t, a, withSVID(t, "spiffe://finance.example.corp/agent/payroll/exporter"), "foreign", "finance.example.corp")
+	wantRefused(t, a, withSVID(t, "spiffe://finance.example.corp/agent/payroll/exporter"), "foreign-trust-domain", "finance.example.corp")
 	wantRefused(t, a, withSVID(t, "spiffe://hr.example.corp/admin/alice"), "not-agent", "/agent/")
 	wantRefused(t, a, withSVID(t, "spiffe://hr.example.corp/mcpmesh/node/n1"), "not-agent", "not an agent")
 	off := New(Config{TrustDomain: td, Methods: []Method{MethodAPIKey}, SVIDPathPrefix: "/agent/"}, k.fsm)

@@ -133,52 +133,60 @@ func (v *oidcVerifier) fetch(ctx context.Context) error {
 	return nil
 }
 
+// hasKey reports whether the key set the verifier holds now (without
+// fetching) has signing key kid: a cached token needs its key still there.
+func (v *oidcVerifier) hasKey(kid string) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return slices.ContainsFunc(v.keys.Keys, func(k jose.JSONWebKey) bool { return k.KeyID == kid && (k.Use == "" || k.Use == "sig") })
+}
+
 // verify checks a bearer JWT and returns its principal.
-func (v *oidcVerifier) verify(ctx context.Context, token string) (Principal, error) {
+func (v *oidcVerifier) verify(ctx context.Context, token string) (verified, error) {
 	tok, err := jwt.ParseSigned(token, oidcAlgorithms)
 	if err != nil {
-		return Principal{}, refuse(MethodOIDC, "malformed", "the bearer token is not a signed JWT with an accepted algorithm (%s)", algNames())
+		return verified{}, refuse(MethodOIDC, "malformed", "the bearer token is not a signed JWT with an accepted algorithm (%s)", algNames())
 	}
 	if len(tok.Headers) != 1 || tok.Headers[0].KeyID == "" {
-		return Principal{}, refuse(MethodOIDC, "malformed", "the bearer JWT names no key (kid)")
+		return verified{}, refuse(MethodOIDC, "malformed", "the bearer JWT names no key (kid)")
 	}
 	key, err := v.key(ctx, tok.Headers[0].KeyID)
 	if err != nil {
-		return Principal{}, refuse(MethodOIDC, "unknown-key", "%v", err)
+		return verified{}, refuse(MethodOIDC, "unknown-key", "%v", err)
 	}
 	var std jwt.Claims
 	var extra map[string]any
 	if err := tok.Claims(key.Key, &std, &extra); err != nil {
-		return Principal{}, refuse(MethodOIDC, "bad-signature", "the bearer JWT's signature does not verify with key %q", tok.Headers[0].KeyID)
+		return verified{}, refuse(MethodOIDC, "bad-signature", "the bearer JWT's signature does not verify with key %q", tok.Headers[0].KeyID)
 	}
 	if std.Expiry == nil {
-		return Principal{}, refuse(MethodOIDC, "invalid", "the bearer JWT has no exp claim; tokens without an expiry are not accepted")
+		return verified{}, refuse(MethodOIDC, "invalid", "the bearer JWT has no exp claim; tokens without an expiry are not accepted")
 	}
 	err = std.ValidateWithLeeway(jwt.Expected{Issuer: v.cfg.Issuer, AnyAudience: jwt.Audience{v.cfg.Audience}, Time: v.now()}, v.cfg.Leeway)
 	switch {
 	case errors.Is(err, jwt.ErrExpired):
-		return Principal{}, refuse(MethodOIDC, "expired", "the bearer JWT expired at %s", std.Expiry.Time().UTC().Format(time.RFC3339))
+		return verified{}, refuse(MethodOIDC, "expired", "the bearer JWT expired at %s", std.Expiry.Time().UTC().Format(time.RFC3339))
 	case errors.Is(err, jwt.ErrNotValidYet), errors.Is(err, jwt.ErrIssuedInTheFuture):
-		return Principal{}, refuse(MethodOIDC, "not-yet-valid", "the bearer JWT is not valid yet (nbf or iat in the future)")
+		return verified{}, refuse(MethodOIDC, "not-yet-valid", "the bearer JWT is not valid yet (nbf or iat in the future)")
 	case errors.Is(err, jwt.ErrInvalidIssuer):
-		return Principal{}, refuse(MethodOIDC, "wrong-issuer", "the bearer JWT's issuer %q is not this node's identity provider %q", std.Issuer, v.cfg.Issuer)
+		return verified{}, refuse(MethodOIDC, "wrong-issuer", "the bearer JWT's issuer %q is not this node's identity provider %q", std.Issuer, v.cfg.Issuer)
 	case errors.Is(err, jwt.ErrInvalidAudience):
-		return Principal{}, refuse(MethodOIDC, "wrong-audience", "the bearer JWT is not for this resource: its audience %v does not contain %q (request the token with resource=%s)", []string(std.Audience), v.cfg.Audience, v.cfg.Audience)
+		return verified{}, refuse(MethodOIDC, "wrong-audience", "the bearer JWT is not for this resource: its audience %v does not contain %q (request the token with resource=%s)", []string(std.Audience), v.cfg.Audience, v.cfg.Audience)
 	case err != nil:
-		return Principal{}, refuse(MethodOIDC, "invalid", "the bearer JWT's claims are invalid: %v", err)
+		return verified{}, refuse(MethodOIDC, "invalid", "the bearer JWT's claims are invalid: %v", err)
 	}
 	if std.Subject == "" {
-		return Principal{}, refuse(MethodOIDC, "invalid", "the bearer JWT has no sub claim")
+		return verified{}, refuse(MethodOIDC, "invalid", "the bearer JWT has no sub claim")
 	}
 	p := Principal{ID: "oidc:" + std.Subject, Method: MethodOIDC, Scopes: scopesOf(extra)}
 	p.Tenant, _ = extra[v.cfg.TenantClaim].(string)
 	p.Groups = stringsOf(extra[v.cfg.GroupsClaim])
 	for _, s := range v.cfg.RequiredScopes {
 		if !slices.Contains(p.Scopes, s) {
-			return p, &Error{Method: MethodOIDC, Reason: "insufficient-scope", Message: fmt.Sprintf("the bearer JWT lacks scope %q; request a token with scope %q", s, strings.Join(v.cfg.RequiredScopes, " ")), insufficientScope: true}
+			return verified{p: p}, &Error{Method: MethodOIDC, Reason: "insufficient-scope", Message: fmt.Sprintf("the bearer JWT lacks scope %q; request a token with scope %q", s, strings.Join(v.cfg.RequiredScopes, " ")), insufficientScope: true}
 		}
 	}
-	return p, nil
+	return verified{p: p, exp: std.Expiry.Time(), kid: tok.Headers[0].KeyID}, nil
 }
 
 func algNames() string {

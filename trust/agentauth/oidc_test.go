@@ -27,7 +27,7 @@ const (
 // idp is an identity provider in the test: signing keys by id, and a JWKS
 // endpoint serving the public halves of those it publishes.
 type idp struct {
-	t       *testing.T
+	t       testing.TB
 	mu      sync.Mutex
 	keys    map[string]*ecdsa.PrivateKey
 	publish []string
@@ -35,7 +35,7 @@ type idp struct {
 	srv     *httptest.Server
 }
 
-func newIDP(t *testing.T, kids ...string) *idp {
+func newIDP(t testing.TB, kids ...string) *idp {
 	p := &idp{t: t, keys: map[string]*ecdsa.PrivateKey{}}
 	for _, kid := range append([]string{"k1", "k2", "rogue"}, kids...) {
 		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)

@@ -1,9 +1,14 @@
 // Package ca is mcpmesh's embedded certificate authority: one self-signed
 // root per SPIFFE trust domain (a BU's namespace), kept in a directory as
-// ca.crt and ca.key, that issues X509-SVIDs to nodes, admins and agents.
+// ca.crt and ca.key, that issues X509-SVIDs to nodes, admins and agents, and
+// JWT-SVIDs to agents.
+//
+// JWT-SVIDs are signed with an ECDSA P-256 key derived from the CA key
+// (jwt.go), so the directory format stays two files and every process that
+// loads the CA verifies the same tokens; JWTBundle is its public half.
 //
 // It owns the CA's files on disk, creating them safely when several processes
-// start on the same directory at once, issuing X509-SVIDs, and the directory
+// start on the same directory at once, issuing X509-SVIDs and JWT-SVIDs, and the directory
 // format an issued SVID is handed out in (WriteSVID, LoadSVID). It does not
 // rotate SVIDs (trust/svid does), build TLS configurations (trust/mtls),
 // replicate the CA through Raft, or fetch and federate the bundles of other
@@ -57,6 +62,7 @@ type CA struct {
 	td   spiffeid.TrustDomain
 	cert *x509.Certificate
 	key  crypto.Signer
+	jwt  jwtKey
 	now  func() time.Time
 }
 
@@ -176,8 +182,12 @@ func Parse(certPEM, keyPEM []byte, opts ...Option) (*CA, error) {
 	if !ok || !pub.Equal(cert.PublicKey) {
 		return nil, fmt.Errorf("private key does not belong to certificate %q; the key and certificate come from different CAs", cert.Subject)
 	}
+	jk, err := deriveJWTKey(key)
+	if err != nil {
+		return nil, err
+	}
 	o := newOptions(opts)
-	return &CA{td: id.TrustDomain(), cert: cert, key: key, now: o.now}, nil
+	return &CA{td: id.TrustDomain(), cert: cert, key: key, jwt: jk, now: o.now}, nil
 }
 
 // Marshal returns the CA's root certificate and private key, PEM-encoded, the
@@ -232,7 +242,11 @@ func generate(td spiffeid.TrustDomain, o options) (*CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse CA certificate: %w", err)
 	}
-	return &CA{td: td, cert: cert, key: key, now: o.now}, nil
+	jk, err := deriveJWTKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return &CA{td: td, cert: cert, key: key, jwt: jk, now: o.now}, nil
 }
 
 // randomSerial returns a random positive 128-bit serial number.

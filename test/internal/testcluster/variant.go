@@ -8,8 +8,9 @@ import (
 )
 
 // NodeOverrides are one node's deliberate departures from its cluster's
-// config: a foreign trust domain with its own CA, or an HTTPS listener. A
-// zero field keeps the cluster's value.
+// config: a foreign trust domain with its own CA, an HTTPS listener, or an
+// identity from a SPIRE Workload API. A zero field keeps the cluster's
+// value.
 type NodeOverrides struct {
 	// TrustDomain and CADir replace the cluster's trust domain and CA
 	// directory (make one with InitCA).
@@ -17,6 +18,9 @@ type NodeOverrides struct {
 	// HTTPTLS serves the node's HTTP listener over TLS with its SVID, so
 	// clients may authenticate with an admin SVID. Its URL is then HTTPSURL.
 	HTTPTLS bool
+	// WorkloadAPIAddr takes the node's identity from the Workload API at
+	// this address (trust.source: workload-api) instead of the CA.
+	WorkloadAPIAddr string
 }
 
 // WriteConfigWith (re)writes the node's config with the given bootstrap
@@ -30,6 +34,10 @@ func (n *Node) WriteConfigWith(o NodeOverrides, bootstrapYAML string) {
 	if o.CADir != "" {
 		caDir = o.CADir
 	}
+	trust := fmt.Sprintf("  ca_dir: %q", caDir)
+	if o.WorkloadAPIAddr != "" {
+		trust = fmt.Sprintf("  source: workload-api\n  workload_api_addr: %q", o.WorkloadAPIAddr)
+	}
 	cfg := fmt.Sprintf(`node_id: %s
 namespace: %s
 trust_domain: %s
@@ -42,13 +50,13 @@ raft:
   listen: %q
   no_sync: %v
 trust:
-  ca_dir: %q
+%s
 admin:
   token_file: %q
 log:
   level: debug
 %s
-%s`, n.ID, c.Opts.Namespace, td, n.DataDir, n.HTTPAddr, o.HTTPTLS, n.RaftAddr, c.Opts.NoSync, caDir, c.TokenFile, bootstrapYAML, c.Opts.ExtraYAML)
+%s`, n.ID, c.Opts.Namespace, td, n.DataDir, n.HTTPAddr, o.HTTPTLS, n.RaftAddr, c.Opts.NoSync, trust, c.TokenFile, bootstrapYAML, c.Opts.ExtraYAML)
 	if err := os.WriteFile(n.ConfigPath, []byte(cfg), 0o600); err != nil {
 		c.t.Fatalf("write config: %v", err)
 	}

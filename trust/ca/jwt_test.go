@@ -1,0 +1,122 @@
+package ca
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
+)
+
+const testAud = "spiffe://hr.example.corp/mcpmesh/gateway"
+
+func TestIssueJWTSVID(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ca")
+	c := mustInit(t, dir, hrTD, fixedClock(time.Now()))
+	id := spiffeid.RequireFromPath(hrTD, "/agent/payroll/exporter")
+
+	token, err := c.IssueJWTSVID(id, []string{testAud, "other"}, 5*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A valid JWT-SVID by go-spiffe's rules, verified with the CA's bundle.
+	s, err := jwtsvid.ParseAndValidate(token, c.JWTBundle(), []string{testAud})
+	if err != nil {
+		t.Fatalf("ParseAndValidate: %v", err)
+	}
+	if s.ID != id || len(s.Audience) != 2 || time.Until(s.Expiry) > 5*time.Minute || time.Until(s.Expiry) < 4*time.Minute {
+		t.Errorf("JWT-SVID = %v aud %v exp %v", s.ID, s.Audience, s.Expiry)
+	}
+	tok, err := jwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := tok.Headers[0]; h.KeyID == "" || h.ExtraHeaders[jose.HeaderType] != "JWT" {
+		t.Errorf("header = kid %q typ %v; want a key id and typ JWT", h.KeyID, h.ExtraHeaders[jose.HeaderType])
+	}
+
+	// The signing key is derived from the CA key: the same CA loaded again
+	// verifies it; another CA of the same trust domain does not.
+	again, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := jwtsvid.ParseAndValidate(token, again.JWTBundle(), []string{testAud}); err != nil {
+		t.Errorf("the reloaded CA's bundle does not verify the token: %v", err)
+	}
+	other := mustInit(t, filepath.Join(t.TempDir(), "ca"), hrTD)
+	if _, err := jwtsvid.ParseAndValidate(token, other.JWTBundle(), []string{testAud}); err == nil {
+		t.Error("another CA's bundle verifies the token")
+	}
+	// The JWT key is not the X.509 root key.
+	if c.jwt.priv.PublicKey.Equal(c.cert.PublicKey) {
+		t.Error("JWT-SVIDs are signed with the root certificate's key")
+	}
+	if _, err := jwtsvid.ParseAndValidate(token, c.JWTBundle(), []string{"spiffe://hr.example.corp/elsewhere"}); err == nil {
+		t.Error("the token is accepted for an audience it does not name")
+	}
+}
+
+func TestIssueJWTSVIDCappedAtCAExpiry(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ca")
+	created := mustInit(t, dir, hrTD, fixedClock(t0))
+	caEnd := created.Bundle().X509Authorities()[0].NotAfter
+	c, err := Load(dir, fixedClock(caEnd.Add(-30*time.Minute)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := c.IssueJWTSVID(spiffeid.RequireFromPath(hrTD, "/agent/x"), []string{testAud}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := jwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cl jwt.Claims
+	if err := tok.Claims(&created.jwt.priv.PublicKey, &cl); err != nil {
+		t.Fatal(err)
+	}
+	if !cl.Expiry.Time().Equal(caEnd.Truncate(time.Second)) {
+		t.Errorf("exp = %v, want the CA's expiry %v", cl.Expiry.Time(), caEnd)
+	}
+}
+
+func TestIssueJWTSVIDErrors(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ca")
+	created := mustInit(t, dir, hrTD, fixedClock(t0))
+	caEnd := created.Bundle().X509Authorities()[0].NotAfter
+	expired, err := Load(dir, fixedClock(caEnd.Add(time.Second)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent := spiffeid.RequireFromPath(hrTD, "/agent/x")
+	tests := []struct {
+		name string
+		ca   *CA
+		id   spiffeid.ID
+		aud  []string
+		ttl  time.Duration
+		want string
+	}{
+		{"foreign trust domain", created, spiffeid.RequireFromPath(financeTD, "/agent/x"), []string{testAud}, time.Minute, `not in trust domain "hr.example.corp"`},
+		{"empty ID", created, spiffeid.ID{}, []string{testAud}, time.Minute, "SPIFFE ID is empty"},
+		{"trust domain ID", created, hrTD.ID(), []string{testAud}, time.Minute, "names a trust domain"},
+		{"no audience", created, agent, nil, time.Minute, "name the audience"},
+		{"empty audience", created, agent, []string{""}, time.Minute, "name the audience"},
+		{"zero ttl", created, agent, []string{testAud}, 0, "not positive"},
+		{"expired CA", expired, agent, []string{testAud}, time.Minute, "expired"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := tt.ca.IssueJWTSVID(tt.id, tt.aud, tt.ttl)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
