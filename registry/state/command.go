@@ -27,6 +27,9 @@ const (
 	CmdRevokeAPIKey  CommandType = 6
 	CmdPutProfile    CommandType = 7
 	CmdDeleteProfile CommandType = 8
+	// 9 and 10 are taken by policy commands.
+	CmdRotateSigningKey CommandType = 11
+	CmdDeleteSigningKey CommandType = 12
 )
 
 // String names the command type for logs and errors.
@@ -48,6 +51,10 @@ func (t CommandType) String() string {
 		return "put-profile"
 	case CmdDeleteProfile:
 		return "delete-profile"
+	case CmdRotateSigningKey:
+		return "rotate-signing-key"
+	case CmdDeleteSigningKey:
+		return "delete-signing-key"
 	}
 	return fmt.Sprintf("unknown(%d)", uint8(t))
 }
@@ -102,6 +109,10 @@ func Encode(cmd any) ([]byte, error) {
 		t = CmdPutProfile
 	case DeleteProfile, *DeleteProfile:
 		t = CmdDeleteProfile
+	case RotateSigningKey, *RotateSigningKey:
+		t = CmdRotateSigningKey
+	case DeleteSigningKey, *DeleteSigningKey:
+		t = CmdDeleteSigningKey
 	default:
 		return nil, fmt.Errorf("encode command: unsupported type %T", cmd)
 	}

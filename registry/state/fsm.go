@@ -195,6 +195,10 @@ func (f *FSM) applyCommand(b *pebble.Batch, l *raft.Log) any {
 		return applyJSON(b, l.Index, t, body, f.applyPutProfile)
 	case CmdDeleteProfile:
 		return applyJSON(b, l.Index, t, body, f.applyDeleteProfile)
+	case CmdRotateSigningKey:
+		return applyJSON(b, l.Index, t, body, f.applyRotateSigningKey)
+	case CmdDeleteSigningKey:
+		return applyJSON(b, l.Index, t, body, f.applyDeleteSigningKey)
 	case CmdNoop:
 		return ApplyResult{Index: l.Index, Unchanged: true}
 	}
