@@ -69,6 +69,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzUnwrapState -fuzztime $(FUZZTIME) ./node/gateway/
 	$(GO) test -run '^$$' -fuzz FuzzUpstreamURI -fuzztime $(FUZZTIME) ./node/gateway/
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./trust/apikey/
+	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime $(FUZZTIME) ./trust/tokens/
 
 clean:
 	rm -rf bin examples/cluster/data
