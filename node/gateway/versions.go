@@ -112,6 +112,9 @@ func (g *Gateway) call(ctx context.Context, ep *endpoint, req *mcp.CallToolReque
 		meta = mcp.Meta{}
 	}
 	meta[MetaVersion] = e.version
+	if id := requestIDOf(ctx); id != "" {
+		meta[MetaRequestID] = id
+	}
 	if c.pinnedBy != "" {
 		meta[MetaPinnedBy] = c.pinnedBy
 	}

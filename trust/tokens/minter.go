@@ -1,11 +1,13 @@
 package tokens
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -39,6 +41,9 @@ type Minter struct {
 	now    func() time.Time
 	logger *slog.Logger
 	keys   atomic.Pointer[keyring]
+	// hasKey is closed once the minter first has an active key.
+	hasKey   chan struct{}
+	hasKeyMu sync.Once
 
 	minted *prometheus.CounterVec
 }
@@ -57,7 +62,7 @@ func NewMinter(cfg Config, opts ...Option) (*Minter, error) {
 		return nil, fmt.Errorf("tokens: TTL %s is too short; use at least 1s", cfg.TTL)
 	}
 	o := newOptions(opts)
-	m := &Minter{cfg: cfg, now: o.now, logger: o.logger,
+	m := &Minter{cfg: cfg, now: o.now, logger: o.logger, hasKey: make(chan struct{}),
 		minted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mcpmesh_tokens_minted_total",
 			Help: "Tokens minted toward upstreams, by audience (upstream server) and outcome (ok, no_key, error)."}, []string{"audience", "outcome"})}
 	m.keys.Store(&keyring{})
@@ -114,10 +119,23 @@ func (m *Minter) SetKeys(keys []state.SigningKey) error {
 		return err
 	}
 	prev := m.keys.Swap(kr)
+	if kr.active != nil {
+		m.hasKeyMu.Do(func() { close(m.hasKey) })
+	}
 	if a := kr.active; a != nil && (prev.active == nil || prev.active.id != a.id) {
 		m.logger.Info("tokens: signing with a new key", "kid", a.id, "published", len(kr.public.Keys))
 	}
 	return nil
+}
+
+// WaitKey waits until the minter has had an active key, or ctx ends.
+func (m *Minter) WaitKey(ctx context.Context) error {
+	select {
+	case <-m.hasKey:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("no token signing key yet: %w", ctx.Err())
+	}
 }
 
 // ActiveKeyID is the id of the key tokens are signed with now, or "".
