@@ -424,3 +424,24 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkMint is the cost minting adds to every upstream request.
+func BenchmarkMint(b *testing.B) {
+	m, err := NewMinter(Config{Issuer: issuer, Node: nodeID})
+	if err != nil {
+		b.Fatal(err)
+	}
+	k, err := NewKey(time.Now())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := m.SetKeys([]state.SigningKey{{ID: k.ID, Algorithm: k.Algorithm, Private: k.Private, CreatedAt: k.At}}); err != nil {
+		b.Fatal(err)
+	}
+	c := Caller{Principal: "apikey:aaaaaaaaaaaa", Tenant: "payroll", RequestID: "r"}
+	for b.Loop() {
+		if _, err := m.Mint(audience, c); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
