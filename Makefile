@@ -70,6 +70,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzUpstreamURI -fuzztime $(FUZZTIME) ./node/gateway/
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./trust/apikey/
 	$(GO) test -run '^$$' -fuzz FuzzBearer -fuzztime $(FUZZTIME) ./trust/agentauth/
+	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime $(FUZZTIME) ./trust/tokens/
 
 clean:
 	rm -rf bin examples/cluster/data

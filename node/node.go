@@ -27,6 +27,7 @@ import (
 	"github.com/mcpmesh/mcpmesh/registry/cluster"
 	"github.com/mcpmesh/mcpmesh/trust/agentauth"
 	"github.com/mcpmesh/mcpmesh/trust/mtls"
+	"github.com/mcpmesh/mcpmesh/trust/tokens"
 )
 
 // nodeALPN is the ALPN protocol of the node port.
@@ -41,6 +42,8 @@ type Node struct {
 	identity *identity
 	cluster  *cluster.Cluster
 	pool     *upstream.Pool
+	minter   *tokens.Minter
+	keys     *tokens.Rotator
 	gateway  *gateway.Gateway
 	auth     *adminauth.Authenticator
 	agents   *agentauth.Authenticator
@@ -148,7 +151,17 @@ func New(cfg config.Config, opts ...Option) (n *Node, err error) {
 	if err := n.registry.Register(newCollector(n)); err != nil {
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}
-	n.pool = upstream.NewPool(upstream.Config{CallTimeout: cfg.MCP.CallTimeout, MaxConcurrent: cfg.MCP.MaxConcurrentPerUpstream}, upstream.WithLogger(n.logger))
+	// newIdentity checked that this is a valid SPIFFE ID.
+	nodeID, err := spiffeid.FromSegments(td, "mcpmesh", "node", cfg.NodeID)
+	if err != nil {
+		return nil, fmt.Errorf("node SPIFFE ID: %w", err)
+	}
+	n.minter, n.keys, err = newTokens(cfg, td, nodeID, n.cluster, n.logger, n.registry)
+	if err != nil {
+		return nil, err
+	}
+	n.pool = upstream.NewPool(upstream.Config{CallTimeout: cfg.MCP.CallTimeout, MaxConcurrent: cfg.MCP.MaxConcurrentPerUpstream},
+		upstream.WithLogger(n.logger), upstream.WithTokens(n.minter))
 	n.agents, err = newAgentAuth(cfg, td, n.cluster.FSM, n.identity.jwt, n.logger, n.registry)
 	if err != nil {
 		return nil, err
@@ -175,9 +188,13 @@ func (n *Node) HTTPAddr() net.Addr { return n.httpLn.Addr() }
 func (n *Node) Cluster() *cluster.Cluster { return n.cluster }
 
 // WaitServing waits until the MCP front door serves the registry state as
-// this node has applied it now, or ctx ends.
+// this node has applied it now, and the node can mint upstream tokens (its
+// namespace has a signing key), or ctx ends.
 func (n *Node) WaitServing(ctx context.Context) error {
-	return n.gateway.WaitSynced(ctx, n.cluster.FSM.AppliedIndex())
+	if err := n.gateway.WaitSynced(ctx, n.cluster.FSM.AppliedIndex()); err != nil {
+		return err
+	}
+	return n.minter.WaitKey(ctx)
 }
 
 func (n *Node) handler() http.Handler {
@@ -191,6 +208,8 @@ func (n *Node) handler() http.Handler {
 	}
 	mux.Handle("/mcp", mcpHandler)
 	mux.Handle("/mcp/", mcpHandler)
+	// The key set upstreams verify the node's tokens with: public, no auth.
+	mux.Handle("GET "+tokens.JWKSPath, n.minter.JWKSHandler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
@@ -236,6 +255,13 @@ func (n *Node) Run(ctx context.Context) error {
 	g.Go(func() error {
 		if err := n.identity.run(gctx); err != nil && !errors.Is(err, context.Canceled) {
 			return fmt.Errorf("SVID rotation: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error { return loadSigningKeys(gctx, n.cluster, n.minter, n.logger) })
+	g.Go(func() error {
+		if err := n.keys.Run(gctx); err != nil {
+			return fmt.Errorf("signing key rotation: %w", err)
 		}
 		return nil
 	})

@@ -73,7 +73,7 @@ type toolFunc func(ctx context.Context, req *mcp.CallToolRequest, args json.RawM
 // newCardServer returns an MCP server advertising exactly the tools of the
 // card name@version, each served by handlers[tool name]. The card and the
 // handlers must name the same tools.
-func newCardServer(name, version string, handlers map[string]toolFunc) (*mcp.Server, error) {
+func newCardServer(name, version string, handlers map[string]toolFunc, set settings) (*mcp.Server, error) {
 	c, err := Card(name, version)
 	if err != nil {
 		return nil, err
@@ -102,7 +102,7 @@ func newCardServer(name, version string, handlers map[string]toolFunc) (*mcp.Ser
 		if err != nil {
 			return nil, fmt.Errorf("example server %s@%s: %w", name, version, err)
 		}
-		s.AddTool(tool, validated(tv.Name, input, h))
+		s.AddTool(tool, validated(name, tv.Name, input, set, h))
 	}
 	for tool := range handlers {
 		if !seen[tool] {
@@ -171,13 +171,19 @@ func compileSchema(tv card.ToolVersion, raw json.RawMessage) (*jsonschema.Schema
 	return s, nil
 }
 
-// validated returns the go-sdk handler of a tool: it checks the arguments
-// against the tool's input schema and answers a JSON-RPC invalid-params error
-// (-32602) without calling h when they do not match.
-func validated(name string, input *jsonschema.Schema, h toolFunc) mcp.ToolHandler {
+// validated returns the go-sdk handler of a tool of server: it checks the
+// call's node token (authorize) and answers the refusal without calling h
+// when it does not pass, then checks the arguments against the tool's
+// input schema and answers a JSON-RPC invalid-params error (-32602)
+// without calling h when they do not match.
+func validated(server, name string, input *jsonschema.Schema, set settings, h toolFunc) mcp.ToolHandler {
 	return func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		ctx, release := withCarrier(ctx)
 		defer release()
+		ctx, refused := set.authorize(ctx, server, req)
+		if refused != nil {
+			return refused, nil
+		}
 		args := req.Params.Arguments
 		if t := bytes.TrimSpace(args); len(t) == 0 || bytes.Equal(t, []byte("null")) {
 			args = json.RawMessage("{}")

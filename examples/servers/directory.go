@@ -20,9 +20,9 @@ type employee struct {
 	Tenant   string `json:"tenant"`
 }
 
-// salaryBand is the pay range of one job grade. Grades are unique across
-// tenants (payroll uses E and M grades, benefits B grades), so a lookup by
-// grade is unambiguous even before tenant isolation.
+// salaryBand is the pay range of one job grade in one tenant: payroll uses E
+// and M grades, benefits B grades, and both have an E3 band (of their own
+// pay scales), so a lookup shows which tenant's table answered.
 type salaryBand struct {
 	Grade    string
 	MinCents int64
@@ -49,6 +49,7 @@ var salaryBands = []salaryBand{
 	{"E4", 11_500_000, 15_500_000, "USD", "payroll"},
 	{"E5", 14_500_000, 19_500_000, "USD", "payroll"},
 	{"M1", 16_000_000, 22_000_000, "USD", "payroll"},
+	{"E3", 7_000_000, 9_500_000, "EUR", "benefits"},
 	{"B3", 6_500_000, 8_500_000, "EUR", "benefits"},
 	{"B4", 8_000_000, 10_500_000, "EUR", "benefits"},
 	{"B5", 10_000_000, 13_000_000, "EUR", "benefits"},
@@ -59,11 +60,11 @@ var salaryBands = []salaryBand{
 // concurrent use and holds no state beyond its fixed records. It panics only
 // if the embedded card no longer matches the handlers, which this package's
 // tests rule out.
-func NewDirectory() *mcp.Server {
+func NewDirectory(opts ...Option) *mcp.Server {
 	s, err := newCardServer(DirectoryName, "1.0.0", map[string]toolFunc{
 		"search_employees": searchEmployees,
 		"get_salary_band":  getSalaryBand,
-	})
+	}, newSettings(opts))
 	if err != nil {
 		panic(fmt.Sprintf("examples/servers: %v", err)) // static, embedded input
 	}
@@ -79,7 +80,7 @@ type searchResult struct {
 
 // searchEmployees finds employees whose name, team or location contains the
 // query, case-insensitively, up to limit (default 20).
-func searchEmployees(_ context.Context, req *mcp.CallToolRequest, raw json.RawMessage) (*mcp.CallToolResult, error) {
+func searchEmployees(ctx context.Context, req *mcp.CallToolRequest, raw json.RawMessage) (*mcp.CallToolResult, error) {
 	args := struct {
 		Query string `json:"query"`
 		Limit *int   `json:"limit"`
@@ -94,7 +95,7 @@ func searchEmployees(_ context.Context, req *mcp.CallToolRequest, raw json.RawMe
 	q := strings.ToLower(args.Query)
 	res := searchResult{Employees: []employee{}}
 	for _, e := range employees {
-		if !tenantVisible(req, e.Tenant) {
+		if !tenantVisible(ctx, e.Tenant) {
 			continue
 		}
 		if !strings.Contains(strings.ToLower(e.Name), q) &&
@@ -132,7 +133,7 @@ type bandResult struct {
 
 // getSalaryBand returns the band of one grade; an unknown grade is a business
 // error.
-func getSalaryBand(_ context.Context, req *mcp.CallToolRequest, raw json.RawMessage) (*mcp.CallToolResult, error) {
+func getSalaryBand(ctx context.Context, req *mcp.CallToolRequest, raw json.RawMessage) (*mcp.CallToolResult, error) {
 	args := struct {
 		Grade string `json:"grade"`
 	}{}
@@ -140,7 +141,7 @@ func getSalaryBand(_ context.Context, req *mcp.CallToolRequest, raw json.RawMess
 		return nil, err
 	}
 	for _, b := range salaryBands {
-		if b.Grade == args.Grade && tenantVisible(req, b.Tenant) {
+		if b.Grade == args.Grade && tenantVisible(ctx, b.Tenant) {
 			return structured(bandResult{b.Grade, b.MinCents, b.MaxCents, b.Currency}, "")
 		}
 	}

@@ -19,6 +19,7 @@ func TestDirectoryCalls(t *testing.T) {
 	}
 	tests := []struct {
 		name      string
+		tenant    string // the caller's
 		tool      string
 		args      map[string]any
 		wantIDs   []string // search_employees: employee ids, in order
@@ -28,40 +29,48 @@ func TestDirectoryCalls(t *testing.T) {
 		wantError bool // isError result
 	}{
 		{
-			name: "search by location", tool: "search_employees", args: map[string]any{"query": "boston"},
+			name: "search by location", tenant: "benefits", tool: "search_employees", args: map[string]any{"query": "boston"},
 			wantIDs: []string{"E-2001", "E-2003"}, wantTotal: 2, wantText: "Margaret Hamilton",
 		},
 		{
-			name: "search rows of both tenants", tool: "search_employees", args: map[string]any{"query": "platform"},
-			wantIDs: []string{"E-2001", "E-2002"}, wantTotal: 2, wantText: "tenant benefits",
-		},
-		{
-			name: "search by team with limit", tool: "search_employees", args: map[string]any{"query": "PAYROLL-eng", "limit": 1},
-			wantIDs: []string{"E-1001"}, wantTotal: 2, wantText: "the first 1",
-		},
-		{
-			name: "search without match", tool: "search_employees", args: map[string]any{"query": "zz"},
+			name: "another tenant's rows stay hidden", tenant: "payroll", tool: "search_employees", args: map[string]any{"query": "boston"},
 			wantIDs: []string{}, wantTotal: 0, wantText: "No employee matches",
 		},
 		{
-			name: "salary band", tool: "get_salary_band", args: map[string]any{"grade": "E4"},
+			name: "search by team with limit", tenant: "payroll", tool: "search_employees", args: map[string]any{"query": "PAYROLL-eng", "limit": 1},
+			wantIDs: []string{"E-1001"}, wantTotal: 2, wantText: "the first 1",
+		},
+		{
+			name: "search without match", tenant: "payroll", tool: "search_employees", args: map[string]any{"query": "zz"},
+			wantIDs: []string{}, wantTotal: 0, wantText: "No employee matches",
+		},
+		{
+			name: "salary band", tenant: "payroll", tool: "get_salary_band", args: map[string]any{"grade": "E4"},
 			wantBand: &bandResult{"E4", 11_500_000, 15_500_000, "USD"}, wantText: `"min_cents":11500000`,
 		},
 		{
-			name: "salary band of the other tenant", tool: "get_salary_band", args: map[string]any{"grade": "B3"},
+			name: "salary band of the other tenant", tenant: "benefits", tool: "get_salary_band", args: map[string]any{"grade": "B3"},
 			wantBand: &bandResult{"B3", 6_500_000, 8_500_000, "EUR"},
 		},
 		{
-			name: "unknown grade is a business error", tool: "get_salary_band", args: map[string]any{"grade": "Z9"},
+			name: "another tenant's grade is unknown", tenant: "payroll", tool: "get_salary_band", args: map[string]any{"grade": "B3"},
+			wantError: true, wantText: `No salary band for grade "B3" in your tenant`,
+		},
+		{
+			name: "unknown grade is a business error", tenant: "payroll", tool: "get_salary_band", args: map[string]any{"grade": "Z9"},
 			wantError: true, wantText: `No salary band for grade "Z9"`,
 		},
 	}
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
-			cs := connect(t, Handler(NewDirectory(), m.stateless), m, nil, nil)
+			h := Handler(NewDirectory(access(DirectoryName)), m.stateless)
+			sessions := map[string]*mcp.ClientSession{
+				"payroll":  connect(t, h, m, nil, as(t, DirectoryName, "payroll")),
+				"benefits": connect(t, h, m, nil, as(t, DirectoryName, "benefits")),
+			}
 			for _, tt := range tests {
 				t.Run(tt.name, func(t *testing.T) {
-					res := callTool(t, cs, tt.tool, tt.args)
+					res := callTool(t, sessions[tt.tenant], tt.tool, tt.args)
 					if res.IsError != tt.wantError {
 						t.Fatalf("isError = %v, want %v; content: %s", res.IsError, tt.wantError, text(res))
 					}
@@ -130,7 +139,7 @@ func TestInvalidArgumentsAreProtocolErrors(t *testing.T) {
 			for _, tt := range tests {
 				t.Run(tt.name, func(t *testing.T) {
 					ex := examplesUnderTest[tt.example]
-					cs := connect(t, Handler(ex.new(t), m.stateless), m, nil, nil)
+					cs := connect(t, Handler(ex.new(t), m.stateless), m, nil, as(t, ex.name, "payroll"))
 					res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: tt.tool, Arguments: tt.args})
 					if err == nil {
 						t.Fatalf("got a result (isError %v: %s), want JSON-RPC error -32602", res.IsError, text(res))

@@ -41,14 +41,22 @@
 // # Tenants
 //
 // Every record has a tenant: payroll and benefits in the directory, treasury
-// and procurement in the ledger. Tenant isolation from the node-minted
-// upstream token is not implemented yet: the servers return every tenant's
-// rows, and tenantVisible (tenant.go) is where the filter will go.
+// and procurement in the ledger. A tool call must carry a token minted for
+// this server by the mcpmesh node it trusts (package trust/tokens): the
+// Authorization bearer token of the HTTP request that carried the call, or
+// on stdio _meta["io.mcpmesh/token"]. The server checks it against the
+// node's key set (WithVerifier: issuer, audience = the server's name,
+// expiry, ES256 signature by a published key) and returns only the records
+// of the token's tenant (tenant.go). A call without a valid token, or whose
+// token has no tenant (an anonymous agent, the node itself), gets an
+// isError result saying why and sees no record. Listing tools and setting
+// up a session need no token: they reveal nothing beyond the card.
 //
 // Data lives in memory and is deterministic: every server value starts from
 // the same records, and a ledger's transfers last as long as the value.
 //
 // It owns the example servers and Recorder, a test aid that records the
 // JSON-RPC requests an upstream received. It does not own the cards (package
-// examples), the gateway, nor token minting or verification.
+// examples), the gateway, nor token minting or verification (it uses
+// trust/tokens' Verifier, as a server in Go would; any JOSE library does).
 package servers

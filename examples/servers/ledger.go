@@ -72,6 +72,8 @@ type ledgerOptions struct {
 	// reportCanceled, if set, is called when generate_report stops because
 	// its call was cancelled.
 	reportCanceled func()
+	// settings are the server's Options.
+	settings settings
 }
 
 // transfer is one booked transfer.
@@ -101,8 +103,8 @@ type ledger struct {
 // returns a ledger with the same opening balances and no transfers; the
 // server is safe for concurrent use. The error wraps ErrUnknownServer for any
 // other version.
-func NewLedger(version string) (*mcp.Server, error) {
-	s, _, err := newLedger(version, ledgerOptions{now: time.Now, stepDelay: defaultStepDelay, after: time.After})
+func NewLedger(version string, opts ...Option) (*mcp.Server, error) {
+	s, _, err := newLedger(version, ledgerOptions{now: time.Now, stepDelay: defaultStepDelay, after: time.After, settings: newSettings(opts)})
 	return s, err
 }
 
@@ -120,7 +122,7 @@ func newLedger(version string, opts ledgerOptions) (*mcp.Server, *ledger, error)
 	default:
 		return nil, nil, fmt.Errorf("%w %s@%s; the ledger has versions 1.0.0 and 2.0.0", ErrUnknownServer, LedgerName, version)
 	}
-	s, err := newCardServer(LedgerName, version, handlers)
+	s, err := newCardServer(LedgerName, version, handlers, opts.settings)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -133,9 +135,9 @@ func (l *ledger) today() string {
 }
 
 // account returns the account with id if the caller may see it.
-func (l *ledger) account(req *mcp.CallToolRequest, id string) (account, bool) {
+func (l *ledger) account(ctx context.Context, id string) (account, bool) {
 	for _, a := range accounts {
-		if a.ID == id && tenantVisible(req, a.Tenant) {
+		if a.ID == id && tenantVisible(ctx, a.Tenant) {
 			return a, true
 		}
 	}
@@ -189,7 +191,7 @@ type balanceV2 struct {
 
 // getBalance answers an account's balance at the end of as_of (default
 // today), in the version's output shape.
-func (l *ledger) getBalance(_ context.Context, req *mcp.CallToolRequest, raw json.RawMessage) (*mcp.CallToolResult, error) {
+func (l *ledger) getBalance(ctx context.Context, req *mcp.CallToolRequest, raw json.RawMessage) (*mcp.CallToolResult, error) {
 	args := struct {
 		AccountID string `json:"account_id"`
 		AsOf      string `json:"as_of"`
@@ -197,7 +199,7 @@ func (l *ledger) getBalance(_ context.Context, req *mcp.CallToolRequest, raw jso
 	if err := decodeArgs("get_balance", raw, &args); err != nil {
 		return nil, err
 	}
-	a, ok := l.account(req, args.AccountID)
+	a, ok := l.account(ctx, args.AccountID)
 	if !ok {
 		return toolError("Unknown account %s: no such account in your tenant.", args.AccountID), nil
 	}
@@ -260,7 +262,7 @@ func (t transfer) sameAs(args transferArgs) bool {
 
 // transferFunds books a transfer between two accounts of the same currency,
 // refusing overdrafts; a repeated idempotency key returns the first booking.
-func (l *ledger) transferFunds(_ context.Context, req *mcp.CallToolRequest, raw json.RawMessage) (*mcp.CallToolResult, error) {
+func (l *ledger) transferFunds(ctx context.Context, req *mcp.CallToolRequest, raw json.RawMessage) (*mcp.CallToolResult, error) {
 	var args transferArgs
 	if err := decodeArgs("transfer_funds", raw, &args); err != nil {
 		return nil, err
@@ -285,11 +287,11 @@ func (l *ledger) transferFunds(_ context.Context, req *mcp.CallToolRequest, raw 
 	if args.FromAccount == args.ToAccount {
 		return toolError("Cannot transfer from %s to itself: choose two different accounts.", args.FromAccount), nil
 	}
-	from, ok := l.account(req, args.FromAccount)
+	from, ok := l.account(ctx, args.FromAccount)
 	if !ok {
 		return toolError("Unknown account %s (from_account): no such account in your tenant.", args.FromAccount), nil
 	}
-	to, ok := l.account(req, args.ToAccount)
+	to, ok := l.account(ctx, args.ToAccount)
 	if !ok {
 		return toolError("Unknown account %s (to_account): no such account in your tenant.", args.ToAccount), nil
 	}
@@ -370,7 +372,7 @@ func (l *ledger) generateReport(ctx context.Context, req *mcp.CallToolRequest, r
 
 	var visible []account
 	for _, a := range accounts {
-		if tenantVisible(req, a.Tenant) {
+		if tenantVisible(ctx, a.Tenant) {
 			visible = append(visible, a)
 		}
 	}
@@ -406,7 +408,7 @@ func (l *ledger) generateReport(ctx context.Context, req *mcp.CallToolRequest, r
 	if args.Kind == "profit_and_loss" {
 		months := int64((start.Year()-2026)*12 + int(start.Month()) - 1)
 		for _, pl := range monthlyPL {
-			if !tenantVisible(req, pl.Tenant) {
+			if !tenantVisible(ctx, pl.Tenant) {
 				continue
 			}
 			rev := pl.RevenueCents * (100 + months) / 100

@@ -20,7 +20,8 @@ var testNow = time.Date(2026, 3, 15, 10, 30, 0, 0, time.UTC)
 // testLedgerOptions is a ledger at testNow whose report steps take no time.
 func testLedgerOptions() ledgerOptions {
 	return ledgerOptions{
-		now: func() time.Time { return testNow },
+		settings: newSettings([]Option{access(LedgerName)}),
+		now:      func() time.Time { return testNow },
 		after: func(time.Duration) <-chan time.Time {
 			c := make(chan time.Time, 1)
 			c <- testNow
@@ -81,34 +82,40 @@ func balanceOf(t *testing.T, version string, res *mcp.CallToolResult) int64 {
 func TestLedgerGetBalance(t *testing.T) {
 	tests := []struct {
 		name      string
+		tenant    string // the caller's
 		args      map[string]any
 		wantV1    string // structuredContent in 1.0.0
 		wantV2    string // structuredContent in 2.0.0
 		wantError string // substring of an isError result
 	}{
 		{
-			name:   "today by default",
+			name: "today by default", tenant: "treasury",
 			args:   map[string]any{"account_id": "ACC-1001"},
 			wantV1: `{"account_id":"ACC-1001","balance_cents":125000000,"currency":"USD","as_of":"2026-03-15"}`,
 			wantV2: `{"account_id":"ACC-1001","balance":{"amount_cents":125000000,"currency":"USD"},"as_of":"2026-03-15"}`,
 		},
 		{
-			name:   "other tenant, other currency, past date",
+			name: "other tenant, other currency, past date", tenant: "procurement",
 			args:   map[string]any{"account_id": "ACC-2003", "as_of": "2026-02-01"},
 			wantV1: `{"account_id":"ACC-2003","balance_cents":5000000,"currency":"GBP","as_of":"2026-02-01"}`,
 			wantV2: `{"account_id":"ACC-2003","balance":{"amount_cents":5000000,"currency":"GBP"},"as_of":"2026-02-01"}`,
 		},
-		{name: "unknown account", args: map[string]any{"account_id": "ACC-9999"}, wantError: "Unknown account ACC-9999"},
-		{name: "before the ledger opened", args: map[string]any{"account_id": "ACC-1001", "as_of": "2025-12-31"}, wantError: "starts on 2026-01-01"},
-		{name: "future date", args: map[string]any{"account_id": "ACC-1001", "as_of": "2026-03-16"}, wantError: "in the future"},
+		{name: "unknown account", tenant: "treasury", args: map[string]any{"account_id": "ACC-9999"}, wantError: "Unknown account ACC-9999"},
+		{name: "another tenant's account is unknown", tenant: "treasury", args: map[string]any{"account_id": "ACC-2003"}, wantError: "Unknown account ACC-2003"},
+		{name: "before the ledger opened", tenant: "treasury", args: map[string]any{"account_id": "ACC-1001", "as_of": "2025-12-31"}, wantError: "starts on 2026-01-01"},
+		{name: "future date", tenant: "treasury", args: map[string]any{"account_id": "ACC-1001", "as_of": "2026-03-16"}, wantError: "in the future"},
 	}
 	for _, version := range []string{"1.0.0", "2.0.0"} {
 		for _, m := range modes {
 			t.Run(version+"/"+m.name, func(t *testing.T) {
-				cs := connect(t, Handler(mustLedger(t, version, testLedgerOptions()), m.stateless), m, nil, nil)
+				h := Handler(mustLedger(t, version, testLedgerOptions()), m.stateless)
+				sessions := map[string]*mcp.ClientSession{
+					"treasury":    connect(t, h, m, nil, as(t, LedgerName, "treasury")),
+					"procurement": connect(t, h, m, nil, as(t, LedgerName, "procurement")),
+				}
 				for _, tt := range tests {
 					t.Run(tt.name, func(t *testing.T) {
-						res := callTool(t, cs, "get_balance", tt.args)
+						res := callTool(t, sessions[tt.tenant], "get_balance", tt.args)
 						if tt.wantError != "" {
 							if !res.IsError || !strings.Contains(text(res), tt.wantError) {
 								t.Fatalf("isError %v, text %q; want an isError result containing %q", res.IsError, text(res), tt.wantError)
@@ -188,9 +195,22 @@ func TestTransferFunds(t *testing.T) {
 	for _, version := range []string{"1.0.0", "2.0.0"} {
 		for _, m := range modes {
 			t.Run(version+"/"+m.name, func(t *testing.T) {
-				cs := connect(t, Handler(mustLedger(t, version, testLedgerOptions()), m.stateless), m, nil, nil)
+				// Both tenants' agents call the same ledger; each step is
+				// by the tenant of its accounts.
+				h := Handler(mustLedger(t, version, testLedgerOptions()), m.stateless)
+				sessions := map[string]*mcp.ClientSession{
+					"treasury":    connect(t, h, m, nil, as(t, LedgerName, "treasury")),
+					"procurement": connect(t, h, m, nil, as(t, LedgerName, "procurement")),
+				}
 				for _, st := range steps {
-					res := callTool(t, cs, st.tool, st.args)
+					tenant := "treasury"
+					if from, _ := st.args["from_account"].(string); strings.HasPrefix(from, "ACC-2") {
+						tenant = "procurement"
+					}
+					if id, _ := st.args["account_id"].(string); strings.HasPrefix(id, "ACC-2") {
+						tenant = "procurement"
+					}
+					res := callTool(t, sessions[tenant], st.tool, st.args)
 					switch {
 					case st.wantError != "":
 						if !res.IsError || !strings.Contains(text(res), st.wantError) {
@@ -244,7 +264,7 @@ func TestGenerateReport(t *testing.T) {
 		t.Run(m.name, func(t *testing.T) {
 			log := newProgressLog()
 			cs := connect(t, Handler(mustLedger(t, "2.0.0", testLedgerOptions()), m.stateless), m,
-				&mcp.ClientOptions{ProgressNotificationHandler: log.handler}, nil)
+				&mcp.ClientOptions{ProgressNotificationHandler: log.handler}, as(t, LedgerName, "treasury"))
 
 			// Without a progress token: a report and no notifications.
 			res := callTool(t, cs, "generate_report", map[string]any{"kind": "profit_and_loss", "period": "2026-03"})
@@ -253,13 +273,11 @@ func TestGenerateReport(t *testing.T) {
 			}
 			var pl report
 			decodeStructured(t, res, &pl)
+			// Treasury's agent sees treasury's lines only.
 			wantPL := []reportLine{
 				{"treasury", "revenue", 428_400_000, "USD"},
 				{"treasury", "costs", -316_200_000, "USD"},
 				{"treasury", "net income", 112_200_000, "USD"},
-				{"procurement", "revenue", 153_000_000, "USD"},
-				{"procurement", "costs", -188_700_000, "USD"},
-				{"procurement", "net income", -35_700_000, "USD"},
 			}
 			if diff := cmp.Diff(wantPL, pl.Lines); diff != "" || pl.AsOf != "2026-03-15" {
 				t.Errorf("P&L lines (-want +got):\n%s\nas_of %s, want 2026-03-15 (today)", diff, pl.AsOf)
@@ -268,7 +286,7 @@ func TestGenerateReport(t *testing.T) {
 				t.Errorf("_meta[%q] = %v, want 0.02", CostMetaKey, c)
 			}
 
-			// With a progress token: progress 0..6 out of 6 accounts.
+			// With a progress token: progress 0..3 out of treasury's 3 accounts.
 			res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{
 				Name:      "generate_report",
 				Arguments: map[string]any{"kind": "balance_sheet", "period": "2026-02"},
@@ -279,20 +297,20 @@ func TestGenerateReport(t *testing.T) {
 			}
 			var bs report
 			decodeStructured(t, res, &bs)
-			if len(bs.Lines) != len(accounts) || bs.AsOf != "2026-02-28" || bs.Lines[0].AmountCents != 125_000_000 {
-				t.Errorf("balance sheet %+v: want %d lines as of 2026-02-28, ACC-1001 first at 125000000", bs, len(accounts))
+			if len(bs.Lines) != 3 || bs.AsOf != "2026-02-28" || bs.Lines[0].AmountCents != 125_000_000 || bs.Lines[2].Tenant != "treasury" {
+				t.Errorf("balance sheet %+v: want treasury's 3 lines as of 2026-02-28, ACC-1001 first at 125000000", bs)
 			}
-			waitFor(t, 10*time.Second, "7 progress notifications", func() (bool, string) {
+			waitFor(t, 10*time.Second, "4 progress notifications", func() (bool, string) {
 				got := log.snapshot()
-				return len(got) >= 7, strings.TrimSpace(strings.Repeat("•", len(got)))
+				return len(got) >= 4, strings.TrimSpace(strings.Repeat("•", len(got)))
 			})
 			got := log.snapshot()
-			if len(got) != 7 {
-				t.Fatalf("got %d progress notifications, want 7: %+v", len(got), got)
+			if len(got) != 4 {
+				t.Fatalf("got %d progress notifications, want 4: %+v", len(got), got)
 			}
 			for i, p := range got {
-				if p.ProgressToken != "report-1" || p.Progress != float64(i) || p.Total != 6 || p.Message == "" {
-					t.Errorf("notification %d = %+v, want token report-1, progress %d of 6, a message", i, p, i)
+				if p.ProgressToken != "report-1" || p.Progress != float64(i) || p.Total != 3 || p.Message == "" {
+					t.Errorf("notification %d = %+v, want token report-1, progress %d of 3, a message", i, p, i)
 				}
 			}
 
@@ -323,7 +341,7 @@ func TestGenerateReportCancel(t *testing.T) {
 			opts.reportCanceled = func() { once.Do(func() { close(stopped) }) }
 			rec := NewRecorder(Handler(mustLedger(t, "2.0.0", opts), m.stateless))
 			log := newProgressLog()
-			cs := connect(t, rec, m, &mcp.ClientOptions{ProgressNotificationHandler: log.handler}, nil)
+			cs := connect(t, rec, m, &mcp.ClientOptions{ProgressNotificationHandler: log.handler}, as(t, LedgerName, "treasury"))
 			t.Cleanup(func() { close(release) })
 
 			ctx, cancel := context.WithCancel(t.Context())

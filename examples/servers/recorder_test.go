@@ -20,7 +20,7 @@ func TestRecorderSeesWhatArrived(t *testing.T) {
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
 			rec := NewRecorder(Handler(mustLedger(t, "1.0.0", testLedgerOptions()), m.stateless))
-			agentHeader := http.Header{"Authorization": {"Bearer agent-token"}}
+			agentHeader := as(t, LedgerName, "treasury")
 			cs := connect(t, rec, m, nil, agentHeader)
 
 			callTool(t, cs, "get_balance", map[string]any{"account_id": "ACC-1001"})
@@ -68,7 +68,7 @@ func TestRecorderSeesWhatArrived(t *testing.T) {
 			}
 			// Here the client talks to the upstream directly, so the
 			// agent's header arrives; a gateway test asserts the opposite.
-			if got := c.Header.Get("Authorization"); got != "Bearer agent-token" {
+			if got := c.Header.Get("Authorization"); got != agentHeader.Get("Authorization") {
 				t.Errorf("recorded Authorization %q", got)
 			}
 			if n := len(rec.Calls("transfer_funds")); n != 1 {

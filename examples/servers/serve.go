@@ -15,12 +15,12 @@ const sessionTimeout = 10 * time.Minute
 // New returns the example server with the card name and version, such as
 // New(LedgerName, "2.0.0"), so callers can start one server per example card.
 // The error wraps ErrUnknownServer when there is no such example.
-func New(name, version string) (*mcp.Server, error) {
+func New(name, version string, opts ...Option) (*mcp.Server, error) {
 	switch {
 	case name == DirectoryName && version == "1.0.0":
-		return NewDirectory(), nil
+		return NewDirectory(opts...), nil
 	case name == LedgerName:
-		return NewLedger(version)
+		return NewLedger(version, opts...)
 	}
 	return nil, fmt.Errorf("%w %s@%s; the examples are %s", ErrUnknownServer, name, version, knownServers())
 }

@@ -85,7 +85,7 @@ type example struct {
 }
 
 var examplesUnderTest = []example{
-	{DirectoryName, "1.0.0", func(t *testing.T) *mcp.Server { return NewDirectory() }},
+	{DirectoryName, "1.0.0", func(t *testing.T) *mcp.Server { return NewDirectory(access(DirectoryName)) }},
 	{LedgerName, "1.0.0", func(t *testing.T) *mcp.Server { return mustLedger(t, "1.0.0", testLedgerOptions()) }},
 	{LedgerName, "2.0.0", func(t *testing.T) *mcp.Server { return mustLedger(t, "2.0.0", testLedgerOptions()) }},
 }

@@ -45,6 +45,24 @@ type Config struct {
 	Admin     AdminConfig     `yaml:"admin"`
 	MCP       MCPConfig       `yaml:"mcp"`
 	Log       LogConfig       `yaml:"log"`
+	// UpstreamTokens controls the tokens the node mints toward upstreams.
+	UpstreamTokens UpstreamTokensConfig `yaml:"upstream_tokens"`
+}
+
+// UpstreamTokensConfig controls the tokens the node sends upstream servers
+// instead of any agent credential (package trust/tokens), and the rotation
+// of the namespace's signing key. Give every replica of a namespace the
+// same values: the leader's rotate, the others' are used once they lead.
+type UpstreamTokensConfig struct {
+	// TTL is a token's lifetime. Default 60s; between 1s and 1h.
+	TTL time.Duration `yaml:"ttl"`
+	// RotateEvery is the age at which the leader replaces the signing key.
+	// Default 24h; at least 1s.
+	RotateEvery time.Duration `yaml:"rotate_every"`
+	// Leeway keeps a retired key published this long after its last token
+	// expired (clock skew, replicas that applied the rotation late).
+	// Default 30s; at least 1s.
+	Leeway time.Duration `yaml:"leeway"`
 }
 
 // MCPConfig controls the MCP front door (/mcp).
@@ -246,7 +264,8 @@ func DefaultConfig() Config {
 		Admin: AdminConfig{SPIFFEPathPrefix: "/admin/"},
 		MCP: MCPConfig{CallTimeout: 30 * time.Second, MaxConcurrentPerUpstream: 64,
 			Auth: AgentAuthConfig{SVIDPathPrefix: "/agent/"}},
-		Log: LogConfig{Level: "info", Format: "text"},
+		Log:            LogConfig{Level: "info", Format: "text"},
+		UpstreamTokens: UpstreamTokensConfig{TTL: 60 * time.Second, RotateEvery: 24 * time.Hour, Leeway: 30 * time.Second},
 	}
 }
 
@@ -419,6 +438,15 @@ func (c *Config) Validate() error {
 	}
 	if c.MCP.MaxConcurrentPerUpstream < 1 {
 		return errors.New("mcp.max_concurrent_per_upstream: must be at least 1")
+	}
+	if t := c.UpstreamTokens.TTL; t < time.Second || t > time.Hour {
+		return fmt.Errorf("upstream_tokens.ttl: %s is out of range; use 1s to 1h (default 60s)", t)
+	}
+	if c.UpstreamTokens.RotateEvery < time.Second {
+		return fmt.Errorf("upstream_tokens.rotate_every: %s is too short; use at least 1s (default 24h)", c.UpstreamTokens.RotateEvery)
+	}
+	if c.UpstreamTokens.Leeway < time.Second {
+		return fmt.Errorf("upstream_tokens.leeway: %s is too short; use at least 1s (default 30s)", c.UpstreamTokens.Leeway)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -91,6 +91,9 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"oidc without issuer", "admin:", "mcp:\n  auth:\n    oidc: { jwks_url: https://idp.example/keys, audience: https://mcp.example/mcp }\nadmin:", "mcp.auth.oidc.issuer: missing"},
 		{"oidc jwks over http", "admin:", "mcp:\n  auth:\n    oidc: { issuer: https://idp.example, jwks_url: http://idp.example/keys, audience: https://mcp.example/mcp }\nadmin:", "mcp.auth.oidc.jwks_url: \"http://idp.example/keys\" must be https"},
 		{"oidc relative audience", "admin:", "mcp:\n  auth:\n    oidc: { issuer: https://idp.example, jwks_url: https://idp.example/keys, audience: /mcp }\nadmin:", "mcp.auth.oidc.audience:"},
+		{"token ttl too long", "admin:", "upstream_tokens:\n  ttl: 2h\nadmin:", "upstream_tokens.ttl: 2h0m0s is out of range"},
+		{"rotation too fast", "admin:", "upstream_tokens:\n  rotate_every: 10ms\nadmin:", "upstream_tokens.rotate_every: 10ms is too short"},
+		{"unknown token key", "admin:", "upstream_tokens:\n  rotate: 1h\nadmin:", `unknown key "rotate"`},
 		{"svid tenant outside prefix", "admin:", "mcp:\n  auth:\n    svid_tenants: [{ path_prefix: /robots/, tenant: payroll }]\nadmin:", "mcp.auth.svid_tenants[0].path_prefix"},
 	}
 	for _, tc := range cases {

@@ -127,7 +127,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer, logger *slog.Logger) er
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g, gctx := errgroup.WithContext(ctx)
-	if err := startUpstreams(gctx, g, cfg.Catalog, logger); err != nil {
+	if err := startUpstreams(gctx, g, cfg.Catalog, info.Namespaces, logger); err != nil {
 		cancel()
 		g.Wait() // the servers already started
 		for _, n := range nodes {

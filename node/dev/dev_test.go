@@ -119,31 +119,40 @@ func TestDevSeedsAndResumes(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "denied by policy: forbidden by destructive-needs-write-scope") {
 		t.Errorf("anonymous transfer_funds: err = %v, want a denial naming the policy", err)
 	}
+	// An anonymous agent has no tenant: the example servers show it nothing.
 	res, err := sess.CallTool(t.Context(), &mcp.CallToolParams{Name: "finance.get_balance", Arguments: map[string]any{"account_id": "ACC-1001"}})
-	if err != nil || res.IsError || res.Meta["io.mcpmesh/version"] != "2.0.0" {
-		t.Errorf("get_balance through dev: %+v, %v", res, err)
-	}
-	res, err = sess.CallTool(t.Context(), &mcp.CallToolParams{Name: "finance.get_balance", Arguments: map[string]any{"account_id": "ACC-1001"}, Meta: mcp.Meta{"io.mcpmesh/version": "1.0.0"}})
-	if err != nil || res.Meta["io.mcpmesh/deprecation"] == nil {
-		t.Errorf("pinned to the deprecated 1.0.0: %+v, %v", res, err)
-	}
-	hrSess := mcpSession(t, info.Namespaces["hr"].MCPURL)
-	res, err = hrSess.CallTool(t.Context(), &mcp.CallToolParams{Name: "hr.search_employees", Arguments: map[string]any{"query": "an"}})
-	if err != nil || res.IsError {
-		t.Errorf("search_employees through dev: %+v, %v", res, err)
+	if err != nil || !res.IsError || !strings.Contains(fmt.Sprint(res.Content[0]), "has no tenant") {
+		t.Errorf("anonymous get_balance through dev: %+v, %v; want a refusal for want of a tenant", res, err)
 	}
 
 	// Each BU has a dev API key of its first tenant; keys are per BU.
 	hr := info.Namespaces["hr"]
-	if raw, _ := os.ReadFile(hr.AgentKeyFile); strings.TrimSpace(string(raw)) != hr.AgentKey || hr.AgentTenant != "payroll" || fin.AgentTenant != "dev" {
+	if raw, _ := os.ReadFile(hr.AgentKeyFile); strings.TrimSpace(string(raw)) != hr.AgentKey || hr.AgentTenant != "payroll" || fin.AgentTenant != "treasury" {
 		t.Errorf("dev agent keys: hr %+v, finance tenant %q", hr, fin.AgentTenant)
+	}
+	finSess, err := connectAs(t, fin.MCPURL, fin.AgentKey)
+	if err != nil {
+		t.Fatalf("finance's dev key on finance: %v", err)
+	}
+	res, err = finSess.CallTool(t.Context(), &mcp.CallToolParams{Name: "finance.get_balance", Arguments: map[string]any{"account_id": "ACC-1001"}})
+	if err != nil || res.IsError || res.Meta["io.mcpmesh/version"] != "2.0.0" {
+		t.Errorf("get_balance through dev as treasury: %+v, %v", res, err)
+	}
+	res, err = finSess.CallTool(t.Context(), &mcp.CallToolParams{Name: "finance.get_balance", Arguments: map[string]any{"account_id": "ACC-1001"}, Meta: mcp.Meta{"io.mcpmesh/version": "1.0.0"}})
+	if err != nil || res.IsError || res.Meta["io.mcpmesh/deprecation"] == nil {
+		t.Errorf("pinned to the deprecated 1.0.0: %+v, %v", res, err)
 	}
 	keySess, err := connectAs(t, hr.MCPURL, hr.AgentKey)
 	if err != nil {
 		t.Fatalf("hr's dev key on hr: %v", err)
 	}
-	if _, err := keySess.CallTool(t.Context(), &mcp.CallToolParams{Name: "hr.search_employees", Arguments: map[string]any{"query": "an"}}); err != nil {
-		t.Errorf("call with hr's dev key: %v", err)
+	res, err = keySess.CallTool(t.Context(), &mcp.CallToolParams{Name: "hr.search_employees", Arguments: map[string]any{"query": "payroll"}})
+	if err != nil || res.IsError || !strings.Contains(fmt.Sprint(res.Content[0]), "4 employee(s)") {
+		t.Errorf("search_employees with hr's dev key: %+v, %v; want payroll's 4 employees", res, err)
+	}
+	res, err = keySess.CallTool(t.Context(), &mcp.CallToolParams{Name: "hr.search_employees", Arguments: map[string]any{"query": "benefits"}})
+	if err != nil || res.IsError || !strings.Contains(fmt.Sprint(res.Content[0]), "No employee matches") {
+		t.Errorf("payroll's agent searching benefits' teams: %+v, %v; want none", res, err)
 	}
 	if _, err := connectAs(t, fin.MCPURL, hr.AgentKey); err == nil || !strings.Contains(err.Error(), "Unauthorized") {
 		t.Errorf("hr's dev key on finance: err = %v, want Unauthorized", err)

@@ -10,19 +10,25 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/mcpmesh/mcpmesh/examples/servers"
+	"github.com/mcpmesh/mcpmesh/node"
 	"github.com/mcpmesh/mcpmesh/registry/card"
+	"github.com/mcpmesh/mcpmesh/trust/tokens"
 )
 
 // startUpstreams serves, in this process, every catalog card that has an
 // example server, at the address and path its card names. The directory
 // runs as a legacy (stateful) server and the ledgers as 2026-07-28
 // (stateless) ones, so the dev mesh shows both protocol eras upstream.
-func startUpstreams(ctx context.Context, g *errgroup.Group, catalog fs.FS, logger *slog.Logger) error {
+// Each verifies the tokens of its BU's node (namespaces: the catalog
+// directory's) against the key set that node publishes.
+func startUpstreams(ctx context.Context, g *errgroup.Group, catalog fs.FS, namespaces map[string]Namespace, logger *slog.Logger) error {
 	files, err := fs.Glob(catalog, "*/*.json")
 	if err != nil {
 		return err
@@ -40,7 +46,19 @@ func startUpstreams(ctx context.Context, g *errgroup.Group, catalog fs.FS, logge
 		if err != nil {
 			return fmt.Errorf("dev: %s: %w", f, err)
 		}
-		s, err := servers.New(c.Name, c.Version)
+		var opts []servers.Option
+		if ns, ok := namespaces[path.Dir(f)]; ok {
+			td, err := spiffeid.TrustDomainFromString(ns.TrustDomain)
+			if err != nil {
+				return fmt.Errorf("dev: %s: %w", f, err)
+			}
+			v, err := tokens.NewVerifier(tokens.VerifierConfig{Issuer: node.Issuer(td), Audience: c.Name, JWKSURL: ns.AdminURL + tokens.JWKSPath})
+			if err != nil {
+				return fmt.Errorf("dev: %s: %w", f, err)
+			}
+			opts = append(opts, servers.WithVerifier(v))
+		}
+		s, err := servers.New(c.Name, c.Version, opts...)
 		if errors.Is(err, servers.ErrUnknownServer) || gov.Upstream.Transport != card.TransportStreamableHTTP {
 			logger.Info("dev: no example server for this card; start its upstream yourself", "server", c.Name, "version", c.Version)
 			continue

@@ -188,6 +188,8 @@ func (g *Gateway) newEndpoint(name string, perServer bool) *endpoint {
 	} else {
 		s.AddReceivingMiddleware(g.guard(ep, false), g.loggingLevel(ep), g.aggregatedPrompts(ep), g.aggregatedResources(ep))
 	}
+	// Outermost: every request below knows its caller (caller.go).
+	s.AddReceivingMiddleware(g.withCaller)
 	s.AddSendingMiddleware(ep.onlyToMiddleware)
 	get := func(*http.Request) *mcp.Server { return s }
 	ep.server = s

@@ -57,18 +57,6 @@ func (g *Gateway) loadPolicies() error {
 	return nil
 }
 
-// principalOf returns the caller of a go-sdk request: in TokenInfo for
-// requests of a session, else in the context.
-func principalOf(ctx context.Context, extra *mcp.RequestExtra) agentauth.Principal {
-	if extra != nil {
-		if p, ok := agentauth.FromTokenInfo(extra.TokenInfo); ok {
-			return p
-		}
-	}
-	p, _ := agentauth.FromContext(ctx)
-	return p
-}
-
 // principal returns the caller the guard put in ctx.
 func principal(ctx context.Context) agentauth.Principal {
 	p, _ := agentauth.FromContext(ctx)
@@ -125,7 +113,7 @@ func (g *Gateway) server(name string) policy.Server {
 func (g *Gateway) guard(ep *endpoint, perServer bool) mcp.Middleware {
 	return func(next mcp.MethodHandler) mcp.MethodHandler {
 		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
-			p := principalOf(ctx, req.GetExtra())
+			p, _ := principalOf(ctx, req)
 			ctx = agentauth.NewContext(ctx, p)
 			// The server of a per-server endpoint; "" for /mcp.
 			server := ""

@@ -42,7 +42,7 @@ const codeVersionSunset = -32010
 // answered, with a warning when that version is deprecated.
 func (g *Gateway) handler(ep *endpoint, r *route, exposed string) mcp.ToolHandler {
 	return func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-		p := principalOf(ctx, req.Extra)
+		p, _ := principalOf(ctx, req)
 		c := callInfo{exposed: exposed, start: time.Now(), caller: p.ID}
 		version, state, err := versionOfCall(req.Params)
 		var e *entry
@@ -107,6 +107,9 @@ func (g *Gateway) call(ctx context.Context, ep *endpoint, req *mcp.CallToolReque
 		meta = mcp.Meta{}
 	}
 	meta[MetaVersion] = e.version
+	if id := requestIDOf(ctx); id != "" {
+		meta[MetaRequestID] = id
+	}
 	if c.pinnedBy != "" {
 		meta[MetaPinnedBy] = c.pinnedBy
 	}

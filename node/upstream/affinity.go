@@ -100,6 +100,7 @@ func (p *Pool) NewAffinity(r Relay) *Affinity {
 		}
 	}
 	a.client = mcp.NewClient(&mcp.Implementation{Name: "mcpmesh", Version: "1"}, opts)
+	a.client.AddSendingMiddleware(metaToken)
 	// Elicitations and roots requests go to the agent as they came: go-sdk's
 	// client would check an elicitation's schema against its own idea of
 	// what a form may hold, and answer roots/list from its own list; the

@@ -12,6 +12,24 @@
 // It owns the connections only. Which calls may reach an upstream, and with
 // what arguments, is decided before (package gateway); nothing the agent
 // sent — headers, tokens — is ever forwarded: sessions are the node's own.
+//
+// # Tokens
+//
+// With WithTokens, every request to an upstream carries a token the node
+// minted for that upstream (package trust/tokens), never the agent's
+// credential. Sessions are shared by many agents, so the token is attached
+// per request, not per session (tokens.go): on HTTP upstreams (Streamable
+// HTTP and legacy SSE alike: every message is its own POST) as
+// "Authorization: Bearer <token>"; on stdio upstreams, which have no
+// header, in the request's _meta under "io.mcpmesh/token", and on legacy
+// SSE upstreams there too (go-sdk's SSE server does not hand a message's
+// POST headers to its handlers). A request made
+// on behalf of an agent (the gateway put a tokens.Caller in its context)
+// gets a token naming that agent, its tenant and request id; everything
+// else (session set-up, the GET streams, definition checks, cancellation
+// notices) gets a token of the node itself, without a tenant. A stdio
+// server gets tokens on requests only: its session set-up (initialize)
+// carries none.
 package upstream
 
 import (
@@ -94,6 +112,8 @@ type Pool struct {
 	logger *slog.Logger
 	http   *http.Client
 	client *mcp.Client
+	// tokens mints the token of each upstream request; nil sends none.
+	tokens Minter
 
 	mu    sync.Mutex
 	conns map[string]*conn
@@ -119,6 +139,10 @@ func WithLogger(l *slog.Logger) Option { return optionFunc(func(p *Pool) { p.log
 // dedicated client with connection reuse.
 func WithHTTPClient(c *http.Client) Option { return optionFunc(func(p *Pool) { p.http = c }) }
 
+// WithTokens makes every request to an upstream carry a token m mints
+// for it (see the package doc); without it, requests carry no credential.
+func WithTokens(m Minter) Option { return optionFunc(func(p *Pool) { p.tokens = m }) }
+
 // NewPool returns an empty pool; sessions are dialled on first use.
 func NewPool(cfg Config, opts ...Option) *Pool {
 	cfg.setDefaults()
@@ -141,6 +165,7 @@ func NewPool(cfg Config, opts ...Option) *Pool {
 		// fulfil: the result goes back to the gateway as it came.
 		MultiRoundTrip: &mcp.MultiRoundTripOptions{Disabled: true},
 	})
+	p.client.AddSendingMiddleware(metaToken)
 	return p
 }
 
@@ -355,13 +380,22 @@ func (p *Pool) do(ctx context.Context, t Target, src source, fn func(context.Con
 	default:
 		return fmt.Errorf("%s: %w", t.Key(), ErrBusy)
 	}
+	// Minted before detaching: the caller is a value of the agent's
+	// request context, which detach leaves behind.
+	tok, err := p.mint(ctx, t)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := detach(ctx, p.cfg.CallTimeout)
 	defer cancel()
+	// The session is set up under the node's own token (withToken is
+	// only for the request itself): sessions are shared by every agent.
 	s, err := src.session(ctx, c)
 	if err != nil {
 		return err
 	}
-	err = fn(ctx, s)
+	callCtx := withToken(ctx, t, tok)
+	err = fn(callCtx, s)
 	if err != nil && versionRejected(err) && p.downgrade(c) {
 		// The upstream refused the request before handling it; retry once
 		// on a legacy session.
@@ -369,7 +403,7 @@ func (p *Pool) do(ctx context.Context, t Target, src source, fn func(context.Con
 		if s, err = src.session(ctx, c); err != nil {
 			return err
 		}
-		err = fn(ctx, s)
+		err = fn(callCtx, s)
 	}
 	if err != nil && isTransportFailure(ctx, err) {
 		src.drop(c, s)
@@ -508,9 +542,9 @@ func (p *Pool) failed(c *conn, err error) {
 func (p *Pool) transport(t Target, standalone bool) (mcp.Transport, error) {
 	switch t.Transport {
 	case TransportStreamableHTTP:
-		return &mcp.StreamableClientTransport{Endpoint: t.URL, HTTPClient: p.http, MaxRetries: 1, DisableStandaloneSSE: !standalone}, nil
+		return &mcp.StreamableClientTransport{Endpoint: t.URL, HTTPClient: p.httpFor(t), MaxRetries: 1, DisableStandaloneSSE: !standalone}, nil
 	case TransportSSE:
-		return &mcp.SSEClientTransport{Endpoint: t.URL, HTTPClient: p.http}, nil
+		return &mcp.SSEClientTransport{Endpoint: t.URL, HTTPClient: p.httpFor(t)}, nil
 	case TransportStdio:
 		cmd := exec.Command(t.Command, t.Args...)
 		cmd.Env = stdioEnv(t.Env)

@@ -15,6 +15,8 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"go.uber.org/goleak"
+
+	"github.com/mcpmesh/mcpmesh/trust/tokens"
 )
 
 // With MCPMESH_TEST_STDIO_SERVER=1 the test binary is a stdio MCP server
@@ -36,6 +38,13 @@ func serveStdio() {
 		os.Exit(3)
 		return nil, nil
 	})
+	if jwks := os.Getenv("MCPMESH_TEST_JWKS"); jwks != "" {
+		v, err := tokens.NewVerifier(tokens.VerifierConfig{Issuer: testIssuer, Audience: "corp.test/whoami", JWKSURL: jwks})
+		if err != nil {
+			panic(err)
+		}
+		s.AddTool(&mcp.Tool{Name: "whoami", InputSchema: json.RawMessage(`{"type":"object"}`)}, whoami(v))
+	}
 	s.Run(context.Background(), &mcp.StdioTransport{})
 }
 

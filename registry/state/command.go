@@ -28,6 +28,9 @@ const (
 	CmdPutProfile    CommandType = 7
 	CmdDeleteProfile CommandType = 8
 	CmdPutPolicies   CommandType = 9
+	// 10 is reserved.
+	CmdRotateSigningKey CommandType = 11
+	CmdDeleteSigningKey CommandType = 12
 )
 
 // String names the command type for logs and errors.
@@ -51,6 +54,10 @@ func (t CommandType) String() string {
 		return "delete-profile"
 	case CmdPutPolicies:
 		return "put-policies"
+	case CmdRotateSigningKey:
+		return "rotate-signing-key"
+	case CmdDeleteSigningKey:
+		return "delete-signing-key"
 	}
 	return fmt.Sprintf("unknown(%d)", uint8(t))
 }
@@ -107,6 +114,10 @@ func Encode(cmd any) ([]byte, error) {
 		t = CmdDeleteProfile
 	case PutPolicies, *PutPolicies:
 		t = CmdPutPolicies
+	case RotateSigningKey, *RotateSigningKey:
+		t = CmdRotateSigningKey
+	case DeleteSigningKey, *DeleteSigningKey:
+		t = CmdDeleteSigningKey
 	default:
 		return nil, fmt.Errorf("encode command: unsupported type %T", cmd)
 	}

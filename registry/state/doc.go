@@ -3,8 +3,9 @@
 // produces and restores snapshots.
 //
 // It owns the replicated objects of one namespace (server versions with their
-// cards, tool versions and lifecycle history, and tenants) and the rules that
-// keep them consistent. It does not own Raft itself, forwarding or the HTTP
+// cards, tool versions and lifecycle history, tenants, API keys, version
+// profiles, and the signing keys of the tokens its nodes mint toward
+// upstreams) and the rules that keep them consistent. It does not own Raft itself, forwarding or the HTTP
 // API (package cluster and package api do), and card parsing and lifecycle
 // rules live in package card.
 //

@@ -197,6 +197,10 @@ func (f *FSM) applyCommand(b *pebble.Batch, l *raft.Log) any {
 		return applyJSON(b, l.Index, t, body, f.applyDeleteProfile)
 	case CmdPutPolicies:
 		return applyJSON(b, l.Index, t, body, f.applyPutPolicies)
+	case CmdRotateSigningKey:
+		return applyJSON(b, l.Index, t, body, f.applyRotateSigningKey)
+	case CmdDeleteSigningKey:
+		return applyJSON(b, l.Index, t, body, f.applyDeleteSigningKey)
 	case CmdNoop:
 		return ApplyResult{Index: l.Index, Unchanged: true}
 	}

@@ -45,7 +45,7 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 
 // Persist writes the snapshot to sink.
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if err := writeSnapshot(s.snap, sink); err != nil {
+	if err := writeSnapshot(s.snap, sink, nil); err != nil {
 		sink.Cancel()
 		return err
 	}
@@ -55,16 +55,21 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 // Release frees the pebble snapshot.
 func (s *fsmSnapshot) Release() { s.snap.Close() }
 
-// WriteSnapshot writes the current state to w in snapshot format.
+// WriteSnapshot writes the current state to w in snapshot format, for an
+// operator's backup. It leaves out the token signing keys, which never
+// leave the replicas: after a restore the leader generates a new one
+// (upstreams fetch it from the key set when they first see its id).
 func (f *FSM) WriteSnapshot(w io.Writer) error {
 	f.mu.RLock()
 	snap := f.db.NewSnapshot()
 	f.mu.RUnlock()
 	defer snap.Close()
-	return writeSnapshot(snap, w)
+	return writeSnapshot(snap, w, func(key []byte) bool { return bytes.HasPrefix(key, prefixSigningKeys) })
 }
 
-func writeSnapshot(r pebble.Reader, w io.Writer) error {
+// writeSnapshot writes r's records to w, but those whose key skip reports
+// (skip may be nil).
+func writeSnapshot(r pebble.Reader, w io.Writer, skip func(key []byte) bool) error {
 	h := sha256.New()
 	bw := bufio.NewWriter(io.MultiWriter(w, h))
 	if _, err := bw.WriteString(snapshotMagic); err != nil {
@@ -77,6 +82,9 @@ func writeSnapshot(r pebble.Reader, w io.Writer) error {
 	defer it.Close()
 	var lenBuf [binary.MaxVarintLen64]byte
 	for ok := it.First(); ok; ok = it.Next() {
+		if skip != nil && skip(it.Key()) {
+			continue
+		}
 		for _, part := range [][]byte{it.Key(), it.Value()} {
 			n := binary.PutUvarint(lenBuf[:], uint64(len(part)))
 			bw.Write(lenBuf[:n])

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,8 +18,10 @@ import (
 )
 
 // TestStdioUpstreamIsRestarted: the node runs a stdio upstream itself (the
-// example directory server), calls reach it, and when the process dies the
-// node starts it again and calls succeed once more.
+// example directory server), calls reach it with the node's token in
+// _meta (the server verifies it against the node's key set and answers the
+// caller's tenant's rows only), and when the process dies the node starts
+// it again and calls succeed once more.
 func TestStdioUpstreamIsRestarted(t *testing.T) {
 	t.Parallel()
 	// A copy of the example server under a name only this test uses, so
@@ -37,21 +40,30 @@ func TestStdioUpstreamIsRestarted(t *testing.T) {
 	if err := json.Unmarshal(raw, &doc); err != nil {
 		t.Fatal(err)
 	}
-	gov := doc["_meta"].(map[string]any)["io.mcpmesh/governance"].(map[string]any)
-	gov["upstream"] = map[string]any{"transport": "stdio", "command": bin, "args": []string{"-server", "directory", "-stdio"}}
-	stdioCard, _ := json.Marshal(doc)
-
-	c := startCluster(t, testcluster.Options{NoSync: true, Nodes: 1, ExtraYAML: "mcp:\n  anonymous_routes: [\"/mcp\"]\n"})
+	c := startCluster(t, testcluster.Options{NoSync: true, Nodes: 1})
 	n := c.Nodes[0]
+	gov := doc["_meta"].(map[string]any)["io.mcpmesh/governance"].(map[string]any)
+	gov["upstream"] = map[string]any{"transport": "stdio", "command": bin, "args": []string{"-server", "directory", "-stdio",
+		"-jwks-url", n.URL() + "/.well-known/mcpmesh/jwks.json", "-issuer", "spiffe://hr.example.corp/mcpmesh/gateway"}}
+	stdioCard, _ := json.Marshal(doc)
 	mustCLI(t, c, n, "apply", "-f", permitAll(t))
 	mustCLI(t, c, n, "registry", "submit", "-f", writeCard(t, stdioCard))
 	mustCLI(t, c, n, "registry", "approve", "corp.hr/directory@1.0.0")
+	mustCLI(t, c, n, "tenant", "add", "benefits", "-owner", "bob@corp.example")
+	key := createKey(t, c, n, "benefits", "stdio e2e").Secret
 
 	call := func() error {
-		s := mcpConnect(t, n.URL()+"/mcp", "2026-07-28")
-		res, err := s.CallTool(t.Context(), &mcp.CallToolParams{Name: "hr.search_employees", Arguments: map[string]any{"query": "an"}})
+		s := mcpConnectAs(t, n.URL()+"/mcp", "2026-07-28", key)
+		res, err := s.CallTool(t.Context(), &mcp.CallToolParams{Name: "hr.search_employees", Arguments: map[string]any{"query": "on", "limit": 100}})
 		if err == nil && res.IsError {
-			t.Fatalf("search_employees reported an error: %+v", res.Content)
+			return fmt.Errorf("search_employees reported an error: %v", res.Content[0])
+		}
+		if err == nil {
+			// "on" matches rows of both tenants (London, Boston); the
+			// server saw the benefits tenant in the node's token.
+			if text := res.Content[0].(*mcp.TextContent).Text; !strings.Contains(text, "tenant benefits") || strings.Contains(text, "tenant payroll") {
+				t.Fatalf("benefits' agent got %q; want benefits' rows only", text)
+			}
 		}
 		return err
 	}

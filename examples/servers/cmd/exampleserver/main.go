@@ -1,13 +1,19 @@
 // Command exampleserver runs one of mcpmesh's example upstream MCP servers
 // (package examples/servers) by hand, over Streamable HTTP or stdio:
 //
-//	go run ./examples/servers/cmd/exampleserver -server ledger -version 2.0.0
-//	go run ./examples/servers/cmd/exampleserver -server directory -stateless=false
+//	go run ./examples/servers/cmd/exampleserver -server ledger -version 2.0.0 \
+//	    -jwks-url http://127.0.0.1:7101/.well-known/mcpmesh/jwks.json
+//	go run ./examples/servers/cmd/exampleserver -server directory -stateless=false -jwks-url ...
 //
 // By default it listens where the server's card says the upstream is (for
 // ledger 1.0.0, http://127.0.0.1:9301/mcp), so a registry seeded from
-// examples/catalog reaches it. It stops on SIGINT or SIGTERM. It owns flag
-// handling only; the servers live in package servers.
+// examples/catalog reaches it. Tool calls must carry a token of the mcpmesh
+// node (-jwks-url is where its key set is, -issuer its BU's issuer, by
+// default that of the example BU: spiffe://hr.example.corp/mcpmesh/gateway
+// for the directory, spiffe://finance.example.corp/mcpmesh/gateway for the
+// ledger); without -jwks-url every tool call is refused. It stops on
+// SIGINT or SIGTERM. It owns flag handling only; the servers live in
+// package servers.
 package main
 
 import (
@@ -26,6 +32,7 @@ import (
 	"time"
 
 	"github.com/mcpmesh/mcpmesh/examples/servers"
+	"github.com/mcpmesh/mcpmesh/trust/tokens"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -37,6 +44,14 @@ type config struct {
 	path      string // "" = the card's
 	stateless bool
 	stdio     bool
+	jwksURL   string // the node's key set; "" refuses every tool call
+	issuer    string
+}
+
+// defaultIssuers are the issuers of the example BUs' nodes.
+var defaultIssuers = map[string]string{
+	servers.DirectoryName: "spiffe://hr.example.corp/mcpmesh/gateway",
+	servers.LedgerName:    "spiffe://finance.example.corp/mcpmesh/gateway",
 }
 
 func main() {
@@ -66,6 +81,8 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	path := fs.String("path", "", "HTTP path of the MCP endpoint (default: the card's upstream URL path, /mcp)")
 	stateless := fs.Bool("stateless", true, "serve 2026-07-28 style without sessions; false keeps legacy sessions (2025-11-25/2025-06-18)")
 	stdio := fs.Bool("stdio", false, "serve on stdin/stdout instead of HTTP")
+	jwksURL := fs.String("jwks-url", "", "the mcpmesh node's key set, http(s)://NODE/.well-known/mcpmesh/jwks.json; tool calls must carry its tokens")
+	issuer := fs.String("issuer", "", "issuer of the node's tokens, spiffe://TRUST-DOMAIN/mcpmesh/gateway (default: the example BU's)")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "usage: exampleserver [-server directory|ledger] [-version V] [-listen ADDR] [-stateless=BOOL] [-stdio]\n\n"+
 			"Runs an example upstream MCP server of mcpmesh with the tools of its card in examples/catalog.\n\n")
@@ -77,7 +94,7 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	if fs.NArg() > 0 {
 		return config{}, fmt.Errorf("unexpected argument %q; see -h", fs.Arg(0))
 	}
-	cfg := config{version: *version, listen: *listen, path: *path, stateless: *stateless, stdio: *stdio}
+	cfg := config{version: *version, listen: *listen, path: *path, stateless: *stateless, stdio: *stdio, jwksURL: *jwksURL, issuer: *issuer}
 	switch *server {
 	case "directory", servers.DirectoryName:
 		cfg.server = servers.DirectoryName
@@ -86,12 +103,25 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	default:
 		return config{}, fmt.Errorf("unknown -server %q: use directory or ledger", *server)
 	}
+	if cfg.issuer == "" {
+		cfg.issuer = defaultIssuers[cfg.server]
+	}
 	return cfg, nil
 }
 
 // run serves the configured example until ctx is done.
 func run(ctx context.Context, cfg config, log *slog.Logger) error {
-	s, err := servers.New(cfg.server, cfg.version)
+	var opts []servers.Option
+	if cfg.jwksURL != "" {
+		v, err := tokens.NewVerifier(tokens.VerifierConfig{Issuer: cfg.issuer, Audience: cfg.server, JWKSURL: cfg.jwksURL})
+		if err != nil {
+			return fmt.Errorf("token verifier: %w", err)
+		}
+		opts = append(opts, servers.WithVerifier(v))
+	} else {
+		log.Warn("no -jwks-url: every tool call will be refused (calls must carry a token of the mcpmesh node)")
+	}
+	s, err := servers.New(cfg.server, cfg.version, opts...)
 	if err != nil {
 		return fmt.Errorf("create server: %w", err)
 	}

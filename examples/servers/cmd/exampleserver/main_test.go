@@ -20,11 +20,11 @@ func TestParseFlags(t *testing.T) {
 		want    config
 		wantErr bool
 	}{
-		{"defaults", nil, config{server: servers.DirectoryName, version: "1.0.0", stateless: true}, false},
-		{"ledger v2 by hand", []string{"-server", "ledger", "-version", "2.0.0", "-listen", "127.0.0.1:9400", "-stateless=false"},
-			config{server: servers.LedgerName, version: "2.0.0", listen: "127.0.0.1:9400", stateless: false}, false},
-		{"full name, stdio", []string{"-server", "corp.finance/ledger", "-stdio"},
-			config{server: servers.LedgerName, version: "1.0.0", stateless: true, stdio: true}, false},
+		{"defaults", nil, config{server: servers.DirectoryName, version: "1.0.0", stateless: true, issuer: "spiffe://hr.example.corp/mcpmesh/gateway"}, false},
+		{"ledger v2 by hand", []string{"-server", "ledger", "-version", "2.0.0", "-listen", "127.0.0.1:9400", "-stateless=false", "-jwks-url", "http://127.0.0.1:7101/.well-known/mcpmesh/jwks.json"},
+			config{server: servers.LedgerName, version: "2.0.0", listen: "127.0.0.1:9400", stateless: false, jwksURL: "http://127.0.0.1:7101/.well-known/mcpmesh/jwks.json", issuer: "spiffe://finance.example.corp/mcpmesh/gateway"}, false},
+		{"full name, stdio, own issuer", []string{"-server", "corp.finance/ledger", "-stdio", "-issuer", "spiffe://fin.corp/mcpmesh/gateway"},
+			config{server: servers.LedgerName, version: "1.0.0", stateless: true, stdio: true, issuer: "spiffe://fin.corp/mcpmesh/gateway"}, false},
 		{"unknown server", []string{"-server", "payroll"}, config{}, true},
 		{"stray argument", []string{"ledger"}, config{}, true},
 	}
