@@ -2,18 +2,17 @@ package agentauth
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/mcpmesh/mcpmesh/trust/jwks"
 )
 
 // MethodOIDC is a bearer JWT from the BU's OAuth 2.1 / OIDC provider.
@@ -54,10 +53,7 @@ type oidcVerifier struct {
 	cfg OIDCConfig
 	now func() time.Time
 
-	mu      sync.Mutex
-	keys    jose.JSONWebKeySet
-	fetched time.Time
-	lastErr error
+	keys *jwks.Set
 }
 
 func newOIDCVerifier(cfg OIDCConfig, now func() time.Time) *oidcVerifier {
@@ -70,76 +66,27 @@ func newOIDCVerifier(cfg OIDCConfig, now func() time.Time) *oidcVerifier {
 	if cfg.Leeway == 0 {
 		cfg.Leeway = 30 * time.Second
 	}
-	if cfg.RefreshInterval == 0 {
-		cfg.RefreshInterval = 5 * time.Minute
-	}
-	if cfg.MinRefreshInterval == 0 {
-		cfg.MinRefreshInterval = 10 * time.Second
-	}
-	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
-	}
-	return &oidcVerifier{cfg: cfg, now: now}
+	keys := jwks.New(jwks.Config{URL: cfg.JWKSURL, RefreshInterval: cfg.RefreshInterval, MinRefreshInterval: cfg.MinRefreshInterval, HTTPClient: cfg.HTTPClient}, now)
+	return &oidcVerifier{cfg: cfg, now: now, keys: keys}
 }
 
-// key returns the key with id kid, fetching the key set when it is stale
-// or does not have kid (at most once per MinRefreshInterval).
+// key returns the provider's signing key kid (package jwks fetches and
+// caches the set).
 func (v *oidcVerifier) key(ctx context.Context, kid string) (*jose.JSONWebKey, error) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	now := v.now()
-	find := func() *jose.JSONWebKey {
-		for i, k := range v.keys.Keys {
-			if k.KeyID == kid && (k.Use == "" || k.Use == "sig") {
-				return &v.keys.Keys[i]
-			}
-		}
-		return nil
-	}
-	k := find()
-	stale := now.Sub(v.fetched) >= v.cfg.RefreshInterval
-	if (k == nil || stale) && now.Sub(v.fetched) >= v.cfg.MinRefreshInterval {
-		v.fetched = now
-		v.lastErr = v.fetch(ctx)
-		k = find()
-	}
-	if k == nil {
-		if v.lastErr != nil {
-			return nil, fmt.Errorf("key %q is not known and the provider's key set could not be fetched: %v", kid, v.lastErr)
-		}
+	k, err := v.keys.Key(ctx, kid)
+	var missing *jwks.MissingError
+	switch {
+	case errors.As(err, &missing) && missing.Fetch != nil:
+		return nil, fmt.Errorf("key %q is not known and the provider's key set could not be fetched: %v", kid, missing.Fetch)
+	case err != nil:
 		return nil, fmt.Errorf("key %q is not in the provider's key set", kid)
 	}
 	return k, nil
 }
 
-func (v *oidcVerifier) fetch(ctx context.Context) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, v.cfg.JWKSURL, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := v.cfg.HTTPClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: HTTP %d", v.cfg.JWKSURL, resp.StatusCode)
-	}
-	var set jose.JSONWebKeySet
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&set); err != nil {
-		return fmt.Errorf("GET %s: not a JWK set: %v", v.cfg.JWKSURL, err)
-	}
-	v.keys = set
-	return nil
-}
-
 // hasKey reports whether the key set the verifier holds now (without
 // fetching) has signing key kid: a cached token needs its key still there.
-func (v *oidcVerifier) hasKey(kid string) bool {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return slices.ContainsFunc(v.keys.Keys, func(k jose.JSONWebKey) bool { return k.KeyID == kid && (k.Use == "" || k.Use == "sig") })
-}
+func (v *oidcVerifier) hasKey(kid string) bool { return v.keys.Has(kid) }
 
 // verify checks a bearer JWT and returns its principal.
 func (v *oidcVerifier) verify(ctx context.Context, token string) (verified, error) {

@@ -2,17 +2,16 @@ package tokens
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/modelcontextprotocol/go-sdk/auth"
+
+	"github.com/mcpmesh/mcpmesh/trust/jwks"
 )
 
 // ErrInvalid wraps every reason a token is refused; the message says which.
@@ -46,10 +45,7 @@ type Verifier struct {
 	cfg VerifierConfig
 	now func() time.Time
 
-	mu      sync.Mutex
-	keys    jose.JSONWebKeySet
-	fetched time.Time
-	lastErr error
+	keys *jwks.Set
 }
 
 // NewVerifier returns a Verifier; the key set is fetched on first use. It
@@ -61,17 +57,12 @@ func NewVerifier(cfg VerifierConfig, opts ...Option) (*Verifier, error) {
 	if cfg.Leeway == 0 {
 		cfg.Leeway = 5 * time.Second
 	}
-	if cfg.RefreshInterval == 0 {
-		cfg.RefreshInterval = 5 * time.Minute
-	}
 	if cfg.MinRefreshInterval == 0 {
 		cfg.MinRefreshInterval = 5 * time.Second
 	}
-	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
-	}
 	o := newOptions(opts)
-	return &Verifier{cfg: cfg, now: o.now}, nil
+	keys := jwks.New(jwks.Config{URL: cfg.JWKSURL, RefreshInterval: cfg.RefreshInterval, MinRefreshInterval: cfg.MinRefreshInterval, HTTPClient: cfg.HTTPClient}, o.now)
+	return &Verifier{cfg: cfg, now: o.now, keys: keys}, nil
 }
 
 // Verify checks token and returns its claims. Every refusal wraps
@@ -116,55 +107,18 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
 		ID: c.ID, Tenant: c.Tenant, Caller: c.Caller, RequestID: c.RequestID}, nil
 }
 
-// key returns the key with id kid, fetching the key set when it is stale
-// or lacks kid (at most once per MinRefreshInterval).
+// key returns the node's signing key kid (package jwks fetches and caches
+// the set); only a valid public key is used.
 func (v *Verifier) key(ctx context.Context, kid string) (*jose.JSONWebKey, error) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	now := v.now()
-	find := func() *jose.JSONWebKey {
-		for i, k := range v.keys.Keys {
-			if k.KeyID == kid && (k.Use == "" || k.Use == "sig") && k.Valid() && k.IsPublic() {
-				return &v.keys.Keys[i]
-			}
-		}
-		return nil
-	}
-	k := find()
-	stale := v.fetched.IsZero() || now.Sub(v.fetched) >= v.cfg.RefreshInterval
-	if (k == nil || stale) && (v.fetched.IsZero() || now.Sub(v.fetched) >= v.cfg.MinRefreshInterval) {
-		v.fetched = now
-		v.lastErr = v.fetch(ctx)
-		k = find()
-	}
-	if k == nil {
-		if v.lastErr != nil {
-			return nil, fmt.Errorf("%w: key %q is not known and the key set could not be fetched: %w", ErrInvalid, kid, v.lastErr)
-		}
+	k, err := v.keys.Key(ctx, kid)
+	var missing *jwks.MissingError
+	switch {
+	case errors.As(err, &missing) && missing.Fetch != nil:
+		return nil, fmt.Errorf("%w: key %q is not known and the key set could not be fetched: %w", ErrInvalid, kid, missing.Fetch)
+	case err != nil || !k.Valid() || !k.IsPublic():
 		return nil, fmt.Errorf("%w: key %q is not in the key set at %s (retired and expired, or not the node's)", ErrInvalid, kid, v.cfg.JWKSURL)
 	}
 	return k, nil
-}
-
-func (v *Verifier) fetch(ctx context.Context) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, v.cfg.JWKSURL, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := v.cfg.HTTPClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: HTTP %d", v.cfg.JWKSURL, resp.StatusCode)
-	}
-	var set jose.JSONWebKeySet
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&set); err != nil {
-		return fmt.Errorf("GET %s: not a JWK set: %w", v.cfg.JWKSURL, err)
-	}
-	v.keys = set
-	return nil
 }
 
 // ExtraClaims is the key of the Claims in a go-sdk auth.TokenInfo's Extra
