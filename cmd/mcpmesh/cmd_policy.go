@@ -156,9 +156,7 @@ func (r *requestFlags) load() (*policy.Set, *policy.Request, error) {
 		if len(cat.Policies) == 0 {
 			return nil, nil, fmt.Errorf("%s has no *.cedar files at its top", r.files)
 		}
-		for _, f := range cat.Policies {
-			files = append(files, policy.File{Name: f.Name, Text: f.Text})
-		}
+		files = cat.Policies
 		cards = cat.Cards
 		if ns == "" {
 			ns = filepath.Base(filepath.Clean(r.files))

@@ -43,11 +43,7 @@ func (g *Gateway) loadPolicies() error {
 	if _, v := g.policy.Set(); v == p.ModifyIndex && v != 0 {
 		return nil
 	}
-	files := make([]policy.File, len(p.Files))
-	for i, f := range p.Files {
-		files[i] = policy.File{Name: f.Name, Text: f.Text}
-	}
-	set, err := policy.Compile(files)
+	set, err := policy.Compile(p.Files)
 	if err != nil {
 		g.logger.Error("gateway: the registry's policy set does not compile here; the previous set stays in force", "index", p.ModifyIndex, "error", err)
 		return nil
@@ -204,49 +200,45 @@ func (g *Gateway) mayUse(r *policy.Request) bool { return g.decide(r).Allowed }
 func (g *Gateway) filter(ep *endpoint, p agentauth.Principal, server string, res mcp.Result) mcp.Result {
 	switch res := res.(type) {
 	case *mcp.ListToolsResult:
-		kept := res.Tools[:0:0]
-		for _, t := range res.Tools {
+		res.Tools = keep(res.Tools, func(t *mcp.Tool) bool {
 			r := ep.route(t.Name)
 			if r == nil {
-				continue
+				return false
 			}
 			e, _, err := g.pickVersion(r, "", p.ID)
-			if err == nil && g.mayUse(callRequest(p, e)) {
-				kept = append(kept, t)
-			}
-		}
-		res.Tools, res.CacheScope = kept, "private"
+			return err == nil && g.mayUse(callRequest(p, e))
+		})
+		res.CacheScope = "private"
 	case *mcp.ListResourcesResult:
-		kept := res.Resources[:0:0]
-		for _, item := range res.Resources {
-			if g.mayRead(p, server, item.URI) {
-				kept = append(kept, item)
-			}
-		}
-		res.Resources, res.CacheScope = kept, "private"
+		res.Resources = keep(res.Resources, func(item *mcp.Resource) bool { return g.mayRead(p, server, item.URI) })
+		res.CacheScope = "private"
 	case *mcp.ListResourceTemplatesResult:
-		kept := res.ResourceTemplates[:0:0]
-		for _, item := range res.ResourceTemplates {
-			if g.mayRead(p, server, item.URITemplate) {
-				kept = append(kept, item)
-			}
-		}
-		res.ResourceTemplates, res.CacheScope = kept, "private"
+		res.ResourceTemplates = keep(res.ResourceTemplates, func(item *mcp.ResourceTemplate) bool { return g.mayRead(p, server, item.URITemplate) })
+		res.CacheScope = "private"
 	case *mcp.ListPromptsResult:
-		if server == "" {
-			// The aggregated listing filters as it names (prompts.go).
-			res.CacheScope = "private"
-			break
+		// The aggregated listing filters as it names (prompts.go).
+		if server != "" {
+			res.Prompts = keep(res.Prompts, func(item *mcp.Prompt) bool { return g.mayGetPrompt(p, server, item.Name) })
 		}
-		kept := res.Prompts[:0:0]
-		for _, item := range res.Prompts {
-			if g.mayUse(&policy.Request{Principal: p, Action: policy.ActionGetPrompt, Server: g.server(server), Prompt: item.Name}) {
-				kept = append(kept, item)
-			}
-		}
-		res.Prompts, res.CacheScope = kept, "private"
+		res.CacheScope = "private"
 	}
 	return res
+}
+
+// keep returns, in a new slice, the items ok accepts.
+func keep[T any](items []T, ok func(T) bool) []T {
+	kept := items[:0:0]
+	for _, item := range items {
+		if ok(item) {
+			kept = append(kept, item)
+		}
+	}
+	return kept
+}
+
+// mayGetPrompt decides getPrompt of a listed prompt (its upstream name).
+func (g *Gateway) mayGetPrompt(p agentauth.Principal, server, prompt string) bool {
+	return g.mayUse(&policy.Request{Principal: p, Action: policy.ActionGetPrompt, Server: g.server(server), Prompt: prompt})
 }
 
 // mayRead decides readResource of a listed URI (or template).

@@ -9,7 +9,6 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/mcpmesh/mcpmesh/node/policy"
 	"github.com/mcpmesh/mcpmesh/node/upstream"
 )
 
@@ -55,14 +54,10 @@ func (g *Gateway) aggregatedPrompts(ep *endpoint) mcp.Middleware {
 				idx.mu.Unlock()
 				// Only the prompts the caller may get (policy.go).
 				p := principal(ctx)
-				kept := prompts[:0:0]
-				for _, pr := range prompts {
+				return &mcp.ListPromptsResult{Prompts: keep(prompts, func(pr *mcp.Prompt) bool {
 					ref := names[pr.Name]
-					if g.mayUse(&policy.Request{Principal: p, Action: policy.ActionGetPrompt, Server: g.server(ref.server), Prompt: ref.name}) {
-						kept = append(kept, pr)
-					}
-				}
-				return &mcp.ListPromptsResult{Prompts: kept}, nil
+					return g.mayGetPrompt(p, ref.server, ref.name)
+				})}, nil
 			case "prompts/get":
 				// A copy (params may be nil) with only the _meta that may go upstream.
 				fwd := copyWithMeta(req.GetParams().(*mcp.GetPromptParams), forwardMeta(paramsMeta(req.GetParams()), session(req)))

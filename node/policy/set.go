@@ -14,6 +14,8 @@ import (
 	xast "github.com/cedar-policy/cedar-go/x/exp/ast"
 	"github.com/cedar-policy/cedar-go/x/exp/schema"
 	"github.com/cedar-policy/cedar-go/x/exp/schema/validate"
+
+	"github.com/mcpmesh/mcpmesh/registry/state"
 )
 
 // SchemaText is the Cedar schema (human-readable format) that every policy
@@ -37,11 +39,8 @@ var validator = func() *validate.Validator {
 }()
 
 // File is one policy file: its name (for positions in errors and for
-// policy ids) and its Cedar text.
-type File struct {
-	Name string `json:"name"`
-	Text string `json:"text"`
-}
+// policy ids) and its Cedar text, as the registry stores it.
+type File = state.PolicyFile
 
 // maxFiles and maxFileBytes bound a policy set so that one mistaken apply
 // cannot bloat the replicated state.

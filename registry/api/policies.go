@@ -23,16 +23,13 @@ type PoliciesResponse struct {
 	Digest string `json:"digest"`
 }
 
-func policyFiles(fs []state.PolicyFile) []policy.File {
-	out := make([]policy.File, len(fs))
-	for i, f := range fs {
-		out[i] = policy.File{Name: f.Name, Text: f.Text}
+// currentPolicies reads the policy set and describes it.
+func (h *Handler) currentPolicies() (PoliciesResponse, error) {
+	p, err := h.cl.FSM.Policies()
+	if err != nil {
+		return PoliciesResponse{}, err
 	}
-	return out
-}
-
-func describePolicies(p state.Policies) (PoliciesResponse, error) {
-	set, err := policy.Compile(policyFiles(p.Files))
+	set, err := policy.Compile(p.Files)
 	if err != nil {
 		return PoliciesResponse{}, err
 	}
@@ -47,7 +44,7 @@ func (h *Handler) putPolicies(w http.ResponseWriter, r *http.Request) {
 	}
 	// Validate against the schema here, before Raft: the state machine
 	// stores what it is given, and every replica compiles it.
-	if _, err := policy.Compile(policyFiles(req.Files)); err != nil {
+	if _, err := policy.Compile(req.Files); err != nil {
 		h.fail(w, r, badRequest("policies refused, nothing changed:\n%v", err))
 		return
 	}
@@ -56,12 +53,7 @@ func (h *Handler) putPolicies(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	p, err := h.cl.FSM.Policies()
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	out, err := describePolicies(p)
+	out, err := h.currentPolicies()
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -77,12 +69,7 @@ func (h *Handler) showPolicies(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	p, err := h.cl.FSM.Policies()
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	out, err := describePolicies(p)
+	out, err := h.currentPolicies()
 	if err != nil {
 		h.fail(w, r, err)
 		return

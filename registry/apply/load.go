@@ -240,7 +240,7 @@ func loadPolicies(dir string) ([]state.PolicyFile, []Problem) {
 			continue
 		}
 		f := state.PolicyFile{Name: filepath.Base(path), Text: string(raw)}
-		if _, err := policy.Compile([]policy.File{{Name: f.Name, Text: f.Text}}); err != nil {
+		if _, err := policy.Compile([]policy.File{f}); err != nil {
 			for _, line := range strings.Split(err.Error(), "\n") {
 				ps = append(ps, Problem{File: path, Message: line})
 			}
@@ -249,11 +249,7 @@ func loadPolicies(dir string) ([]state.PolicyFile, []Problem) {
 		files = append(files, f)
 	}
 	if len(ps) == 0 && len(files) > 1 {
-		all := make([]policy.File, len(files))
-		for i, f := range files {
-			all[i] = policy.File{Name: f.Name, Text: f.Text}
-		}
-		if _, err := policy.Compile(all); err != nil {
+		if _, err := policy.Compile(files); err != nil {
 			for _, line := range strings.Split(err.Error(), "\n") {
 				ps = append(ps, Problem{File: dir, Message: line})
 			}
