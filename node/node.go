@@ -236,6 +236,10 @@ func (n *Node) readyz(w http.ResponseWriter, r *http.Request) {
 	st := n.cluster.Status()
 	rd := Readiness{Node: n.cfg.NodeID, Leader: st.Leader, Role: st.State, Applied: st.AppliedIndex, Upstreams: n.pool.Health()}
 	rd.Ready, rd.Reason = n.cluster.Ready()
+	if rd.Ready && n.minter.ActiveKeyID() == "" {
+		// Every upstream request needs a token this node mints.
+		rd.Ready, rd.Reason = false, "no token signing key yet (the namespace's leader generates one once elected)"
+	}
 	if n.draining.Load() {
 		rd.Ready, rd.Reason = false, "draining"
 	}

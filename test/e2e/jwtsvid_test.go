@@ -29,6 +29,7 @@ func TestAgentJWTSVID(t *testing.T) {
 	n.WriteConfig("bootstrap:\n  expect: 1\n  peers:\n    - { id: n1, address: \"" + n.RaftAddr + "\" }\n")
 	c.Start()
 	c.Leader(leaderTimeout)
+	c.WaitAllReady(leaderTimeout)
 	mustCLI(t, c, n, "apply", "-f", permitAll(t))
 	mustCLI(t, c, n, "registry", "submit", "-f", writeCard(t, upstreamCard("corp.hr/directory", "1.0.0", up.URL)))
 	mustCLI(t, c, n, "registry", "approve", "corp.hr/directory@1.0.0")

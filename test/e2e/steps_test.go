@@ -28,14 +28,16 @@ const (
 	stopTimeout   = 20 * time.Second
 )
 
-// startCluster creates and starts a cluster and waits for an agreed leader.
-// Its nodes use stable ports (testcluster.StablePort), so the tests can
-// kill and restart them.
+// startCluster creates and starts a cluster and waits for an agreed leader
+// and for every node to be ready (with a token signing key). Its nodes use
+// stable ports (testcluster.StablePort), so the tests can kill and
+// restart them.
 func startCluster(t *testing.T, opts testcluster.Options) *testcluster.Cluster {
 	t.Helper()
 	c := testcluster.New(t, opts)
 	c.Start()
 	c.Leader(leaderTimeout)
+	c.WaitAllReady(leaderTimeout)
 	return c
 }
 

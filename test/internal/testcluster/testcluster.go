@@ -397,6 +397,16 @@ func (n *Node) WaitReady(timeout time.Duration) {
 	}
 }
 
+// WaitAllReady waits up to timeout for every running node to be ready.
+func (c *Cluster) WaitAllReady(timeout time.Duration) {
+	c.t.Helper()
+	for _, n := range c.Nodes {
+		if n.Running() {
+			n.WaitReady(timeout)
+		}
+	}
+}
+
 // Leader waits up to timeout for exactly one running node to report itself
 // leader, with every running node agreeing, and returns it.
 func (c *Cluster) Leader(timeout time.Duration) *Node {
