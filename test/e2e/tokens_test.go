@@ -339,8 +339,11 @@ func mapsValues(m map[string]string) func(func(string) bool) {
 // and the old key leaves the key set only after its last token expired.
 func TestSigningKeyRotation(t *testing.T) {
 	t.Parallel()
+	// rotate_every is well above the example server's 5s floor between key
+	// set fetches: a rotation within 5s of its last fetch would leave it
+	// unable to learn the new key in time for the call after the rotation.
 	c := startCluster(t, testcluster.Options{NoSync: true, Nodes: 1,
-		ExtraYAML: "upstream_tokens:\n  rotate_every: 4s\n  ttl: 3s\n  leeway: 1s\n"})
+		ExtraYAML: "upstream_tokens:\n  rotate_every: 8s\n  ttl: 3s\n  leeway: 1s\n"})
 	n := c.Nodes[0]
 	up := startExampleDirectory(t, n.URL()+jwksPath, true)
 	mustCLI(t, c, n, "apply", "-f", permitAll(t))
