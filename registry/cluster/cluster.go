@@ -318,11 +318,20 @@ func (c *Cluster) Shutdown() error {
 		c.cancel()
 	}
 	var errs []error
+	var stopped raft.Future
 	if c.raft != nil {
-		errs = append(errs, c.raft.Shutdown().Error())
+		stopped = c.raft.Shutdown()
 	}
+	// Raft's shutdown future waits for its workers before it closes the
+	// transport, so a replication worker blocked on a peer's RPC would hold
+	// shutdown for the whole transport timeout, and two replicas shutting
+	// down at once can each wait on the other. Closing the transport (and
+	// with it the node port's connections) first fails such RPCs at once.
 	if c.trans != nil {
 		errs = append(errs, c.trans.Close())
+	}
+	if stopped != nil {
+		errs = append(errs, stopped.Error())
 	}
 	c.connsMu.Lock()
 	c.closed = true

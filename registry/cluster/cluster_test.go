@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -79,11 +80,41 @@ func newTestCluster(t *testing.T, n int) *testCluster {
 		tc.start(id, ln, peers, nil)
 	}
 	t.Cleanup(func() {
-		for _, c := range tc.nodes {
-			c.Shutdown()
+		for id, c := range tc.nodes {
+			shutdownWithin(t, id, c, 30*time.Second)
 		}
 	})
 	return tc
+}
+
+// shutdownWithin shuts c down, failing the test with the goroutines of
+// Raft and this package if it takes longer than limit, so a hang shows
+// where it is instead of running into the package timeout. It gives
+// Shutdown twice as long again to finish before it leaves it running.
+func shutdownWithin(t *testing.T, id string, c *Cluster, limit time.Duration) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- c.Shutdown() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(limit):
+	}
+	buf := make([]byte, 1<<22)
+	buf = buf[:runtime.Stack(buf, true)]
+	var stuck []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "hashicorp/raft") || strings.Contains(g, "registry/cluster.") {
+			stuck = append(stuck, g)
+		}
+	}
+	t.Errorf("shutdown of %s not within %s; goroutines of raft and the cluster:\n%s", id, limit, strings.Join(stuck, "\n\n"))
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(2 * limit):
+		return fmt.Errorf("shutdown of %s still running after %s", id, 3*limit)
+	}
 }
 
 func (tc *testCluster) start(id string, ln net.Listener, peers []Peer, join []string) *Cluster {
@@ -396,7 +427,7 @@ func TestRestartResumesFromDisk(t *testing.T) {
 	f := tc.follower(leader)
 	id := f.cfg.NodeID
 	waitFor(t, "follower has t4", 5*time.Second, func() (bool, string) { return hasTenant(f, "t4"), "" })
-	if err := f.Shutdown(); err != nil {
+	if err := shutdownWithin(t, id, f, 30*time.Second); err != nil {
 		t.Fatalf("shutdown: %v", err)
 	}
 	if _, err := leader.Apply(t.Context(), tenantCmd(t, "while-down")); err != nil {
