@@ -80,9 +80,11 @@ type Gateway struct {
 	profiles atomic.Pointer[map[string]map[string]string]
 	// policy holds the BU's policy set, swapped in by Sync (policy.go).
 	policy *policy.Engine
+	// listNamespace is the prebuilt policy target of listing /mcp.
+	listNamespace *policy.Target
 	// govs is what the policy knows of each served server: its newest
 	// live version's governance.
-	govs    atomic.Pointer[map[string]policy.Server]
+	govs    atomic.Pointer[map[string]serverPolicy]
 	schemas *validate.Cache
 	sunset  time.Time // the earliest future sunset among live versions
 	agg     *endpoint
@@ -135,6 +137,7 @@ func New(cfg Config, fsm *state.FSM, pool *upstream.Pool, opts ...Option) *Gatew
 		g.metrics = newMetrics(nil)
 	}
 	g.agg = g.newEndpoint("mcpmesh "+cfg.Namespace, false)
+	g.listNamespace = policy.NewTarget(&policy.Request{Action: policy.ActionList, Namespace: cfg.Namespace})
 	return g
 }
 
@@ -209,8 +212,8 @@ type entry struct {
 	def                   *mcp.Tool
 	target                upstream.Target
 	deprecation           *card.Deprecation
-	// gov is what the policy knows of the version's server.
-	gov policy.Server
+	// authz is the policy's view of calling this version, built once.
+	authz *policy.Target
 	// input checks the call's arguments; compiled once per schema.
 	input *validate.Schema
 }
@@ -373,7 +376,9 @@ func (g *Gateway) Sync() (err error) {
 				g.logger.Error("gateway: input schema does not compile; tool not served", "server", sv.Server, "version", sv.Version, "tool", tv.Name, "error", err)
 				continue
 			}
-			e := &entry{server: sv.Server, version: sv.Version, tool: tv.Name, hash: tv.Hash, def: def, target: targetOf(sv), deprecation: sv.Deprecation, gov: serverInfo(sv), input: input}
+			e := &entry{server: sv.Server, version: sv.Version, tool: tv.Name, hash: tv.Hash, def: def, target: targetOf(sv), deprecation: sv.Deprecation, input: input}
+			e.authz = policy.NewTarget(&policy.Request{Action: policy.ActionCall, Namespace: g.cfg.Namespace, Server: serverInfo(sv),
+				Tool: policy.Tool{Name: tv.Name, Version: sv.Version, Deprecated: sv.Deprecation != nil, Annotations: def.Annotations}})
 			if byServer[sv.Server] == nil {
 				byServer[sv.Server] = map[string]*route{}
 			}
@@ -414,10 +419,11 @@ func (g *Gateway) Sync() (err error) {
 		}
 	}
 	targets := map[string]upstream.Target{}
-	govs := map[string]policy.Server{}
+	govs := map[string]serverPolicy{}
 	for server := range byServer {
 		targets[server] = targetOf(newest[server])
-		govs[server] = serverInfo(newest[server])
+		info := serverInfo(newest[server])
+		govs[server] = serverPolicy{info: info, list: policy.NewTarget(&policy.Request{Action: policy.ActionList, Namespace: g.cfg.Namespace, Server: info})}
 	}
 	g.targets.Store(&targets)
 	g.govs.Store(&govs)

@@ -87,20 +87,28 @@ func serverInfo(sv state.ServerVersion) policy.Server {
 
 // callRequest is the policy request of calling version e.
 func callRequest(p agentauth.Principal, e *entry) *policy.Request {
-	return &policy.Request{Principal: p, Action: policy.ActionCall, Server: e.gov,
-		Tool: policy.Tool{Name: e.tool, Version: e.version, Deprecated: e.deprecation != nil, Annotations: e.def.Annotations}}
+	return &policy.Request{Principal: p, Action: policy.ActionCall, Target: e.authz}
 }
 
-// server returns what the policy knows of a served server (its newest
-// live version's card).
-func (g *Gateway) server(name string) policy.Server {
+// serverPolicy is what the policy knows of a served server (its newest live
+// version's card), and the prebuilt target of listing its catalog.
+type serverPolicy struct {
+	info policy.Server
+	list *policy.Target
+}
+
+// policyOf returns what the policy knows of a served server.
+func (g *Gateway) policyOf(name string) serverPolicy {
 	if govs := g.govs.Load(); govs != nil {
 		if s, ok := (*govs)[name]; ok {
 			return s
 		}
 	}
-	return policy.Server{Name: name}
+	return serverPolicy{info: policy.Server{Name: name}}
 }
+
+// server returns what the policy knows of a served server.
+func (g *Gateway) server(name string) policy.Server { return g.policyOf(name).info }
 
 // guard authorizes the listings, reads and prompt requests of ep (tools/call
 // is authorized in its handler, once the answering version is known) and
@@ -123,9 +131,10 @@ func (g *Gateway) guard(ep *endpoint, perServer bool) mcp.Middleware {
 			switch method {
 			case "tools/list", "resources/list", "resources/templates/list", "prompts/list":
 				what := "the catalog of namespace " + g.cfg.Namespace
-				lr := &policy.Request{Principal: p, Action: policy.ActionList}
+				lr := &policy.Request{Principal: p, Action: policy.ActionList, Target: g.listNamespace}
 				if server != "" {
-					lr.Server, what = g.server(server), "the catalog of server "+server
+					s := g.policyOf(server)
+					lr.Server, lr.Target, what = s.info, s.list, "the catalog of server "+server
 				}
 				if err := g.authorize(lr, method+" "+what); err != nil {
 					return nil, err

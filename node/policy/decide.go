@@ -39,10 +39,18 @@ func (d Decision) Reason(withPolicies bool) string {
 }
 
 // Authorize decides r against the set: default deny, forbid wins.
-func (s *Set) Authorize(r *Request) Decision {
-	req, es := r.cedarRequest()
+func (s *Set) Authorize(r *Request) Decision { return s.authorize(r, agentEntity(r.Principal)) }
+
+// authorize decides r with agent as its principal's entity.
+func (s *Set) authorize(r *Request, agent cedar.Entity) Decision {
+	d := Decision{Digest: s.digest}
+	req, es, err := r.cedarRequest(agent)
+	if err != nil {
+		d.Errors = []string{err.Error()}
+		return d
+	}
 	ok, diag := s.policies.IsAuthorized(es, req)
-	d := Decision{Allowed: ok == cedar.Allow, Digest: s.digest}
+	d.Allowed = ok == cedar.Allow
 	for _, reason := range diag.Reasons {
 		d.Policies = append(d.Policies, string(reason.PolicyID))
 	}
@@ -68,7 +76,10 @@ type Trace struct {
 // in file order, whether it matched and whether it decided.
 func (s *Set) Explain(r *Request) (Decision, []Trace) {
 	d := s.Authorize(r)
-	req, es := r.cedarRequest()
+	req, es, err := r.cedarRequest(agentEntity(r.Principal))
+	if err != nil {
+		return d, nil
+	}
 	traces := make([]Trace, 0, len(s.ids))
 	for _, id := range s.ids {
 		p := s.policies.Get(cedar.PolicyID(id))

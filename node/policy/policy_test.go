@@ -3,6 +3,7 @@ package policy
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -117,7 +118,10 @@ func TestRequestsMatchTheSchema(t *testing.T) {
 		{Principal: p, Action: ActionGetPrompt, Namespace: "hr", Server: directory, Prompt: "p", Now: now},
 	}
 	for _, req := range reqs {
-		cr, es := req.cedarRequest()
+		cr, es, err := req.cedarRequest(agentEntity(req.Principal))
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := v.Request(cr); err != nil {
 			t.Errorf("%s request: %v", req.Action, err)
 		}
@@ -208,13 +212,88 @@ func TestPoliciesWithoutIDAreNamedByFileAndIndex(t *testing.T) {
 	}
 }
 
-func BenchmarkAuthorize(b *testing.B) {
-	s := exampleSet(b, "hr")
-	req := call(payroll, "hr", directory, "get_salary_band", readOnly)
-	b.ReportAllocs()
-	for b.Loop() {
-		if !s.Authorize(req).Allowed {
-			b.Fatal("denied")
+// TestPrebuiltMatchesFresh: a request with a prebuilt Target through the
+// Engine (the agent entity cached) decides exactly as a request built from
+// scratch, for every example case, and a target of another action denies.
+func TestPrebuiltMatchesFresh(t *testing.T) {
+	s := exampleSet(t, "hr")
+	e := NewEngine()
+	e.Swap(s, 1)
+	contractor := with(payroll, func(p *agentauth.Principal) { p.Groups = []string{"contractors"} })
+	for _, req := range []*Request{
+		call(payroll, "hr", directory, "get_salary_band", readOnly),
+		call(contractor, "hr", directory, "get_salary_band", readOnly),
+		call(anonymous, "hr", directory, "search_employees", readOnly),
+		{Principal: payroll, Action: ActionList, Namespace: "hr", Now: now},
+		{Principal: payroll, Action: ActionList, Namespace: "hr", Server: directory, Now: now},
+		{Principal: payroll, Action: ActionReadResource, Namespace: "hr", Server: directory, URI: "file:///x", Now: now},
+	} {
+		fresh := s.Authorize(req)
+		pre := *req
+		pre.Target = NewTarget(req)
+		pre.Server, pre.Tool, pre.URI = Server{}, Tool{}, ""
+		for range 2 { // the second time, the agent entity comes from the cache
+			if diff := cmp.Diff(fresh, e.Authorize(&pre)); diff != "" {
+				t.Errorf("%s %s by %s: prebuilt decides otherwise (-fresh +prebuilt):\n%s", req.Action, req.Tool.Name, req.Principal.ID, diff)
+			}
 		}
 	}
+	wrong := *call(payroll, "hr", directory, "get_salary_band", readOnly)
+	wrong.Target = NewTarget(&Request{Action: ActionList, Namespace: "hr", Server: directory})
+	if d := e.Authorize(&wrong); d.Allowed || len(d.Errors) != 1 {
+		t.Errorf("target of another action: %+v, want a deny with an error", d)
+	}
+}
+
+// TestAgentCacheSeesChangedPrincipal: the cache is keyed by principal ID
+// but a principal whose groups changed (a new token) is decided with its
+// new groups, both ways.
+func TestAgentCacheSeesChangedPrincipal(t *testing.T) {
+	e := NewEngine()
+	e.Swap(exampleSet(t, "hr"), 1)
+	req := call(payroll, "hr", directory, "get_salary_band", readOnly)
+	req.Target = NewTarget(req)
+	contractor := with(payroll, func(p *agentauth.Principal) { p.Groups = []string{"contractors"} })
+	for i, c := range []struct {
+		p     agentauth.Principal
+		allow bool
+	}{{payroll, true}, {contractor, false}, {payroll, true}} {
+		r := *req
+		r.Principal = c.p
+		if got := e.Authorize(&r).Allowed; got != c.allow {
+			t.Errorf("step %d (groups %v): allowed = %v, want %v", i, c.p.Groups, got, c.allow)
+		}
+	}
+	// samePrincipal compares every field; a new field must be added there.
+	if n := reflect.TypeFor[agentauth.Principal]().NumField(); n != 6 {
+		t.Errorf("agentauth.Principal has %d fields; update samePrincipal and this count", n)
+	}
+}
+
+// BenchmarkAuthorize decides one call: "fresh" builds every entity (the
+// offline CLI's path), "prebuilt" is the gateway's (a Target built at
+// sync, the principal's entity cached by the Engine).
+func BenchmarkAuthorize(b *testing.B) {
+	s := exampleSet(b, "hr")
+	b.Run("fresh", func(b *testing.B) {
+		req := call(payroll, "hr", directory, "get_salary_band", readOnly)
+		b.ReportAllocs()
+		for b.Loop() {
+			if !s.Authorize(req).Allowed {
+				b.Fatal("denied")
+			}
+		}
+	})
+	b.Run("prebuilt", func(b *testing.B) {
+		e := NewEngine()
+		e.Swap(s, 1)
+		req := call(payroll, "hr", directory, "get_salary_band", readOnly)
+		req.Target = NewTarget(req)
+		b.ReportAllocs()
+		for b.Loop() {
+			if !e.Authorize(req).Allowed {
+				b.Fatal("denied")
+			}
+		}
+	})
 }

@@ -1,7 +1,10 @@
 package policy
 
 import (
+	"errors"
+	"maps"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/cedar-policy/cedar-go"
@@ -64,8 +67,12 @@ type Request struct {
 	URI string
 	// Prompt is the prompt name of ActionGetPrompt.
 	Prompt string
-	// Now is the time of the request.
+	// Now is the time of the request; policies see it to the second.
 	Now time.Time
+	// Target, when set, is the prebuilt resource side of the request and
+	// supersedes Namespace, Server, Tool, URI and Prompt. It must have
+	// been built for the request's Action.
+	Target *Target
 }
 
 // Entity type names of the schema.
@@ -113,44 +120,52 @@ func (es entities) Get(uid cedar.EntityUID) (cedar.Entity, bool) {
 	return cedar.Entity{}, false
 }
 
-// cedarRequest builds the Cedar request and its entities.
-func (r *Request) cedarRequest() (cedar.Request, entities) {
-	p := r.Principal
-	var parents []cedar.EntityUID
-	if p.Tenant != "" {
-		parents = append(parents, cedar.NewEntityUID(typeTenant, cedar.String(p.Tenant)))
+// Target is the resource side of requests about one thing (the namespace,
+// a server, or a tool version) built once: its Cedar entities and the
+// context entries they give. Build it with NewTarget when the catalog
+// changes and put it in every Request about that thing, which then skips
+// rebuilding them; most of a decision's cost is building entities.
+type Target struct {
+	action   Action
+	resource cedar.EntityUID
+	entities entities
+	context  cedar.RecordMap
+	// last is the context record of the latest request: requests in the
+	// same second from the same trust domain share it, since building a
+	// Cedar record (it hashes every value) costs as much as the rest of
+	// the request.
+	last atomic.Pointer[contextAt]
+}
+
+type contextAt struct {
+	second      int64
+	trustDomain string
+	record      cedar.Record
+}
+
+// contextFor returns the context record of a request at now from trustDomain.
+func (t *Target) contextFor(now time.Time, trustDomain string) cedar.Record {
+	now = now.Truncate(time.Second)
+	if c := t.last.Load(); c != nil && c.second == now.Unix() && c.trustDomain == trustDomain {
+		return c.record
 	}
-	for _, g := range p.Groups {
-		parents = append(parents, cedar.NewEntityUID(typeGroup, cedar.String(g)))
-	}
-	scopes := make([]cedar.Value, len(p.Scopes))
-	for i, s := range p.Scopes {
-		scopes[i] = cedar.String(s)
-	}
-	agent := cedar.Entity{
-		UID:     cedar.NewEntityUID(typeAgent, cedar.String(p.ID)),
-		Parents: cedar.NewEntityUIDSet(parents...),
-		Attributes: cedar.NewRecord(cedar.RecordMap{
-			"trustDomain": cedar.String(p.TrustDomain),
-			"method":      cedar.String(string(p.Method)),
-			"tenant":      cedar.String(p.Tenant),
-			"scopes":      cedar.NewSet(scopes...),
-		}),
-	}
+	ctx := make(cedar.RecordMap, len(t.context)+2)
+	maps.Copy(ctx, t.context)
+	ctx["now"] = cedar.NewDatetime(now)
+	ctx["trustDomain"] = cedar.String(trustDomain)
+	c := &contextAt{second: now.Unix(), trustDomain: trustDomain, record: cedar.NewRecord(ctx)}
+	t.last.Store(c)
+	return c.record
+}
+
+// NewTarget builds the target of r from its Action, Namespace, Server,
+// Tool, URI and Prompt. The Principal, Now and any Target of r are ignored.
+func NewTarget(r *Request) *Target {
 	ns := cedar.Entity{UID: cedar.NewEntityUID(typeNamespace, cedar.String(r.Namespace))}
-	es := entities{agent, ns}
-	ctx := cedar.RecordMap{
-		"now":         cedar.NewDatetime(r.Now),
-		"trustDomain": cedar.String(p.TrustDomain),
-	}
-	req := cedar.Request{
-		Principal: agent.UID,
-		Action:    cedar.NewEntityUID(typeAction, cedar.String(string(r.Action))),
-	}
+	t := &Target{action: r.Action, entities: entities{ns}, context: cedar.RecordMap{}}
 	if r.Action == ActionList && r.Server.Name == "" {
-		req.Resource = ns.UID
-		req.Context = cedar.NewRecord(ctx)
-		return req, es
+		t.resource = ns.UID
+		return t
 	}
 	sv := r.Server
 	server := cedar.Entity{
@@ -165,15 +180,15 @@ func (r *Request) cedarRequest() (cedar.Request, entities) {
 			"team":                cedar.String(sv.Team),
 		}),
 	}
-	es = append(es, server)
+	t.entities = append(t.entities, server)
 	if r.Action != ActionList {
 		for _, k := range []cedar.String{"riskTier", "riskLevel", "dataClassification", "classificationLevel"} {
-			ctx[k], _ = server.Attributes.Get(k)
+			t.context[k], _ = server.Attributes.Get(k)
 		}
 	}
 	switch r.Action {
 	case ActionList:
-		req.Resource = server.UID
+		t.resource = server.UID
 	case ActionCall:
 		tool := cedar.Entity{
 			UID:     ToolUID(sv.Name, r.Tool.Name),
@@ -191,28 +206,75 @@ func (r *Request) cedarRequest() (cedar.Request, entities) {
 				"deprecated": cedar.Boolean(r.Tool.Deprecated),
 			}),
 		}
-		es = append(es, tool, version)
-		req.Resource = version.UID
-		ctx["annotations"] = annotations(r.Tool.Annotations)
+		t.entities = append(t.entities, tool, version)
+		t.resource = version.UID
+		t.context["annotations"] = annotations(r.Tool.Annotations)
 	case ActionReadResource:
 		res := cedar.Entity{
 			UID:        cedar.NewEntityUID(typeResource, cedar.String(r.URI)),
 			Parents:    cedar.NewEntityUIDSet(server.UID),
 			Attributes: cedar.NewRecord(cedar.RecordMap{"uri": cedar.String(r.URI)}),
 		}
-		es = append(es, res)
-		req.Resource = res.UID
+		t.entities = append(t.entities, res)
+		t.resource = res.UID
 	case ActionGetPrompt:
 		pr := cedar.Entity{
 			UID:        cedar.NewEntityUID(typePrompt, cedar.String(sv.Name+"/"+r.Prompt)),
 			Parents:    cedar.NewEntityUIDSet(server.UID),
 			Attributes: cedar.NewRecord(cedar.RecordMap{"name": cedar.String(r.Prompt)}),
 		}
-		es = append(es, pr)
-		req.Resource = pr.UID
+		t.entities = append(t.entities, pr)
+		t.resource = pr.UID
 	}
-	req.Context = cedar.NewRecord(ctx)
-	return req, es
+	return t
+}
+
+// agentEntity is the Cedar entity of a principal.
+func agentEntity(p agentauth.Principal) cedar.Entity {
+	var parents []cedar.EntityUID
+	if p.Tenant != "" {
+		parents = append(parents, cedar.NewEntityUID(typeTenant, cedar.String(p.Tenant)))
+	}
+	for _, g := range p.Groups {
+		parents = append(parents, cedar.NewEntityUID(typeGroup, cedar.String(g)))
+	}
+	scopes := make([]cedar.Value, len(p.Scopes))
+	for i, s := range p.Scopes {
+		scopes[i] = cedar.String(s)
+	}
+	return cedar.Entity{
+		UID:     cedar.NewEntityUID(typeAgent, cedar.String(p.ID)),
+		Parents: cedar.NewEntityUIDSet(parents...),
+		Attributes: cedar.NewRecord(cedar.RecordMap{
+			"trustDomain": cedar.String(p.TrustDomain),
+			"method":      cedar.String(string(p.Method)),
+			"tenant":      cedar.String(p.Tenant),
+			"scopes":      cedar.NewSet(scopes...),
+		}),
+	}
+}
+
+// errTargetAction is the error of a request whose Target was built for
+// another action: a programming error, decided as a deny.
+var errTargetAction = errors.New("policy: the request's target was built for another action")
+
+// cedarRequest builds the Cedar request and its entities, with agent as
+// the principal's entity.
+func (r *Request) cedarRequest(agent cedar.Entity) (cedar.Request, entities, error) {
+	t := r.Target
+	if t == nil {
+		t = NewTarget(r)
+	} else if t.action != r.Action {
+		return cedar.Request{}, nil, errTargetAction
+	}
+	es := make(entities, 0, 1+len(t.entities))
+	es = append(append(es, agent), t.entities...)
+	return cedar.Request{
+		Principal: agent.UID,
+		Action:    cedar.NewEntityUID(typeAction, cedar.String(string(r.Action))),
+		Resource:  t.resource,
+		Context:   t.contextFor(r.Now, r.Principal.TrustDomain),
+	}, es, nil
 }
 
 // annotations is the context record of a tool's hints, with the MCP
