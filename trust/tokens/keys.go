@@ -50,7 +50,7 @@ type keyring struct {
 type activeKey struct {
 	id      string
 	created time.Time
-	signer  jose.Signer
+	signer  *jwsSigner
 }
 
 // newKeyring parses keys. A key that does not parse is an error: every
@@ -74,14 +74,9 @@ func newKeyring(keys []state.SigningKey) (*keyring, error) {
 			kr.retired++
 			continue
 		}
-		signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: priv, KeyID: k.ID, Algorithm: Algorithm}},
-			(&jose.SignerOptions{}).WithType("JWT"))
-		if err != nil {
-			return nil, fmt.Errorf("signing key %s: %w", k.ID, err)
-		}
 		// Keys come oldest first; the state keeps one active, but should
 		// two ever be, the newest signs.
-		kr.active = &activeKey{id: k.ID, created: k.CreatedAt, signer: signer}
+		kr.active = &activeKey{id: k.ID, created: k.CreatedAt, signer: newJWSSigner(priv, k.ID)}
 	}
 	raw, err := json.Marshal(kr.public)
 	if err != nil {

@@ -180,7 +180,7 @@ func (m *Minter) Mint(audience string, c Caller) (string, error) {
 	if claims.RequestID == "" {
 		claims.RequestID = randomID()
 	}
-	tok, err := jwt.Signed(a.signer).Claims(claims).Serialize()
+	tok, err := a.signer.sign(claims)
 	if err != nil {
 		m.minted.WithLabelValues(audience, "error").Inc()
 		return "", fmt.Errorf("sign a token for %s with key %s: %w", audience, a.id, err)
