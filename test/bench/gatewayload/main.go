@@ -190,14 +190,15 @@ func measure(ctx context.Context, o options) (err error) {
 	}
 	defer node.stop()
 	s.node = node
-	if err := registerUpstream(ctx, nodeURL, s.upstreamURL+mcpPath); err != nil {
+	secret, err := registerUpstream(ctx, nodeURL, s.upstreamURL+mcpPath)
+	if err != nil {
 		return err
 	}
 
 	s.targets = []*target{
 		{name: "direct", url: s.upstreamURL + mcpPath, tool: "echo"},
 		{name: "proxy", url: "http://" + pxAddr + mcpPath, tool: "echo"},
-		{name: "mcpmesh", url: nodeURL + mcpPath, tool: benchToolName},
+		{name: "mcpmesh", url: nodeURL + mcpPath, tool: benchToolName, bearer: secret},
 	}
 	for _, t := range s.targets {
 		if err := t.connect(ctx, o.era); err != nil {
@@ -228,6 +229,13 @@ func measure(ctx context.Context, o options) (err error) {
 	}
 	if node.exited() {
 		return fmt.Errorf("the mcpmesh node exited during the run; log tail:\n%s", logTail(filepath.Join(dir, "node.log"), 20))
+	}
+	if o.profileDir != "" {
+		// The profiling node writes its profile as it exits.
+		node.stop()
+		if err := printShares(os.Stdout, filepath.Join(o.profileDir, "mcpmesh.pprof")); err != nil {
+			return err
+		}
 	}
 	for _, name := range []string{"upstream", "proxy"} {
 		if n, first := logLines(filepath.Join(dir, name+".log")); n > 0 {
@@ -262,6 +270,7 @@ type target struct {
 	tool    string
 	session *mcp.ClientSession
 	era     string       // negotiated
+	bearer  string       // the credential sent with every request, if any
 	dials   atomic.Int64 // TCP connections the client opened to the target
 }
 
@@ -279,7 +288,11 @@ func (t *target) connect(ctx context.Context, era string) error {
 	c := mcp.NewClient(&mcp.Implementation{Name: "gatewayload", Version: "1"}, nil)
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	s, err := c.Connect(cctx, &mcp.StreamableClientTransport{Endpoint: t.url, HTTPClient: &http.Client{Transport: tr}}, &mcp.ClientSessionOptions{ProtocolVersion: era})
+	var rt http.RoundTripper = tr
+	if t.bearer != "" {
+		rt = bearerTransport{token: t.bearer, next: tr}
+	}
+	s, err := c.Connect(cctx, &mcp.StreamableClientTransport{Endpoint: t.url, HTTPClient: &http.Client{Transport: rt}}, &mcp.ClientSessionOptions{ProtocolVersion: era})
 	if err != nil {
 		return fmt.Errorf("connect to %s at %s (%s): %w", t.name, t.url, era, err)
 	}
@@ -290,6 +303,18 @@ func (t *target) connect(ctx context.Context, era string) error {
 		return fmt.Errorf("%s negotiated protocol %s, want %s", t.name, t.era, era)
 	}
 	return nil
+}
+
+// bearerTransport sends a bearer token with every request.
+type bearerTransport struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return b.next.RoundTrip(r)
 }
 
 // checkTools waits until mcpmesh serves the approved tool and checks that

@@ -38,8 +38,9 @@ func serverCard(url string) []byte {
 }
 
 // nodeConfig is a one-node config: Raft without fsync (no write happens
-// during the measurement anyway), both MCP routes open anonymously, the
-// product's default log level unless logLevel says otherwise.
+// during the measurement anyway), agents authenticating with API keys as a
+// BU's would, the product's default log level unless logLevel says
+// otherwise.
 func nodeConfig(dir, httpAddr, raftAddr, logLevel string) string {
 	return fmt.Sprintf(`node_id: n1
 namespace: %s
@@ -60,7 +61,8 @@ trust:
 admin:
   token_file: %q
 mcp:
-  anonymous_routes: ["/mcp", "/mcp/s/*"]
+  auth:
+    methods: [api-key]
 log:
   level: %s
 `, benchNamespace, benchTrustDomain, filepath.Join(dir, "data"), httpAddr, raftAddr, raftAddr,
@@ -131,28 +133,51 @@ func startNode(ctx context.Context, nodeCmd func(cfgPath string) *exec.Cmd, dir,
 
 // registerUpstream submits the upstream's card to the node at base and
 // approves it through the admin API, as `mcpmesh registry submit` and
-// `approve` do.
-func registerUpstream(ctx context.Context, base, upstreamURL string) error {
+// `approve` do, puts the benchmark's policies, and creates the tenant and
+// API key the load authenticates with; it returns the key's secret.
+func registerUpstream(ctx context.Context, base, upstreamURL string) (string, error) {
 	cl, err := api.NewClient(api.ClientConfig{Addr: base, Token: adminToken, Timeout: 15 * time.Second})
 	if err != nil {
-		return err
+		return "", err
 	}
 	if _, err := cl.Submit(ctx, serverCard(upstreamURL)); err != nil {
-		return fmt.Errorf("submit the upstream's card: %w", err)
+		return "", fmt.Errorf("submit the upstream's card: %w", err)
 	}
 	if _, err := cl.Transition(ctx, benchServer, benchVersion, "approve", api.TransitionRequest{Reason: "gatewayload"}); err != nil {
-		return fmt.Errorf("approve %s@%s: %w", benchServer, benchVersion, err)
+		return "", fmt.Errorf("approve %s@%s: %w", benchServer, benchVersion, err)
 	}
-	// The load is anonymous; a node decides every call by policy, so the
-	// measured overhead includes one Cedar decision per call.
+	// Every call is authenticated and decided by policy, so the measured
+	// overhead includes both, as in production.
 	if _, err := cl.PutPolicies(ctx, []state.PolicyFile{{Name: "gatewayload.cedar", Text: benchPolicy}}); err != nil {
-		return fmt.Errorf("put the benchmark's policy: %w", err)
+		return "", fmt.Errorf("put the benchmark's policy: %w", err)
 	}
-	return nil
+	if _, err := cl.PutTenant(ctx, api.TenantRequest{Name: benchTenant, Owners: []string{"bench@corp.example"}}); err != nil {
+		return "", fmt.Errorf("create tenant %s: %w", benchTenant, err)
+	}
+	key, err := cl.CreateAPIKey(ctx, api.APIKeyRequest{Tenant: benchTenant, Name: "gatewayload", Groups: []string{"bench-agents"}})
+	if err != nil {
+		return "", fmt.Errorf("create the load's API key: %w", err)
+	}
+	return key.Secret, nil
 }
 
-// benchPolicy lets the anonymous load generator list and call.
-const benchPolicy = `permit (principal == Agent::"anonymous", action, resource);`
+// benchTenant owns the load's API key.
+const benchTenant = "loadgen"
+
+// benchPolicy is a small policy set of the shape a BU writes: members of a
+// group list and call low-risk tools of their own tenant, and a forbid
+// that is evaluated on every call without matching.
+const benchPolicy = `@id("agents-list")
+permit (principal in Group::"bench-agents", action == Action::"list", resource);
+
+@id("agents-call-low-risk")
+permit (principal in Group::"bench-agents", action == Action::"call", resource)
+when { principal.tenant == "loadgen" && context.riskLevel <= 1 };
+
+@id("no-destructive-tools-for-contractors")
+forbid (principal in Group::"contractors", action == Action::"call", resource)
+when { context.annotations.destructive };
+`
 
 // freePort returns a loopback address whose port was free a moment ago.
 func freePort() (string, error) {
