@@ -211,8 +211,17 @@ func (c *Cluster) open() error {
 	c.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  c.mux,
 		MaxPool: 4,
-		Timeout: 10 * time.Second,
-		Logger:  hl,
+		// 1 turns pipelined replication off. In raft v1.8 a pipeline can
+		// deadlock: when its response decoder stops (a follower refused an
+		// entry, or answered with a newer term) while the sender waits to
+		// hand it the next request, neither ever returns, and the leader's
+		// replication to that follower, and its shutdown, hang for good
+		// (seen in the cluster tests under -race). Synchronous replication
+		// costs little: hashicorp/raft#541 measured pipelining as of no
+		// benefit with batching, which the registry's writes get.
+		MaxRPCsInFlight: 1,
+		Timeout:         10 * time.Second,
+		Logger:          hl,
 	})
 
 	rc := raft.DefaultConfig()
