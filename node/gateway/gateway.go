@@ -80,6 +80,8 @@ type Gateway struct {
 	profiles atomic.Pointer[map[string]map[string]string]
 	// policy holds the BU's policy set, swapped in by Sync (policy.go).
 	policy *policy.Engine
+	// kills are the kill switches in force, swapped in by Sync (kills.go).
+	kills atomic.Pointer[killSet]
 	// govs is what the policy knows of each served server: its newest
 	// live version's governance.
 	govs    atomic.Pointer[map[string]policy.Server]
@@ -338,6 +340,9 @@ func (g *Gateway) Sync() (err error) {
 		return err
 	}
 	if err := g.loadPolicies(); err != nil {
+		return err
+	}
+	if err := g.loadKills(); err != nil {
 		return err
 	}
 	live := g.liveVersions(all)

@@ -18,6 +18,11 @@ import (
 // "client is closing"), and the gateway uses -32010 for a sunset version.
 const CodeDenied = -32011
 
+// CodeKilled is the JSON-RPC error code of a request a kill switch
+// refuses (kills.go): its message names what is killed, why, by whom and
+// since when, and its data carries the same as a KilledData.
+const CodeKilled = -32012
+
 // Every request at the front door is decided by the BU's Cedar policies
 // (package node/policy), which the registry replicates and Sync swaps in:
 //
@@ -70,6 +75,12 @@ func (g *Gateway) decide(r *policy.Request) policy.Decision {
 // authorize decides r and, when it is denied, records the decision and
 // returns the error the agent gets.
 func (g *Gateway) authorize(r *policy.Request, what string) error {
+	// A listing is not refused: it leaves out what is killed (filter).
+	if r.Action != policy.ActionList {
+		if err := g.refuseKilled(r.Principal, r.Server.Name, r.Tool.Name, what); err != nil {
+			return err
+		}
+	}
 	d := g.decide(r)
 	if d.Allowed {
 		return nil
@@ -121,6 +132,14 @@ func (g *Gateway) guard(ep *endpoint, perServer bool) mcp.Middleware {
 				server = t.Server
 			}
 			switch method {
+			case "resources/read", "resources/subscribe", "prompts/get", "completion/complete":
+				// Before any routing: a killed caller (or server, on its
+				// own endpoint) costs no upstream a request.
+				if err := g.refuseKilled(p, server, "", method); err != nil {
+					return nil, err
+				}
+			}
+			switch method {
 			case "tools/list", "resources/list", "resources/templates/list", "prompts/list":
 				what := "the catalog of namespace " + g.cfg.Namespace
 				lr := &policy.Request{Principal: p, Action: policy.ActionList}
@@ -129,6 +148,11 @@ func (g *Gateway) guard(ep *endpoint, perServer bool) mcp.Middleware {
 				}
 				if err := g.authorize(lr, method+" "+what); err != nil {
 					return nil, err
+				}
+				// A killed caller, or a killed server's own endpoint, lists
+				// nothing; its upstream is not asked.
+				if _, killed := g.killed(p, server, ""); killed {
+					return emptyListing(method), nil
 				}
 				res, err := next(ctx, method, req)
 				if err != nil {
@@ -192,8 +216,14 @@ func (g *Gateway) authorizePrompt(p agentauth.Principal, server, prompt, method 
 		fmt.Sprintf("%s %s of %s", method, prompt, server))
 }
 
-// mayUse reports whether p may use a listed item, counting the decision.
-func (g *Gateway) mayUse(r *policy.Request) bool { return g.decide(r).Allowed }
+// mayUse reports whether p may use a listed item: no kill switch stops it
+// and the policy permits it (the decision is counted).
+func (g *Gateway) mayUse(r *policy.Request) bool {
+	if _, killed := g.killed(r.Principal, r.Server.Name, r.Tool.Name); killed {
+		return false
+	}
+	return g.decide(r).Allowed
+}
 
 // filter keeps the items of a listing that p may use and marks the
 // listing private to the caller (2026-07-28 cacheScope).
