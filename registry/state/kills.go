@@ -153,6 +153,11 @@ func cutLast(s, sep string) (before, after string, found bool) {
 	return s, "", false
 }
 
+// applyPutKill checks the switch again, as PutTenant checks its name: the
+// admin API refuses bad ones first, so only a hand-made command is refused
+// here. These rules are part of what a logged PutKill means: a later
+// release may loosen them, never tighten them, or a replayed log would
+// apply differently on upgraded replicas.
 func (f *FSM) applyPutKill(b *pebble.Batch, index uint64, c PutKill) any {
 	if err := ValidateKillTarget(c.Kind, c.Name); err != nil {
 		return err
