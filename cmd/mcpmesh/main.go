@@ -37,6 +37,8 @@ func commands() []command {
 		{"apikey", "manage tenants' API keys for agents (create, list, revoke)", runAPIKey},
 		{"profile", "pin server versions per agent (set, show, list, delete)", runProfile},
 		{"policy", "Cedar policies: show the live set, eval or explain a request offline, print the schema", runPolicy},
+		{"kill", "pull a kill switch on a tool, server, tenant or agent (KIND NAME -reason TEXT; -list)", runKill},
+		{"revive", "release a kill switch (KIND NAME)", runRevive},
 		{"apply", "apply a catalog directory of server cards, tenants.yaml and *.cedar policies (-f DIR [-dry-run])", runApply},
 		{"call", "list or call tools through a node's MCP endpoint, as an agent", runCall},
 		{"members", "list the cluster's Raft servers, roles and last contact", runMembers},

@@ -29,6 +29,13 @@
 // through a server's own endpoint (passthrough.go); prompts and resources
 // are also aggregated on /mcp (prompts.go, resources.go).
 //
+// # Kill switches
+//
+// An operator's kill switch on a tool, a server, a tenant or an agent
+// (`mcpmesh kill`) refuses, on every replica once it has applied it, what
+// it covers with CodeKilled and the switch's reason, before any policy
+// decision; listings leave the killed items out (kills.go).
+//
 // # Who is calling
 //
 // Every request has passed trust/agentauth's middleware before it reaches

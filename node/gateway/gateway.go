@@ -82,6 +82,8 @@ type Gateway struct {
 	policy *policy.Engine
 	// listNamespace is the prebuilt policy target of listing /mcp.
 	listNamespace *policy.Target
+	// kills are the kill switches in force, swapped in by Sync (kills.go).
+	kills atomic.Pointer[killSet]
 	// govs is what the policy knows of each served server: its newest
 	// live version's governance.
 	govs    atomic.Pointer[map[string]serverPolicy]
@@ -341,6 +343,9 @@ func (g *Gateway) Sync() (err error) {
 		return err
 	}
 	if err := g.loadPolicies(); err != nil {
+		return err
+	}
+	if err := g.loadKills(); err != nil {
 		return err
 	}
 	live := g.liveVersions(all)

@@ -12,6 +12,9 @@ type metrics struct {
 	deprecWarn *prometheus.CounterVec
 	rugPulls   *prometheus.CounterVec
 	decisions  *prometheus.CounterVec
+	// killRefusals and killSwitches are the kill switches' (kills.go).
+	killRefusals *prometheus.CounterVec
+	killSwitches *prometheus.GaugeVec
 }
 
 // newMetrics creates the gateway's metrics and registers them with reg
@@ -20,7 +23,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mcpmesh_gateway_tool_calls_total",
-			Help: "Tool calls through the gateway by namespace, exposed tool name and outcome (ok, tool_error, input_required, error, refused, denied, invalid_arguments).",
+			Help: "Tool calls through the gateway by namespace, exposed tool name and outcome (ok, tool_error, input_required, error, refused, denied, killed, invalid_arguments).",
 		}, []string{"namespace", "tool", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "mcpmesh_gateway_tool_call_duration_seconds",
@@ -40,8 +43,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Name: "mcpmesh_policy_decisions_total",
 		Help: "Policy decisions at the front door by namespace, action (list, call, readResource, getPrompt) and decision (allow, deny). Items a listing leaves out are counted as deny.",
 	}, []string{"namespace", "action", "decision"})
+	m.killRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mcpmesh_kill_refusals_total",
+		Help: "Requests refused by a kill switch at the front door, by namespace and the kind of switch that refused them (tool, server, tenant, agent).",
+	}, []string{"namespace", "kind"})
+	m.killSwitches = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "mcpmesh_kill_switches",
+		Help: "Kill switches in force on this node, by kind (tool, server, tenant, agent).",
+	}, []string{"kind"})
 	if reg != nil {
-		reg.MustRegister(m.calls, m.duration, m.deprecWarn, m.rugPulls, m.decisions)
+		reg.MustRegister(m.calls, m.duration, m.deprecWarn, m.rugPulls, m.decisions, m.killRefusals, m.killSwitches)
 	}
 	return m
 }
@@ -54,6 +65,8 @@ func (m *metrics) observe(ns, tool, outcome string, d time.Duration) {
 func (m *metrics) deprecated(ns, tool, version, caller string) {
 	m.deprecWarn.WithLabelValues(ns, tool, version, caller).Inc()
 }
+
+func (m *metrics) killRefused(ns, kind string) { m.killRefusals.WithLabelValues(ns, kind).Inc() }
 
 func (m *metrics) rugPull(ns, server string) { m.rugPulls.WithLabelValues(ns, server).Inc() }
 

@@ -18,6 +18,11 @@ import (
 // "client is closing"), and the gateway uses -32010 for a sunset version.
 const CodeDenied = -32011
 
+// CodeKilled is the JSON-RPC error code of a request a kill switch
+// refuses (kills.go): its message names what is killed, why, by whom and
+// since when, and its data carries the same as a KilledData.
+const CodeKilled = -32012
+
 // Every request at the front door is decided by the BU's Cedar policies
 // (package node/policy), which the registry replicates and Sync swaps in:
 //
@@ -70,6 +75,12 @@ func (g *Gateway) decide(r *policy.Request) policy.Decision {
 // authorize decides r and, when it is denied, records the decision and
 // returns the error the agent gets.
 func (g *Gateway) authorize(r *policy.Request, what string) error {
+	// A listing is not refused: it leaves out what is killed (filter).
+	if r.Action != policy.ActionList {
+		if err := g.refuseKilled(r.Principal, r.Server.Name, r.Tool.Name, what); err != nil {
+			return err
+		}
+	}
 	d := g.decide(r)
 	if d.Allowed {
 		return nil
@@ -129,6 +140,14 @@ func (g *Gateway) guard(ep *endpoint, perServer bool) mcp.Middleware {
 				server = t.Server
 			}
 			switch method {
+			case "resources/read", "resources/subscribe", "prompts/get", "completion/complete":
+				// Before any routing: a killed caller (or server, on its
+				// own endpoint) costs no upstream a request.
+				if err := g.refuseKilled(p, server, "", method); err != nil {
+					return nil, err
+				}
+			}
+			switch method {
 			case "tools/list", "resources/list", "resources/templates/list", "prompts/list":
 				what := "the catalog of namespace " + g.cfg.Namespace
 				lr := &policy.Request{Principal: p, Action: policy.ActionList, Target: g.listNamespace}
@@ -138,6 +157,11 @@ func (g *Gateway) guard(ep *endpoint, perServer bool) mcp.Middleware {
 				}
 				if err := g.authorize(lr, method+" "+what); err != nil {
 					return nil, err
+				}
+				// A killed caller, or a killed server's own endpoint, lists
+				// nothing; its upstream is not asked.
+				if _, killed := g.killed(p, server, ""); killed {
+					return emptyListing(method), nil
 				}
 				res, err := next(ctx, method, req)
 				if err != nil {
@@ -201,8 +225,15 @@ func (g *Gateway) authorizePrompt(p agentauth.Principal, server, prompt, method 
 		fmt.Sprintf("%s %s of %s", method, prompt, server))
 }
 
-// mayUse reports whether p may use a listed item, counting the decision.
-func (g *Gateway) mayUse(r *policy.Request) bool { return g.decide(r).Allowed }
+// mayUse reports whether the principal of r may use a listed item of
+// server (and tool, for a tool): no kill switch stops it and the policy
+// permits it (the decision is counted).
+func (g *Gateway) mayUse(r *policy.Request, server, tool string) bool {
+	if _, killed := g.killed(r.Principal, server, tool); killed {
+		return false
+	}
+	return g.decide(r).Allowed
+}
 
 // filter keeps the items of a listing that p may use and marks the
 // listing private to the caller (2026-07-28 cacheScope).
@@ -215,7 +246,7 @@ func (g *Gateway) filter(ep *endpoint, p agentauth.Principal, server string, res
 				return false
 			}
 			e, _, err := g.pickVersion(r, "", p.ID)
-			return err == nil && g.mayUse(callRequest(p, e))
+			return err == nil && g.mayUse(callRequest(p, e), e.server, e.tool)
 		})
 		res.CacheScope = "private"
 	case *mcp.ListResourcesResult:
@@ -247,7 +278,7 @@ func keep[T any](items []T, ok func(T) bool) []T {
 
 // mayGetPrompt decides getPrompt of a listed prompt (its upstream name).
 func (g *Gateway) mayGetPrompt(p agentauth.Principal, server, prompt string) bool {
-	return g.mayUse(&policy.Request{Principal: p, Action: policy.ActionGetPrompt, Server: g.server(server), Prompt: prompt})
+	return g.mayUse(&policy.Request{Principal: p, Action: policy.ActionGetPrompt, Server: g.server(server), Prompt: prompt}, server, "")
 }
 
 // mayRead decides readResource of a listed URI (or template).
@@ -259,5 +290,5 @@ func (g *Gateway) mayRead(p agentauth.Principal, server, uri string) bool {
 		}
 		server, uri = s, original
 	}
-	return g.mayUse(&policy.Request{Principal: p, Action: policy.ActionReadResource, Server: g.server(server), URI: uri})
+	return g.mayUse(&policy.Request{Principal: p, Action: policy.ActionReadResource, Server: g.server(server), URI: uri}, server, "")
 }

@@ -116,7 +116,7 @@ const maxListPages = 20
 // server name order, the items of one paginated listing (at most
 // maxListPages pages each), with the server each came from. A server that
 // cannot answer is left out (and logged), so one broken upstream does not
-// hide every other server's items.
+// hide every other server's items; a killed server is not asked.
 func listAll[T any](ctx context.Context, g *Gateway, what string, page func(context.Context, *mcp.ClientSession, string) ([]T, string, error)) []fromServer[T] {
 	targets := g.targets.Load()
 	if targets == nil {
@@ -124,7 +124,9 @@ func listAll[T any](ctx context.Context, g *Gateway, what string, page func(cont
 	}
 	servers := make([]string, 0, len(*targets))
 	for s := range *targets {
-		servers = append(servers, s)
+		if !g.serverKilled(s) {
+			servers = append(servers, s)
+		}
 	}
 	sort.Strings(servers)
 	var out []fromServer[T]

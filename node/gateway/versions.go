@@ -44,6 +44,12 @@ func (g *Gateway) handler(ep *endpoint, r *route, exposed string) mcp.ToolHandle
 	return func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		p, _ := principalOf(ctx, req)
 		c := callInfo{exposed: exposed, start: time.Now(), caller: p.ID}
+		// A kill switch refuses before anything else is looked at: the
+		// tool and server are the route's at every version.
+		if err := g.refuseKilled(p, r.server, r.tool, "tools/call "+exposed); err != nil {
+			g.metrics.observe(g.cfg.Namespace, exposed, "killed", time.Since(c.start))
+			return nil, err
+		}
 		version, state, err := versionOfCall(req.Params)
 		var e *entry
 		if err == nil {
@@ -52,7 +58,11 @@ func (g *Gateway) handler(ep *endpoint, r *route, exposed string) mcp.ToolHandle
 		if err == nil {
 			err = g.authorize(callRequest(p, e), fmt.Sprintf("tools/call %s (%s@%s)", exposed, e.server, e.version))
 			if err != nil {
-				g.metrics.observe(g.cfg.Namespace, exposed, "denied", time.Since(c.start))
+				outcome := "denied"
+				if je, ok := err.(*jsonrpc.Error); ok && je.Code == CodeKilled {
+					outcome = "killed" // pulled since the check above
+				}
+				g.metrics.observe(g.cfg.Namespace, exposed, outcome, time.Since(c.start))
 				return nil, err
 			}
 		}

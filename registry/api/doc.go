@@ -1,7 +1,8 @@
 // Package api serves a namespace's admin and registry API under /v1/: server
-// cards and their lifecycle, tenants, cluster membership and snapshots. It
-// is JSON over HTTP; the CLI (`mcpmesh registry`, `tenant`, `members`,
-// `operator`) is its client.
+// cards and their lifecycle, tenants, API keys, version profiles, policies,
+// kill switches, cluster membership and snapshots. It is JSON over HTTP;
+// the CLI (`mcpmesh registry`, `tenant`, `kill`, `members`, `operator`,
+// ...) is its client.
 //
 // It owns request decoding, validation before anything is proposed to Raft,
 // and the mapping of errors to HTTP statuses. It does not own

@@ -41,6 +41,12 @@ type Card struct {
 // serverName is the official registry's pattern for server names.
 var serverName = regexp.MustCompile(`^[a-zA-Z0-9.-]+/[a-zA-Z0-9._-]+$`)
 
+// ValidServerName reports whether name is a server name a card may have:
+// "<namespace>/<server>" of 3 to 200 characters, such as "corp.finance/ledger".
+func ValidServerName(name string) bool {
+	return len(name) >= 3 && len(name) <= 200 && serverName.MatchString(name)
+}
+
 // topLevelKeys are server.json's own keys, for the case check in Parse.
 var topLevelKeys = []string{"$schema", "name", "description", "title", "repository", "version", "websiteUrl", "icons", "packages", "remotes", "_meta"}
 
@@ -164,7 +170,7 @@ func (c *Card) Validate() error {
 		ps.add("", "no server card")
 		return ps.err()
 	}
-	if !serverName.MatchString(c.Name) || len(c.Name) < 3 || len(c.Name) > 200 {
+	if !ValidServerName(c.Name) {
 		ps.add("name", `must be "<namespace>/<server>": letters, digits, '.' and '-' before the slash, letters, digits, '.', '_' and '-' after it, 3-200 characters in all, such as "corp.finance/ledger"; got %q`, truncate(c.Name, 220))
 	}
 	switch n := utf8.RuneCountInString(c.Description); {

@@ -63,6 +63,10 @@ var toolKeys = []string{"name", "title", "description", "inputSchema", "outputSc
 
 var toolName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
 
+// ValidToolName reports whether name is a tool name a card may define:
+// 1 to 128 letters, digits, '_', '.' and '-'.
+func ValidToolName(name string) bool { return toolName.MatchString(name) }
+
 // Tools decodes the card's tools section. A card without one has no tools:
 // Tools returns nil and no error. The error is a *ValidationError when the
 // section or one of its tools does not have the shape of MCP tool

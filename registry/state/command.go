@@ -31,6 +31,8 @@ const (
 	// 10 is reserved.
 	CmdRotateSigningKey CommandType = 11
 	CmdDeleteSigningKey CommandType = 12
+	CmdPutKill          CommandType = 13
+	CmdRevive           CommandType = 14
 )
 
 // String names the command type for logs and errors.
@@ -58,6 +60,10 @@ func (t CommandType) String() string {
 		return "rotate-signing-key"
 	case CmdDeleteSigningKey:
 		return "delete-signing-key"
+	case CmdPutKill:
+		return "put-kill"
+	case CmdRevive:
+		return "revive"
 	}
 	return fmt.Sprintf("unknown(%d)", uint8(t))
 }
@@ -118,6 +124,10 @@ func Encode(cmd any) ([]byte, error) {
 		t = CmdRotateSigningKey
 	case DeleteSigningKey, *DeleteSigningKey:
 		t = CmdDeleteSigningKey
+	case PutKill, *PutKill:
+		t = CmdPutKill
+	case Revive, *Revive:
+		t = CmdRevive
 	default:
 		return nil, fmt.Errorf("encode command: unsupported type %T", cmd)
 	}

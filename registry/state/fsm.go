@@ -201,6 +201,10 @@ func (f *FSM) applyCommand(b *pebble.Batch, l *raft.Log) any {
 		return applyJSON(b, l.Index, t, body, f.applyRotateSigningKey)
 	case CmdDeleteSigningKey:
 		return applyJSON(b, l.Index, t, body, f.applyDeleteSigningKey)
+	case CmdPutKill:
+		return applyJSON(b, l.Index, t, body, f.applyPutKill)
+	case CmdRevive:
+		return applyJSON(b, l.Index, t, body, f.applyRevive)
 	case CmdNoop:
 		return ApplyResult{Index: l.Index, Unchanged: true}
 	}

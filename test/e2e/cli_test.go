@@ -185,7 +185,7 @@ func TestHelp(t *testing.T) {
 		{"tenant"}, {"tenant", "add"}, {"tenant", "list"}, {"members"},
 		{"apikey"}, {"apikey", "create"}, {"apikey", "list"}, {"apikey", "revoke"},
 		{"profile"}, {"profile", "set"}, {"profile", "show"}, {"profile", "list"}, {"profile", "delete"},
-		{"call"}, {"apply"}, {"dev"},
+		{"kill"}, {"revive"}, {"call"}, {"apply"}, {"dev"},
 		{"operator"}, {"operator", "snapshot"}, {"operator", "snapshot", "save"},
 		{"operator", "snapshot", "restore"}, {"operator", "join"}, {"operator", "remove"},
 	} {
