@@ -28,7 +28,7 @@ func newTokens(cfg config.Config, td spiffeid.TrustDomain, nodeID spiffeid.ID, c
 	if err != nil {
 		return nil, nil, err
 	}
-	r, err := tokens.NewRotator(tokens.RotationConfig{RotateEvery: ut.RotateEvery, TTL: ut.TTL, Leeway: ut.Leeway},
+	r, err := tokens.NewRotator(tokens.RotationConfig{RotateEvery: ut.RotateEvery, TTL: ut.TTL, Leeway: ut.Leeway, PublishAhead: ut.EffectivePublishAhead()},
 		cl.FSM.SigningKeys, func(ctx context.Context, cmd []byte) error {
 			_, err := cl.Apply(ctx, cmd)
 			return err

@@ -63,6 +63,19 @@ type UpstreamTokensConfig struct {
 	// expired (clock skew, replicas that applied the rotation late).
 	// Default 30s; at least 1s.
 	Leeway time.Duration `yaml:"leeway"`
+	// PublishAhead is how long a new signing key is published before it
+	// signs, so that upstreams which cache the key set know it by its
+	// first token. Default 10m, or a quarter of rotate_every when that is
+	// shorter; 0 makes a new key sign at once. Below rotate_every.
+	PublishAhead *time.Duration `yaml:"publish_ahead"`
+}
+
+// EffectivePublishAhead is PublishAhead, or its default.
+func (u UpstreamTokensConfig) EffectivePublishAhead() time.Duration {
+	if u.PublishAhead != nil {
+		return *u.PublishAhead
+	}
+	return min(10*time.Minute, u.RotateEvery/4)
 }
 
 // MCPConfig controls the MCP front door (/mcp).
@@ -447,6 +460,9 @@ func (c *Config) Validate() error {
 	}
 	if c.UpstreamTokens.Leeway < time.Second {
 		return fmt.Errorf("upstream_tokens.leeway: %s is too short; use at least 1s (default 30s)", c.UpstreamTokens.Leeway)
+	}
+	if p := c.UpstreamTokens.EffectivePublishAhead(); p < 0 || p >= c.UpstreamTokens.RotateEvery {
+		return fmt.Errorf("upstream_tokens.publish_ahead: %s must be at least 0 and below rotate_every (%s)", p, c.UpstreamTokens.RotateEvery)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

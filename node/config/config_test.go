@@ -93,6 +93,7 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"oidc relative audience", "admin:", "mcp:\n  auth:\n    oidc: { issuer: https://idp.example, jwks_url: https://idp.example/keys, audience: /mcp }\nadmin:", "mcp.auth.oidc.audience:"},
 		{"token ttl too long", "admin:", "upstream_tokens:\n  ttl: 2h\nadmin:", "upstream_tokens.ttl: 2h0m0s is out of range"},
 		{"rotation too fast", "admin:", "upstream_tokens:\n  rotate_every: 10ms\nadmin:", "upstream_tokens.rotate_every: 10ms is too short"},
+		{"publish ahead of the rotation", "admin:", "upstream_tokens:\n  rotate_every: 1h\n  publish_ahead: 1h\nadmin:", "upstream_tokens.publish_ahead: 1h0m0s must be at least 0 and below rotate_every"},
 		{"unknown token key", "admin:", "upstream_tokens:\n  rotate: 1h\nadmin:", `unknown key "rotate"`},
 		{"svid tenant outside prefix", "admin:", "mcp:\n  auth:\n    svid_tenants: [{ path_prefix: /robots/, tenant: payroll }]\nadmin:", "mcp.auth.svid_tenants[0].path_prefix"},
 	}
@@ -112,6 +113,28 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 				t.Errorf("error is not one line: %q", err)
 			}
 		})
+	}
+}
+
+// TestPublishAhead: 10m by default, a quarter of a shorter rotate_every,
+// and what the file says, 0 included.
+func TestPublishAhead(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		want time.Duration
+	}{
+		{"", 10 * time.Minute},
+		{"upstream_tokens:\n  rotate_every: 8s\n", 2 * time.Second},
+		{"upstream_tokens:\n  publish_ahead: 0s\n", 0},
+		{"upstream_tokens:\n  publish_ahead: 90s\n", 90 * time.Second},
+	} {
+		cfg, err := Parse(strings.NewReader(validYAML + tc.yaml))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.yaml, err)
+		}
+		if got := cfg.UpstreamTokens.EffectivePublishAhead(); got != tc.want {
+			t.Errorf("%q: publish ahead %s, want %s", tc.yaml, got, tc.want)
+		}
 	}
 }
 

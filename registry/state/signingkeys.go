@@ -37,7 +37,12 @@ type SigningKey struct {
 	Algorithm string `json:"alg"`
 	// Private is the private key, PKCS #8 DER.
 	Private   []byte     `json:"-"`
-	CreatedAt time.Time  `json:"createdAt"`
+	CreatedAt time.Time `json:"createdAt"`
+	// ActiveFrom, when set, is when the key starts signing: until then it
+	// is only published, so verifiers that cache the key set know it
+	// before the first token it signs. Unset: from CreatedAt.
+	ActiveFrom *time.Time `json:"activeFrom,omitempty"`
+	// RetiredAt is when the key stopped (or stops) signing.
 	RetiredAt *time.Time `json:"retiredAt,omitempty"`
 	// CreateIndex and ModifyIndex are the Raft indexes that created and
 	// last changed the key.
@@ -45,12 +50,29 @@ type SigningKey struct {
 	ModifyIndex uint64 `json:"modifyIndex"`
 }
 
-// Active reports whether the key is the one to sign with.
+// Active reports whether the key is not retired: the one to sign with, or
+// the next one, published ahead of signing.
 func (k SigningKey) Active() bool { return k.RetiredAt == nil }
+
+// SigningFrom is when the key starts signing.
+func (k SigningKey) SigningFrom() time.Time {
+	if k.ActiveFrom != nil {
+		return *k.ActiveFrom
+	}
+	return k.CreatedAt
+}
+
+// SignsAt reports whether the key is the one to sign with at t.
+func (k SigningKey) SignsAt(t time.Time) bool {
+	return !t.Before(k.SigningFrom()) && (k.RetiredAt == nil || t.Before(*k.RetiredAt))
+}
 
 // String describes the key without its private part.
 func (k SigningKey) String() string {
 	state := "active"
+	if k.ActiveFrom != nil {
+		state = "signs from " + k.ActiveFrom.UTC().Format(time.RFC3339)
+	}
 	if k.RetiredAt != nil {
 		state = "retired " + k.RetiredAt.UTC().Format(time.RFC3339)
 	}
@@ -78,15 +100,17 @@ func (s storedSigningKey) key() SigningKey {
 	return k
 }
 
-// RotateSigningKey adds a new active signing key and retires, as of At,
-// every key that was active. Applying it again (same id and key) changes
-// nothing.
+// RotateSigningKey adds a new signing key that signs from ActiveFrom (At
+// when unset) and retires, as of then, every key not yet retired. Applying
+// it again (same id and key) changes nothing.
 type RotateSigningKey struct {
 	ID        string `json:"id"`
 	Algorithm string `json:"alg"`
 	// Private is the new key's private key, PKCS #8 DER.
 	Private []byte    `json:"private"`
 	At      time.Time `json:"at"`
+	// ActiveFrom, not before At, pre-publishes the key until then.
+	ActiveFrom time.Time `json:"activeFrom,omitzero"`
 }
 
 // String describes the command without the private key.
@@ -118,6 +142,14 @@ func (f *FSM) applyRotateSigningKey(b *pebble.Batch, index uint64, c RotateSigni
 	if c.At.IsZero() {
 		return errorf(KindInvalid, "signing key %s: the rotation time is missing", c.ID)
 	}
+	from := c.At
+	if !c.ActiveFrom.IsZero() {
+		if c.ActiveFrom.Before(c.At) {
+			return errorf(KindInvalid, "signing key %s: activeFrom %s is before the rotation time %s", c.ID,
+				c.ActiveFrom.UTC().Format(time.RFC3339), c.At.UTC().Format(time.RFC3339))
+		}
+		from = c.ActiveFrom
+	}
 	if prev, found := mustGet[storedSigningKey](b, signingKeyKey(c.ID)); found {
 		if prev.Algorithm == c.Algorithm && slices.Equal(prev.Private, c.Private) {
 			return ApplyResult{Index: index, Unchanged: true}
@@ -128,11 +160,14 @@ func (f *FSM) applyRotateSigningKey(b *pebble.Batch, index uint64, c RotateSigni
 		if old.RetiredAt != nil {
 			continue
 		}
-		at := c.At
+		at := from
 		old.RetiredAt, old.ModifyIndex = &at, index
 		mustStage(setJSON(b, signingKeyKey(old.ID), old))
 	}
 	k := storedSigningKey{SigningKey: SigningKey{ID: c.ID, Algorithm: c.Algorithm, CreatedAt: c.At, CreateIndex: index, ModifyIndex: index}, Private: c.Private}
+	if from.After(c.At) {
+		k.ActiveFrom = &from
+	}
 	mustStage(setJSON(b, signingKeyKey(c.ID), k))
 	return ApplyResult{Index: index}
 }

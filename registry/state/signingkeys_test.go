@@ -51,6 +51,34 @@ func TestSigningKeyRotation(t *testing.T) {
 	}
 }
 
+// TestSigningKeyPublishedAhead: a rotation with ActiveFrom publishes the
+// new key at once and lets it sign only from then; the old key signs until
+// then, and is retired as of then.
+func TestSigningKeyPublishedAhead(t *testing.T) {
+	a := &applier{t: t, f: newTestFSM(t)}
+	a.mustOK(RotateSigningKey{ID: "key-0001", Algorithm: "ES256", Private: []byte("one"), At: t0})
+	from := t0.Add(time.Hour)
+	a.mustFail(RotateSigningKey{ID: "key-0002", Algorithm: "ES256", Private: []byte("two"), At: from, ActiveFrom: t0}, KindInvalid, "before the rotation time")
+	a.mustOK(RotateSigningKey{ID: "key-0002", Algorithm: "ES256", Private: []byte("two"), At: t0.Add(50 * time.Minute), ActiveFrom: from})
+	keys, err := a.f.SigningKeys()
+	if err != nil || len(keys) != 2 {
+		t.Fatalf("keys = %v, %v", keys, err)
+	}
+	old, next := keys[0], keys[1]
+	if old.RetiredAt == nil || !old.RetiredAt.Equal(from) || next.ActiveFrom == nil || !next.ActiveFrom.Equal(from) {
+		t.Fatalf("old key retired %v, next key signs from %v; want both %s", old.RetiredAt, next.ActiveFrom, from)
+	}
+	for _, c := range []struct {
+		at             time.Time
+		oldSigns, next bool
+	}{{t0.Add(55 * time.Minute), true, false}, {from, false, true}} {
+		if old.SignsAt(c.at) != c.oldSigns || next.SignsAt(c.at) != c.next {
+			t.Errorf("at %s: old signs %v, next signs %v; want %v, %v", c.at, old.SignsAt(c.at), next.SignsAt(c.at), c.oldSigns, c.next)
+		}
+	}
+	a.mustFail(DeleteSigningKey{ID: "key-0002", At: t0}, KindConflict, "active key")
+}
+
 // TestSigningKeyNeverPrinted: the JSON form, String, %v, %#v and slog
 // value of a key never carry its private part; the snapshot does (a
 // restored replica must sign with the same key).

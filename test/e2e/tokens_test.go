@@ -353,8 +353,6 @@ func TestSigningKeyRotation(t *testing.T) {
 	key := createKey(t, c, n, "payroll", "rotation agent").Secret
 	s := connectAgent(t, n.URL()+"/mcp", "2026-07-28", key)
 
-	// Call until the key set shows a second key; the last token signed
-	// with the first key is the one to replay.
 	call := func() (string, error) {
 		res, err := s.CallTool(t.Context(), &mcp.CallToolParams{Name: "hr.get_salary_band", Arguments: map[string]any{"grade": "E3"}})
 		if err != nil || res.IsError {
@@ -373,25 +371,41 @@ func TestSigningKeyRotation(t *testing.T) {
 		jws.UnsafeClaimsWithoutVerification(&cl)
 		return jws.Headers[0].KeyID, cl.Expiry.Time()
 	}
-	var before, oldKID string
+	// Call until a token is signed by another key than the first; the last
+	// token signed with the first key is the one to replay. The key set is
+	// read before each call, so a set holding the next key while the call
+	// is still signed with the first shows that the key was published
+	// ahead (upstream_tokens.publish_ahead, a quarter of rotate_every here).
+	var before, oldKID, newKID, signedBy string
 	var oldExp time.Time
+	var publishedAhead bool
 	var rotated []string
 	ok := testcluster.Eventually(30*time.Second, func() bool {
+		set, _ := keySet(t, n)
 		tok, err := call()
 		if err != nil {
 			return false
 		}
-		set, _ := keySet(t, n)
+		kid, exp := kidOf(tok)
+		if oldKID == "" {
+			oldKID = kid
+		}
 		rotated = kids(set)
-		if len(rotated) < 2 {
-			before = tok
-			oldKID, oldExp = kidOf(tok)
+		if kid == oldKID {
+			before, oldExp = tok, exp
+			if len(rotated) >= 2 && rotated[len(rotated)-1] != oldKID {
+				publishedAhead, newKID = true, rotated[len(rotated)-1]
+			}
 			return false
 		}
-		return before != "" && slices.Contains(rotated, oldKID) && rotated[len(rotated)-1] != oldKID
+		signedBy = kid
+		return true
 	})
 	if !ok {
-		t.Fatalf("no rotation seen within 30s: key set %v, last old token's key %q", rotated, oldKID)
+		t.Fatalf("no token of a new key within 30s: key set %v, old key %q", rotated, oldKID)
+	}
+	if !publishedAhead || signedBy != newKID {
+		t.Errorf("the new key %s signed before it was published (seen published ahead: %v, as %q)", signedBy, publishedAhead, newKID)
 	}
 	rotatedAt := time.Now()
 

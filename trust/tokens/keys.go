@@ -18,7 +18,8 @@ import (
 )
 
 // NewKey generates a signing key (ECDSA P-256) and returns the command that
-// makes it the namespace's active key as of now. Its id is the RFC 7638
+// makes it the namespace's signing key as of now (set ActiveFrom to publish
+// it ahead). Its id is the RFC 7638
 // thumbprint of its public key.
 func NewKey(now time.Time) (state.RotateSigningKey, error) {
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -37,20 +38,51 @@ func NewKey(now time.Time) (state.RotateSigningKey, error) {
 	return state.RotateSigningKey{ID: base64.RawURLEncoding.EncodeToString(tp), Algorithm: Algorithm, Private: der, At: now}, nil
 }
 
-// keyring is a parsed set of signing keys: the signer of the active key and
-// the public key set. It is immutable.
+// keyring is a parsed set of signing keys: a signer for each, with the
+// time it signs from and until, and the public key set. It is immutable;
+// which key signs is a matter of the time (at).
 type keyring struct {
 	fingerprint string
-	active      *activeKey
+	keys        []*signingKey // oldest first
 	public      jose.JSONWebKeySet
 	jwks        []byte // public, as served
-	retired     int
 }
 
-type activeKey struct {
-	id      string
-	created time.Time
-	signer  *jwsSigner
+type signingKey struct {
+	id     string
+	from   time.Time
+	until  time.Time // zero while the key is not retired
+	signer *jwsSigner
+}
+
+func (k *signingKey) signsAt(t time.Time) bool {
+	return !t.Before(k.from) && (k.until.IsZero() || t.Before(k.until))
+}
+
+// at returns the key that signs at t, or nil. The state lets one key sign
+// at a time; should two ever overlap, the newest signs.
+func (kr *keyring) at(t time.Time) *signingKey {
+	for i := len(kr.keys) - 1; i >= 0; i-- {
+		if kr.keys[i].signsAt(t) {
+			return kr.keys[i]
+		}
+	}
+	return nil
+}
+
+// count returns how many keys sign at t, are still to sign, and are retired.
+func (kr *keyring) count(t time.Time) (signing, next, retired int) {
+	for _, k := range kr.keys {
+		switch {
+		case k.signsAt(t):
+			signing++
+		case t.Before(k.from):
+			next++
+		default:
+			retired++
+		}
+	}
+	return signing, next, retired
 }
 
 // newKeyring parses keys. A key that does not parse is an error: every
@@ -70,13 +102,11 @@ func newKeyring(keys []state.SigningKey) (*keyring, error) {
 			return nil, fmt.Errorf("signing key %s is not an ECDSA P-256 key", k.ID)
 		}
 		kr.public.Keys = append(kr.public.Keys, jose.JSONWebKey{Key: &priv.PublicKey, KeyID: k.ID, Algorithm: Algorithm, Use: "sig"})
-		if !k.Active() {
-			kr.retired++
-			continue
+		sk := &signingKey{id: k.ID, from: k.SigningFrom(), signer: newJWSSigner(priv, k.ID)}
+		if k.RetiredAt != nil {
+			sk.until = *k.RetiredAt
 		}
-		// Keys come oldest first; the state keeps one active, but should
-		// two ever be, the newest signs.
-		kr.active = &activeKey{id: k.ID, created: k.CreatedAt, signer: newJWSSigner(priv, k.ID)}
+		kr.keys = append(kr.keys, sk)
 	}
 	raw, err := json.Marshal(kr.public)
 	if err != nil {

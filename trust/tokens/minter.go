@@ -68,11 +68,12 @@ func NewMinter(cfg Config, opts ...Option) (*Minter, error) {
 	m.keys.Store(&keyring{})
 	if reg := o.registry; reg != nil {
 		keys := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "mcpmesh_tokens_signing_keys",
-			Help: "Signing keys this replica publishes, by state (active, retired)."}, []string{"state"})
+			Help: "Signing keys this replica publishes, by state (active: signing now; next: published ahead of signing; retired)."}, []string{"state"})
 		age := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mcpmesh_tokens_signing_key_age_seconds",
-			Help: "Age of the active signing key; 0 while there is none."}, func() float64 {
-			if a := m.keys.Load().active; a != nil {
-				return m.now().Sub(a.created).Seconds()
+			Help: "How long the signing key has signed; 0 while there is none."}, func() float64 {
+			now := m.now()
+			if a := m.keys.Load().at(now); a != nil {
+				return now.Sub(a.from).Seconds()
 			}
 			return 0
 		})
@@ -94,13 +95,10 @@ type keysCollector struct {
 func (c keysCollector) Describe(ch chan<- *prometheus.Desc) { c.g.Describe(ch) }
 
 func (c keysCollector) Collect(ch chan<- prometheus.Metric) {
-	kr := c.m.keys.Load()
-	active := 0
-	if kr.active != nil {
-		active = 1
-	}
+	active, next, retired := c.m.keys.Load().count(c.m.now())
 	c.g.WithLabelValues("active").Set(float64(active))
-	c.g.WithLabelValues("retired").Set(float64(kr.retired))
+	c.g.WithLabelValues("next").Set(float64(next))
+	c.g.WithLabelValues("retired").Set(float64(retired))
 	c.g.Collect(ch)
 }
 
@@ -119,11 +117,13 @@ func (m *Minter) SetKeys(keys []state.SigningKey) error {
 		return err
 	}
 	prev := m.keys.Swap(kr)
-	if kr.active != nil {
+	if kr.at(m.now()) != nil {
 		m.hasKeyMu.Do(func() { close(m.hasKey) })
 	}
-	if a := kr.active; a != nil && (prev.active == nil || prev.active.id != a.id) {
-		m.logger.Info("tokens: signing with a new key", "kid", a.id, "published", len(kr.public.Keys))
+	for _, k := range kr.keys {
+		if !slices.ContainsFunc(prev.keys, func(p *signingKey) bool { return p.id == k.id }) {
+			m.logger.Info("tokens: new signing key", "kid", k.id, "signsFrom", k.from, "published", len(kr.public.Keys))
+		}
 	}
 	return nil
 }
@@ -140,7 +140,7 @@ func (m *Minter) WaitKey(ctx context.Context) error {
 
 // ActiveKeyID is the id of the key tokens are signed with now, or "".
 func (m *Minter) ActiveKeyID() string {
-	if a := m.keys.Load().active; a != nil {
+	if a := m.keys.Load().at(m.now()); a != nil {
 		return a.id
 	}
 	return ""
@@ -158,12 +158,12 @@ type upstreamClaims struct {
 // behalf of c. It fails with ErrNoKey while the namespace has no active
 // key.
 func (m *Minter) Mint(audience string, c Caller) (string, error) {
-	a := m.keys.Load().active
+	now := m.now()
+	a := m.keys.Load().at(now)
 	if a == nil {
 		m.minted.WithLabelValues(audience, "no_key").Inc()
 		return "", ErrNoKey
 	}
-	now := m.now()
 	claims := upstreamClaims{
 		Claims: jwt.Claims{Issuer: m.cfg.Issuer, Subject: c.Principal, Audience: jwt.Audience{audience},
 			IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(m.cfg.TTL)),

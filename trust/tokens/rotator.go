@@ -24,6 +24,11 @@ type RotationConfig struct {
 	// (they may sign with the old key a moment after its retirement).
 	// Default 30s.
 	Leeway time.Duration
+	// PublishAhead is how long a new key is published before it signs, so
+	// that verifiers which cache the key set (and refetch it only now and
+	// then) know it by its first token. 0 makes new keys sign at once;
+	// it must be below RotateEvery.
+	PublishAhead time.Duration
 }
 
 func (c *RotationConfig) setDefaults() {
@@ -40,12 +45,16 @@ func (c *RotationConfig) setDefaults() {
 
 // Plan is what the leader should do to the signing keys at one moment.
 type Plan struct {
-	// Rotate is set when there is no active key or it is RotateEvery old.
+	// Rotate is set when there is no key to sign with, or the signing key
+	// is due for replacement within PublishAhead and no next key is
+	// published yet.
 	Rotate bool
+	// ActiveFrom is when the new key of a rotation starts signing.
+	ActiveFrom time.Time
 	// Delete lists the retired keys every token of which has expired.
 	Delete []string
 	// Next is when the plan changes next, if nothing else changes the
-	// keys: the active key's rotation or a retired key's deletion.
+	// keys: the next rotation or a retired key's deletion.
 	Next time.Time
 }
 
@@ -53,32 +62,47 @@ type Plan struct {
 func PlanRotation(keys []state.SigningKey, now time.Time, cfg RotationConfig) Plan {
 	cfg.setDefaults()
 	var p Plan
-	active := false
 	next := func(t time.Time) {
 		if p.Next.IsZero() || t.Before(p.Next) {
 			p.Next = t
 		}
 	}
-	for _, k := range keys {
-		if k.Active() {
-			active = true
-			due := k.CreatedAt.Add(cfg.RotateEvery)
-			if !now.Before(due) {
-				p.Rotate = true
+	var current *state.SigningKey
+	pending := false
+	for i, k := range keys {
+		switch {
+		case k.SignsAt(now):
+			current = &keys[i]
+		case now.Before(k.SigningFrom()):
+			pending = true
+		default:
+			gone := k.RetiredAt.Add(cfg.TTL + cfg.Leeway)
+			if !now.Before(gone) {
+				p.Delete = append(p.Delete, k.ID)
 			} else {
-				next(due)
+				next(gone)
 			}
 			continue
 		}
-		gone := k.RetiredAt.Add(cfg.TTL + cfg.Leeway)
-		if !now.Before(gone) {
-			p.Delete = append(p.Delete, k.ID)
-		} else {
-			next(gone)
+		// A key that signs now or later is deleted once it is retired and
+		// its tokens have expired: plan for that moment.
+		if k.RetiredAt != nil {
+			next(*k.RetiredAt)
+			next(k.RetiredAt.Add(cfg.TTL + cfg.Leeway))
 		}
 	}
-	if !active {
-		p.Rotate = true
+	switch {
+	case current == nil && !pending:
+		// Nothing signs and nothing will: the first key, or a namespace
+		// whose keys all ended. Sign at once.
+		p.Rotate, p.ActiveFrom = true, now
+	case current != nil && !pending && current.RetiredAt == nil:
+		publish := current.SigningFrom().Add(cfg.RotateEvery - cfg.PublishAhead)
+		if !now.Before(publish) {
+			p.Rotate, p.ActiveFrom = true, now.Add(cfg.PublishAhead)
+		} else {
+			next(publish)
+		}
 	}
 	return p
 }
@@ -104,6 +128,9 @@ type Rotator struct {
 // WithLogger and WithMetrics.
 func NewRotator(cfg RotationConfig, keys func() ([]state.SigningKey, error), propose func(ctx context.Context, cmd []byte) error, isLeader func() bool, opts ...Option) (*Rotator, error) {
 	cfg.setDefaults()
+	if cfg.PublishAhead < 0 || cfg.PublishAhead >= cfg.RotateEvery {
+		return nil, fmt.Errorf("tokens: PublishAhead %s must be at least 0 and below RotateEvery %s", cfg.PublishAhead, cfg.RotateEvery)
+	}
 	o := newOptions(opts)
 	r := &Rotator{cfg: cfg, keys: keys, propose: propose, isLeader: isLeader, now: o.now, logger: o.logger,
 		rotations: prometheus.NewCounter(prometheus.CounterOpts{Name: "mcpmesh_tokens_key_rotations_total",
@@ -140,11 +167,14 @@ func (r *Rotator) Step(ctx context.Context) (Plan, error) {
 		if err != nil {
 			return p, err
 		}
+		if p.ActiveFrom.After(now) {
+			cmd.ActiveFrom = p.ActiveFrom
+		}
 		if err := r.commit(ctx, cmd); err != nil {
 			return p, fmt.Errorf("commit the new signing key: %w", err)
 		}
 		r.rotations.Inc()
-		r.logger.Info("tokens: rotated the signing key", "kid", cmd.ID)
+		r.logger.Info("tokens: rotated the signing key", "kid", cmd.ID, "signsFrom", p.ActiveFrom)
 	}
 	for _, id := range p.Delete {
 		if err := r.commit(ctx, state.DeleteSigningKey{ID: id, At: now}); err != nil {

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -347,10 +348,10 @@ func TestPlanRotation(t *testing.T) {
 		now  time.Time
 		want Plan
 	}{
-		{"no key", nil, t0, Plan{Rotate: true}},
+		{"no key", nil, t0, Plan{Rotate: true, ActiveFrom: t0}},
 		{"fresh key", []state.SigningKey{{ID: "a", CreatedAt: t0}}, t0.Add(time.Minute), Plan{Next: t0.Add(time.Hour)}},
-		{"due", []state.SigningKey{{ID: "a", CreatedAt: t0}}, t0.Add(time.Hour), Plan{Rotate: true}},
-		{"only retired keys", []state.SigningKey{{ID: "a", CreatedAt: t0, RetiredAt: retired(t0)}}, t0, Plan{Rotate: true, Next: t0.Add(90 * time.Second)}},
+		{"due", []state.SigningKey{{ID: "a", CreatedAt: t0}}, t0.Add(time.Hour), Plan{Rotate: true, ActiveFrom: t0.Add(time.Hour)}},
+		{"only retired keys", []state.SigningKey{{ID: "a", CreatedAt: t0, RetiredAt: retired(t0)}}, t0, Plan{Rotate: true, ActiveFrom: t0, Next: t0.Add(90 * time.Second)}},
 		{"retired in overlap", []state.SigningKey{{ID: "a", RetiredAt: retired(t0)}, {ID: "b", CreatedAt: t0}}, t0.Add(89 * time.Second),
 			Plan{Next: t0.Add(90 * time.Second)}},
 		{"retired and expired", []state.SigningKey{{ID: "a", RetiredAt: retired(t0)}, {ID: "b", RetiredAt: retired(t0.Add(time.Minute))}, {ID: "c", CreatedAt: t0.Add(time.Minute)}},
@@ -361,6 +362,98 @@ func TestPlanRotation(t *testing.T) {
 				t.Errorf("plan (-want +got):\n%s", diff)
 			}
 		})
+	}
+	// Publishing ahead: the next key is committed PublishAhead before the
+	// signing key is due, and signs from then.
+	ahead := cfg
+	ahead.PublishAhead = 10 * time.Minute
+	from := func(at time.Time) *time.Time { return &at }
+	for _, tc := range []struct {
+		name string
+		keys []state.SigningKey
+		now  time.Time
+		want Plan
+	}{
+		{"not yet", []state.SigningKey{{ID: "a", CreatedAt: t0}}, t0.Add(49 * time.Minute), Plan{Next: t0.Add(50 * time.Minute)}},
+		{"publish", []state.SigningKey{{ID: "a", CreatedAt: t0}}, t0.Add(50 * time.Minute), Plan{Rotate: true, ActiveFrom: t0.Add(time.Hour)}},
+		{"next key published", []state.SigningKey{{ID: "a", CreatedAt: t0, RetiredAt: retired(t0.Add(time.Hour))}, {ID: "b", CreatedAt: t0.Add(50 * time.Minute), ActiveFrom: from(t0.Add(time.Hour))}},
+			t0.Add(55 * time.Minute), Plan{Next: t0.Add(time.Hour)}},
+		{"next key signs", []state.SigningKey{{ID: "a", CreatedAt: t0, RetiredAt: retired(t0.Add(time.Hour))}, {ID: "b", CreatedAt: t0.Add(50 * time.Minute), ActiveFrom: from(t0.Add(time.Hour))}},
+			t0.Add(time.Hour), Plan{Next: t0.Add(time.Hour + 90*time.Second)}},
+		{"first key signs at once", nil, t0, Plan{Rotate: true, ActiveFrom: t0}},
+	} {
+		t.Run("ahead/"+tc.name, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, PlanRotation(tc.keys, tc.now, ahead)); diff != "" {
+				t.Errorf("plan (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestRotationPublishesAhead: with PublishAhead the next key is in the
+// key set before it signs, so a verifier that cached the set after the
+// publication verifies the new key's first token without fetching again;
+// until then the old key signs.
+func TestRotationPublishesAhead(t *testing.T) {
+	cfg := RotationConfig{RotateEvery: time.Hour, TTL: time.Minute, Leeway: 30 * time.Second, PublishAhead: 10 * time.Minute}
+	b := newBU(t, cfg)
+	b.step()
+	first := b.minter.ActiveKeyID()
+	var fetches atomic.Int64
+	counted := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		b.minter.JWKSHandler().ServeHTTP(w, r)
+	}))
+	defer counted.Close()
+	v, err := NewVerifier(VerifierConfig{Issuer: issuer, Audience: audience, JWKSURL: counted.URL}, WithClock(b.clock.now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kid := func(tok string) string {
+		jws, err := jwt.ParseSigned(tok, []jose.SignatureAlgorithm{jose.ES256})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return jws.Headers[0].KeyID
+	}
+
+	b.clock.set(t0.Add(50 * time.Minute))
+	if p := b.step(); !p.Rotate || !p.ActiveFrom.Equal(t0.Add(time.Hour)) {
+		t.Fatalf("step 10m before the rotation is due = %+v, want the next key, signing from %s", p, t0.Add(time.Hour))
+	}
+	kids := b.publishedKIDs()
+	if len(kids) != 2 || kids[0] != first {
+		t.Fatalf("key set after publishing the next key = %v", kids)
+	}
+	second := kids[1]
+	tok := b.mint(Caller{Principal: "apikey:aaaaaaaaaaaa"})
+	if got := kid(tok); got != first || b.minter.ActiveKeyID() != first {
+		t.Errorf("before the next key's time the token is signed by %s (active %s), want %s", got, b.minter.ActiveKeyID(), first)
+	}
+	// The verifier caches the set with both keys (it refreshes every 5
+	// minutes, so this is its last fetch before the next key's time).
+	b.clock.set(t0.Add(58 * time.Minute))
+	if _, err := v.Verify(t.Context(), b.mint(Caller{Principal: "apikey:aaaaaaaaaaaa"})); err != nil {
+		t.Fatal(err)
+	}
+	cached := fetches.Load()
+
+	b.clock.set(t0.Add(time.Hour))
+	if p := b.step(); p.Rotate {
+		t.Errorf("step at the next key's time = %+v; it was published already", p)
+	}
+	tok = b.mint(Caller{Principal: "apikey:aaaaaaaaaaaa"})
+	if got := kid(tok); got != second || b.minter.ActiveKeyID() != second {
+		t.Errorf("from the next key's time the token is signed by %s (active %s), want %s", got, b.minter.ActiveKeyID(), second)
+	}
+	if _, err := v.Verify(t.Context(), tok); err != nil {
+		t.Errorf("the new key's first token at a verifier that cached the set before: %v", err)
+	}
+	if n := fetches.Load() - cached; n != 0 {
+		t.Errorf("the verifier fetched the key set %d more times to verify the new key's token; it was published ahead", n)
+	}
+	if _, err := NewRotator(RotationConfig{RotateEvery: time.Hour, PublishAhead: time.Hour}, nil, nil, nil); err == nil {
+		t.Error("PublishAhead equal to RotateEvery: accepted")
 	}
 }
 
