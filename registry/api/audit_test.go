@@ -1,0 +1,136 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/mcpmesh/mcpmesh/node/audit"
+	"github.com/mcpmesh/mcpmesh/registry/cluster"
+	"github.com/mcpmesh/mcpmesh/trust/ca"
+	"github.com/mcpmesh/mcpmesh/trust/mtls"
+	"github.com/mcpmesh/mcpmesh/trust/svid"
+)
+
+// newOneNodeCluster starts a single-replica cluster on loopback and waits
+// until it leads.
+func newOneNodeCluster(t *testing.T) *cluster.Cluster {
+	t.Helper()
+	td := spiffeid.RequireTrustDomainFromString("hr.example.corp")
+	authority, err := ca.Init(t.TempDir()+"/ca", td)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rot, err := svid.NewRotator(authority, spiffeid.RequireFromSegments(td, "mcpmesh", "node", "n1"), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	authz := mtls.NodeAuthorizer(td, slog.New(slog.DiscardHandler))
+	c, err := cluster.New(cluster.Config{
+		NodeID: "n1", Listener: ln, Dir: t.TempDir(),
+		ServerTLS:        mtls.ServerConfig(rot, authority.Bundle(), authz, "mcpmesh-node/1"),
+		ClientTLS:        mtls.ClientConfig(rot, authority.Bundle(), authz, "mcpmesh-node/1"),
+		Peers:            []cluster.Peer{{ID: "n1", Address: ln.Addr().String()}},
+		HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond, LeaderLeaseTimeout: 50 * time.Millisecond,
+		NoSync: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Shutdown() })
+	for deadline := time.Now().Add(10 * time.Second); !c.IsLeader(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the one-node cluster elected no leader in 10s")
+		}
+	}
+	return c
+}
+
+// memAuditor keeps records in memory, or fails every one with err.
+type memAuditor struct {
+	mu   sync.Mutex
+	recs []audit.Record
+	err  error
+}
+
+func (m *memAuditor) Append(_ context.Context, r audit.Record) (uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.err != nil {
+		return 0, m.err
+	}
+	m.recs = append(m.recs, r)
+	return uint64(len(m.recs)), nil
+}
+
+func (m *memAuditor) last(t *testing.T) audit.Record {
+	t.Helper()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.recs) == 0 {
+		t.Fatal("no audit record")
+	}
+	return m.recs[len(m.recs)-1]
+}
+
+// do sends an admin request as the bootstrap token's administrator.
+func do(t *testing.T, h http.Handler, method, path, body string) *httptest.ResponseRecorder {
+	t.Helper()
+	r := httptest.NewRequest(method, path, strings.NewReader(body))
+	r = r.WithContext(WithPrincipal(r.Context(), Principal{ID: "token:bootstrap", Method: "token"}))
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w
+}
+
+// TestAdminChangesAreAudited: every change through the admin API leaves a
+// record of who did what to what and how it ended; a change whose record
+// fails is answered with an error that says so.
+func TestAdminChangesAreAudited(t *testing.T) {
+	c := newOneNodeCluster(t)
+	a := &memAuditor{}
+	h := New(c, WithAudit(a, "hr"))
+
+	if w := do(t, h, "POST", "/v1/tenants", `{"name":"payroll","owners":["alice@corp.example"]}`); w.Code != http.StatusCreated {
+		t.Fatalf("create tenant: HTTP %d %s", w.Code, w.Body)
+	}
+	rec := a.last(t)
+	if rec.Kind != audit.KindAdmin || rec.Namespace != "hr" || rec.Principal != "token:bootstrap" || rec.AuthMethod != "token" ||
+		rec.Action != "tenant.put" || rec.Target != "payroll" || rec.Outcome != audit.OutcomeOK || rec.ErrorCode != 0 || rec.Remote == "" {
+		t.Errorf("record of a tenant put: %+v", rec)
+	}
+	do(t, h, "POST", "/v1/tenants", `{"name":"payroll","owners":["alice@corp.example"]}`)
+	if rec := a.last(t); rec.Outcome != audit.OutcomeOK || !strings.Contains(rec.Reason, "unchanged") {
+		t.Errorf("record of a put that changed nothing: %+v", rec)
+	}
+	if w := do(t, h, "POST", "/v1/registry/servers/corp.hr%2Fnone/versions/1.0.0/approve", `{"reason":"looks fine"}`); w.Code != http.StatusNotFound {
+		t.Fatalf("approve an unknown version: HTTP %d %s", w.Code, w.Body)
+	}
+	if rec := a.last(t); rec.Action != "registry.approve" || rec.Target != "corp.hr/none@1.0.0" || rec.Outcome != audit.OutcomeError ||
+		rec.ErrorCode != http.StatusNotFound || !strings.Contains(rec.Reason, "looks fine") || !strings.Contains(rec.Reason, "not registered") {
+		t.Errorf("record of a refused approval: %+v", rec)
+	}
+	n := len(a.recs)
+	if w := do(t, h, "GET", "/v1/tenants", ""); w.Code != http.StatusOK || len(a.recs) != n {
+		t.Errorf("a read made a record (HTTP %d, %d records, want %d)", w.Code, len(a.recs), n)
+	}
+
+	a.err = errors.New("disk full")
+	w := do(t, h, "POST", "/v1/tenants", `{"name":"benefits","owners":["bob@corp.example"]}`)
+	if w.Code != http.StatusInternalServerError || !strings.Contains(w.Body.String(), "tenant.put benefits was done, but its audit record could not be written (disk full)") {
+		t.Errorf("change whose record fails: HTTP %d %s", w.Code, w.Body)
+	}
+}
