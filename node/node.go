@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/mcpmesh/mcpmesh/node/adminauth"
+	"github.com/mcpmesh/mcpmesh/node/audit"
 	"github.com/mcpmesh/mcpmesh/node/config"
 	"github.com/mcpmesh/mcpmesh/node/gateway"
 	"github.com/mcpmesh/mcpmesh/node/upstream"
@@ -45,6 +46,7 @@ type Node struct {
 	minter   *tokens.Minter
 	keys     *tokens.Rotator
 	gateway  *gateway.Gateway
+	audit    *audit.Log
 	auth     *adminauth.Authenticator
 	agents   *agentauth.Authenticator
 	httpLn   net.Listener
@@ -160,18 +162,25 @@ func New(cfg config.Config, opts ...Option) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n.pool = upstream.NewPool(upstream.Config{CallTimeout: cfg.MCP.CallTimeout, MaxConcurrent: cfg.MCP.MaxConcurrentPerUpstream},
-		upstream.WithLogger(n.logger), upstream.WithTokens(n.minter))
-	n.agents, err = newAgentAuth(cfg, td, n.cluster.FSM, n.identity.jwt, n.logger, n.registry)
+	var auditArgs *audit.Arguments
+	n.audit, auditArgs, err = openAudit(cfg, n.identity, n.logger, n.registry)
 	if err != nil {
 		return nil, err
 	}
+	n.pool = upstream.NewPool(upstream.Config{CallTimeout: cfg.MCP.CallTimeout, MaxConcurrent: cfg.MCP.MaxConcurrentPerUpstream},
+		upstream.WithLogger(n.logger), upstream.WithTokens(n.minter))
+	n.agents, err = newAgentAuth(cfg, td, n.cluster.FSM, n.identity.jwt, n.logger, n.registry, auditRefusal(n.audit, cfg.Namespace, n.logger))
+	if err != nil {
+		return nil, err
+	}
+	propose := func(ctx context.Context, cmd []byte) error {
+		_, err := n.cluster.Apply(ctx, cmd)
+		return err
+	}
 	n.gateway = gateway.New(gateway.Config{Namespace: cfg.Namespace, ExplainDenials: cfg.MCP.ExplainDenials},
 		n.cluster.FSM, n.pool, gateway.WithLogger(n.logger), gateway.WithMetrics(n.registry),
-		gateway.WithQuarantine(func(ctx context.Context, cmd []byte) error {
-			_, err := n.cluster.Apply(ctx, cmd)
-			return err
-		}, n.cluster.IsLeader))
+		gateway.WithQuarantine(auditedQuarantine(n.audit, cfg.Namespace, nodeID.String(), propose, n.logger), n.cluster.IsLeader),
+		gateway.WithAudit(n.audit, auditArgs, nodeID.String()))
 
 	n.server = &http.Server{
 		Handler:           n.handler(),
@@ -199,7 +208,7 @@ func (n *Node) WaitServing(ctx context.Context) error {
 
 func (n *Node) handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/v1/", n.auth.Middleware(api.New(n.cluster, api.WithLogger(n.logger))))
+	mux.Handle("/v1/", n.auth.Middleware(api.New(n.cluster, api.WithLogger(n.logger), api.WithAudit(n.audit, n.cfg.Namespace))))
 	// Browsers must not drive the MCP endpoints from other origins
 	// (Sec-Fetch-Site / Origin checks); go-sdk adds DNS-rebinding protection.
 	mcpHandler := http.NewCrossOriginProtection().Handler(n.agents.Middleware(n.gateway))
@@ -276,6 +285,10 @@ func (n *Node) Run(ctx context.Context) error {
 		return nil
 	})
 	g.Go(func() error {
+		runRetention(gctx, n.audit, n.cfg.Audit.Retention, time.Now, n.logger)
+		return nil
+	})
+	g.Go(func() error {
 		if err := n.server.Serve(n.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http server: %w", err)
 		}
@@ -315,6 +328,10 @@ func (n *Node) close() error {
 	}
 	if n.pool != nil {
 		errs = append(errs, n.pool.Close())
+	}
+	if n.audit != nil {
+		errs = append(errs, n.audit.Close())
+		n.audit = nil
 	}
 	if n.cluster != nil {
 		errs = append(errs, n.cluster.Shutdown())
