@@ -31,6 +31,8 @@ const (
 	// 10 is reserved.
 	CmdRotateSigningKey CommandType = 11
 	CmdDeleteSigningKey CommandType = 12
+	// 13 and 14 are taken by the kill switch.
+	CmdCheckpointAudit CommandType = 15
 )
 
 // String names the command type for logs and errors.
@@ -58,6 +60,8 @@ func (t CommandType) String() string {
 		return "rotate-signing-key"
 	case CmdDeleteSigningKey:
 		return "delete-signing-key"
+	case CmdCheckpointAudit:
+		return "checkpoint-audit"
 	}
 	return fmt.Sprintf("unknown(%d)", uint8(t))
 }
@@ -118,6 +122,8 @@ func Encode(cmd any) ([]byte, error) {
 		t = CmdRotateSigningKey
 	case DeleteSigningKey, *DeleteSigningKey:
 		t = CmdDeleteSigningKey
+	case CheckpointAudit, *CheckpointAudit:
+		t = CmdCheckpointAudit
 	default:
 		return nil, fmt.Errorf("encode command: unsupported type %T", cmd)
 	}

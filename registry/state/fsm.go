@@ -201,6 +201,8 @@ func (f *FSM) applyCommand(b *pebble.Batch, l *raft.Log) any {
 		return applyJSON(b, l.Index, t, body, f.applyRotateSigningKey)
 	case CmdDeleteSigningKey:
 		return applyJSON(b, l.Index, t, body, f.applyDeleteSigningKey)
+	case CmdCheckpointAudit:
+		return applyJSON(b, l.Index, t, body, f.applyCheckpointAudit)
 	case CmdNoop:
 		return ApplyResult{Index: l.Index, Unchanged: true}
 	}
