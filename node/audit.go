@@ -121,3 +121,55 @@ func runRetention(ctx context.Context, l *audit.Log, retention time.Duration, no
 		}
 	}
 }
+
+// checkpointer commits the audit chain's head through Raft (command
+// CheckpointAudit), so that a rewritten history of this node's log no
+// longer matches the BU's replicated state.
+type checkpointer struct {
+	log     *audit.Log
+	node    string
+	propose func(context.Context, []byte) error
+	now     func() time.Time
+	logger  *slog.Logger
+	// last is the record last checkpointed; only the loop and the final
+	// checkpoint after it use it.
+	last uint64
+}
+
+// run checkpoints every interval while the head moves, until ctx ends.
+func (c *checkpointer) run(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := c.once(ctx); err != nil && ctx.Err() == nil {
+			c.logger.Warn("audit: could not checkpoint the chain head through Raft; will retry", "error", err)
+		}
+	}
+}
+
+// once proposes the current head if it moved since the last checkpoint.
+func (c *checkpointer) once(ctx context.Context) error {
+	seq, head := c.log.Head()
+	if seq == 0 || seq == c.last {
+		return nil
+	}
+	cmd, err := state.Encode(state.CheckpointAudit{Node: c.node, Seq: seq, Head: head, At: c.now().UTC()})
+	if err != nil {
+		return err
+	}
+	if err := c.propose(ctx, cmd); err != nil {
+		if errors.Is(err, state.ErrConflict) {
+			// Raft holds another hash for this record: this log was
+			// rewritten, or lost records it had checkpointed.
+			c.logger.Error("audit: the chain head conflicts with a checkpoint of this node in Raft; its audit log was rewritten or lost records; run `mcpmesh audit verify`", "seq", seq, "error", err)
+		}
+		return fmt.Errorf("checkpoint record %d: %w", seq, err)
+	}
+	c.last = seq
+	return nil
+}

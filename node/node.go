@@ -47,6 +47,7 @@ type Node struct {
 	keys     *tokens.Rotator
 	gateway  *gateway.Gateway
 	audit    *audit.Log
+	ckpt     *checkpointer
 	auth     *adminauth.Authenticator
 	agents   *agentauth.Authenticator
 	httpLn   net.Listener
@@ -177,6 +178,7 @@ func New(cfg config.Config, opts ...Option) (n *Node, err error) {
 		_, err := n.cluster.Apply(ctx, cmd)
 		return err
 	}
+	n.ckpt = &checkpointer{log: n.audit, node: cfg.NodeID, propose: propose, now: time.Now, logger: n.logger}
 	n.gateway = gateway.New(gateway.Config{Namespace: cfg.Namespace, ExplainDenials: cfg.MCP.ExplainDenials},
 		n.cluster.FSM, n.pool, gateway.WithLogger(n.logger), gateway.WithMetrics(n.registry),
 		gateway.WithQuarantine(auditedQuarantine(n.audit, cfg.Namespace, nodeID.String(), propose, n.logger), n.cluster.IsLeader),
@@ -289,6 +291,10 @@ func (n *Node) Run(ctx context.Context) error {
 		return nil
 	})
 	g.Go(func() error {
+		n.ckpt.run(gctx, n.cfg.Audit.CheckpointInterval)
+		return nil
+	})
+	g.Go(func() error {
 		if err := n.server.Serve(n.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http server: %w", err)
 		}
@@ -307,6 +313,13 @@ func (n *Node) Run(ctx context.Context) error {
 		return nil
 	})
 	err := g.Wait()
+	// Every request is answered: checkpoint the final head while Raft is
+	// still up.
+	cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if cerr := n.ckpt.once(cctx); cerr != nil {
+		n.logger.Warn("audit: could not checkpoint the chain head at shutdown", "error", cerr)
+	}
+	cancel()
 	if cerr := n.close(); cerr != nil {
 		err = errors.Join(err, cerr)
 	}
