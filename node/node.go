@@ -210,7 +210,7 @@ func (n *Node) WaitServing(ctx context.Context) error {
 
 func (n *Node) handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/v1/", n.auth.Middleware(api.New(n.cluster, api.WithLogger(n.logger), api.WithAudit(n.audit, n.cfg.Namespace))))
+	mux.Handle("/v1/", n.auth.Middleware(api.New(n.cluster, api.WithLogger(n.logger), api.WithAudit(n.audit, n.cfg.Namespace, n.cfg.NodeID))))
 	// Browsers must not drive the MCP endpoints from other origins
 	// (Sec-Fetch-Site / Origin checks); go-sdk adds DNS-rebinding protection.
 	mcpHandler := http.NewCrossOriginProtection().Handler(n.agents.Middleware(n.gateway))

@@ -51,9 +51,11 @@ type Handler struct {
 	logger *slog.Logger
 	now    func() time.Time
 	mux    *http.ServeMux
-	// auditor records admin changes (audit.go); nil records nothing.
-	auditor   Auditor
+	// auditor records admin changes (audit.go) and serves the audit log
+	// (auditlog.go); nil records nothing.
+	auditor   AuditLog
 	namespace string
+	node      string
 }
 
 // Option configures New.
@@ -103,6 +105,7 @@ func (h *Handler) routes() {
 	m.HandleFunc("DELETE /v1/operator/members/{id}", h.removeMember)
 	m.HandleFunc("GET /v1/operator/snapshot", h.saveSnapshot)
 	m.HandleFunc("PUT /v1/operator/snapshot", h.restoreSnapshot)
+	h.auditRoutes(m)
 	m.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no API route %s %s; see the README for the admin API", r.Method, r.URL.Path), nil)
 	})

@@ -29,9 +29,10 @@ type Auditor interface {
 	Append(ctx context.Context, rec audit.Record) (uint64, error)
 }
 
-// WithAudit records every admin change in a, as changes of namespace ns.
-func WithAudit(a Auditor, ns string) Option {
-	return optionFunc(func(h *Handler) { h.auditor, h.namespace = a, ns })
+// WithAudit records every admin change in a, as changes of namespace ns,
+// and serves a (the log of node, the node's id) under /v1/audit.
+func WithAudit(a AuditLog, ns, node string) Option {
+	return optionFunc(func(h *Handler) { h.auditor, h.namespace, h.node = a, ns, node })
 }
 
 // auditTimeout bounds the wait for an admin change's record.

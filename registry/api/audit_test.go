@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/mcpmesh/mcpmesh/node/audit"
 	"github.com/mcpmesh/mcpmesh/registry/cluster"
+	"github.com/mcpmesh/mcpmesh/registry/state"
 	"github.com/mcpmesh/mcpmesh/trust/ca"
 	"github.com/mcpmesh/mcpmesh/trust/mtls"
 	"github.com/mcpmesh/mcpmesh/trust/svid"
@@ -76,6 +78,32 @@ func (m *memAuditor) Append(_ context.Context, r audit.Record) (uint64, error) {
 	return uint64(len(m.recs)), nil
 }
 
+func (m *memAuditor) Query(_ context.Context, f audit.Filter) ([]audit.Record, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []audit.Record
+	for _, r := range m.recs {
+		if f.Match(r) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func (m *memAuditor) Export(ctx context.Context, f audit.Filter, fn func(audit.Record) error) error {
+	recs, _ := m.Query(ctx, f)
+	for _, r := range recs {
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *memAuditor) Verify(context.Context, []audit.Checkpoint) (audit.Report, error) {
+	return audit.Report{OK: true}, nil
+}
+
 func (m *memAuditor) last(t *testing.T) audit.Record {
 	t.Helper()
 	m.mu.Lock()
@@ -102,7 +130,7 @@ func do(t *testing.T, h http.Handler, method, path, body string) *httptest.Respo
 func TestAdminChangesAreAudited(t *testing.T) {
 	c := newOneNodeCluster(t)
 	a := &memAuditor{}
-	h := New(c, WithAudit(a, "hr"))
+	h := New(c, WithAudit(a, "hr", "n1"))
 
 	if w := do(t, h, "POST", "/v1/tenants", `{"name":"payroll","owners":["alice@corp.example"]}`); w.Code != http.StatusCreated {
 		t.Fatalf("create tenant: HTTP %d %s", w.Code, w.Body)
@@ -132,5 +160,93 @@ func TestAdminChangesAreAudited(t *testing.T) {
 	w := do(t, h, "POST", "/v1/tenants", `{"name":"benefits","owners":["bob@corp.example"]}`)
 	if w.Code != http.StatusInternalServerError || !strings.Contains(w.Body.String(), "tenant.put benefits was done, but its audit record could not be written (disk full)") {
 		t.Errorf("change whose record fails: HTTP %d %s", w.Code, w.Body)
+	}
+}
+
+// asAdmin serves h with every request authenticated as the bootstrap
+// token's administrator, as adminauth's middleware would.
+func asAdmin(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), Principal{ID: "token:bootstrap", Method: "token"})))
+	})
+}
+
+// TestAuditLogAPI: the node's log is queried, exported and verified
+// against the checkpoints in Raft through the admin API and its client.
+func TestAuditLogAPI(t *testing.T) {
+	c := newOneNodeCluster(t)
+	l, err := audit.Open(audit.Config{Dir: t.TempDir(), Node: "n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	srv := httptest.NewServer(asAdmin(New(c, WithAudit(l, "hr", "n1"))))
+	defer srv.Close()
+	cl, err := NewClient(ClientConfig{Addr: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	base := time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC)
+	for i := range 6 {
+		rec := audit.Record{Kind: audit.KindCall, Principal: "apikey:a", Tenant: []string{"payroll", "benefits"}[i%2], Tool: "corp.hr/directory/lookup",
+			CalledAs: "hr.lookup", Outcome: audit.OutcomeOK, Time: base.Add(time.Duration(i) * time.Hour)}
+		if i == 5 {
+			rec.Outcome = audit.OutcomeDenied
+		}
+		if _, err := l.Append(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := cl.AuditQuery(ctx, AuditQuery{Tenant: "payroll", Since: base.Add(time.Hour), Limit: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Node != "n1" || len(got.Records) != 2 || got.Records[0].Seq != 3 || got.Records[1].Seq != 5 {
+		t.Errorf("query tenant payroll since 01:00: %+v", got)
+	}
+	if got, err := cl.AuditQuery(ctx, AuditQuery{Outcome: "denied", Tool: "hr.lookup"}); err != nil || len(got.Records) != 1 || got.Records[0].Seq != 6 {
+		t.Errorf("query denied: %+v, %v", got, err)
+	}
+	var apiErr *Error
+	if _, err := cl.AuditQuery(ctx, AuditQuery{Outcome: "fine"}); !errors.As(err, &apiErr) || apiErr.Status != http.StatusBadRequest || !strings.Contains(err.Error(), "outcome") {
+		t.Errorf("query with an unknown outcome: %v", err)
+	}
+	var out strings.Builder
+	if err := cl.AuditExport(ctx, AuditQuery{Until: base.Add(3 * time.Hour), Limit: 1}, &out); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("export until 03:00: %d lines, want 3:\n%s", len(lines), out.String())
+	}
+	for i, line := range lines {
+		var rec audit.Record
+		if err := json.Unmarshal([]byte(line), &rec); err != nil || rec.Seq != uint64(i+1) || len(rec.Hash) != 64 {
+			t.Errorf("export line %d: %s (%v)", i, line, err)
+		}
+	}
+
+	// Verify against what Raft holds: first the true head, then a forged one.
+	seq, head := l.Head()
+	for _, cp := range []state.CheckpointAudit{{Node: "n1", Seq: seq, Head: head, At: base}, {Node: "n1", Seq: 2, Head: strings.Repeat("0", 64), At: base}} {
+		cmd, err := state.Encode(cp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Apply(ctx, cmd); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cps, err := cl.AuditCheckpoints(ctx, "")
+	if err != nil || len(cps) != 2 || cps[1].Seq != seq {
+		t.Fatalf("checkpoints: %+v, %v", cps, err)
+	}
+	rep, err := cl.AuditVerify(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Node != "n1" || rep.OK || rep.Checkpoints != 2 || len(rep.Problems) != 1 || rep.Problems[0].Seq != 2 || rep.Problems[0].Kind != audit.ProblemCheckpoint {
+		t.Errorf("verify against a true and a forged checkpoint: %+v", rep)
 	}
 }
