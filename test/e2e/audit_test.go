@@ -182,6 +182,14 @@ func TestAudit(t *testing.T) {
 	if out := mustCLI(t, c, n, "audit", "verify"); !strings.HasPrefix(out, "OK: node "+n.ID) || !strings.Contains(out, "checkpoints match") {
 		t.Errorf("audit verify as a table: %s", out)
 	}
+	// The log's metrics reach /metrics.
+	_, metrics := get(t, n.URL()+"/metrics", "")
+	for _, want := range []string{`mcpmesh_audit_records_total{kind="call"}`, `mcpmesh_audit_records_total{kind="auth"}`, "mcpmesh_audit_commit_seconds_count",
+		"mcpmesh_audit_batch_records_count", "mcpmesh_audit_failures_total 0"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics of %s lacks %s", n.ID, want)
+		}
+	}
 	out, code := c.CLI(n, "audit", "query", "-outcome", "fine")
 	wantFailure(t, "query of an unknown outcome", out, code, 1, `outcome "fine"`)
 	out, code = c.CLI(n, "audit", "query", "-since", "yesterday")
