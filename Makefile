@@ -71,6 +71,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./trust/apikey/
 	$(GO) test -run '^$$' -fuzz FuzzBearer -fuzztime $(FUZZTIME) ./trust/agentauth/
 	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime $(FUZZTIME) ./trust/tokens/
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./node/audit/
 
 clean:
 	rm -rf bin examples/cluster/data

@@ -19,9 +19,11 @@ import (
 )
 
 // newAgentAuth builds the front door's authenticator from mcp.auth and
-// counts its outcomes in mcpmesh_agent_auth_total{method,outcome}.
+// counts its outcomes in mcpmesh_agent_auth_total{method,outcome};
+// refusals is told of every refused request before it is answered.
 // jwtBundles holds the trust domain's JWT authorities, for JWT-SVIDs.
-func newAgentAuth(cfg config.Config, td spiffeid.TrustDomain, keys agentauth.KeyStore, jwtBundles jwtbundle.Source, logger *slog.Logger, reg prometheus.Registerer) (*agentauth.Authenticator, error) {
+func newAgentAuth(cfg config.Config, td spiffeid.TrustDomain, keys agentauth.KeyStore, jwtBundles jwtbundle.Source, logger *slog.Logger, reg prometheus.Registerer,
+	refusals func(*http.Request, *agentauth.Error)) (*agentauth.Authenticator, error) {
 	outcomes := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name:        "mcpmesh_agent_auth_total",
 		Help:        "Agent authentications at the MCP front door by method and outcome (ok, or why it was refused).",
@@ -47,7 +49,7 @@ func newAgentAuth(cfg config.Config, td spiffeid.TrustDomain, keys agentauth.Key
 	for _, t := range cfg.MCP.Auth.SVIDTenants {
 		ac.SVIDTenants = append(ac.SVIDTenants, agentauth.TenantRule{PathPrefix: t.PathPrefix, Tenant: t.Tenant})
 	}
-	return agentauth.New(ac, keys, agentauth.WithLogger(logger), agentauth.WithObserver(func(m agentauth.Method, outcome string) {
+	return agentauth.New(ac, keys, agentauth.WithLogger(logger), agentauth.WithRefusals(refusals), agentauth.WithObserver(func(m agentauth.Method, outcome string) {
 		method := string(m)
 		if method == "" {
 			method = "none"

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/mcpmesh/mcpmesh/node/adminauth"
+	"github.com/mcpmesh/mcpmesh/node/audit"
 	"github.com/mcpmesh/mcpmesh/node/config"
 	"github.com/mcpmesh/mcpmesh/node/gateway"
 	"github.com/mcpmesh/mcpmesh/node/upstream"
@@ -45,6 +46,8 @@ type Node struct {
 	minter   *tokens.Minter
 	keys     *tokens.Rotator
 	gateway  *gateway.Gateway
+	audit    *audit.Log
+	ckpt     *checkpointer
 	auth     *adminauth.Authenticator
 	agents   *agentauth.Authenticator
 	httpLn   net.Listener
@@ -160,18 +163,26 @@ func New(cfg config.Config, opts ...Option) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n.pool = upstream.NewPool(upstream.Config{CallTimeout: cfg.MCP.CallTimeout, MaxConcurrent: cfg.MCP.MaxConcurrentPerUpstream},
-		upstream.WithLogger(n.logger), upstream.WithTokens(n.minter))
-	n.agents, err = newAgentAuth(cfg, td, n.cluster.FSM, n.identity.jwt, n.logger, n.registry)
+	var auditArgs *audit.Arguments
+	n.audit, auditArgs, err = openAudit(cfg, n.identity, n.logger, n.registry)
 	if err != nil {
 		return nil, err
 	}
+	n.pool = upstream.NewPool(upstream.Config{CallTimeout: cfg.MCP.CallTimeout, MaxConcurrent: cfg.MCP.MaxConcurrentPerUpstream},
+		upstream.WithLogger(n.logger), upstream.WithTokens(n.minter))
+	n.agents, err = newAgentAuth(cfg, td, n.cluster.FSM, n.identity.jwt, n.logger, n.registry, auditRefusal(n.audit, cfg.Namespace, n.logger))
+	if err != nil {
+		return nil, err
+	}
+	propose := func(ctx context.Context, cmd []byte) error {
+		_, err := n.cluster.Apply(ctx, cmd)
+		return err
+	}
+	n.ckpt = &checkpointer{log: n.audit, node: cfg.NodeID, propose: propose, now: time.Now, logger: n.logger}
 	n.gateway = gateway.New(gateway.Config{Namespace: cfg.Namespace, ExplainDenials: cfg.MCP.ExplainDenials},
 		n.cluster.FSM, n.pool, gateway.WithLogger(n.logger), gateway.WithMetrics(n.registry),
-		gateway.WithQuarantine(func(ctx context.Context, cmd []byte) error {
-			_, err := n.cluster.Apply(ctx, cmd)
-			return err
-		}, n.cluster.IsLeader))
+		gateway.WithQuarantine(auditedQuarantine(n.audit, cfg.Namespace, nodeID.String(), propose, n.logger), n.cluster.IsLeader),
+		gateway.WithAudit(n.audit, auditArgs, nodeID.String()))
 
 	n.server = &http.Server{
 		Handler:           n.handler(),
@@ -199,7 +210,7 @@ func (n *Node) WaitServing(ctx context.Context) error {
 
 func (n *Node) handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/v1/", n.auth.Middleware(api.New(n.cluster, api.WithLogger(n.logger))))
+	mux.Handle("/v1/", n.auth.Middleware(api.New(n.cluster, api.WithLogger(n.logger), api.WithAudit(n.audit, n.cfg.Namespace, n.cfg.NodeID))))
 	// Browsers must not drive the MCP endpoints from other origins
 	// (Sec-Fetch-Site / Origin checks); go-sdk adds DNS-rebinding protection.
 	mcpHandler := http.NewCrossOriginProtection().Handler(n.agents.Middleware(n.gateway))
@@ -276,6 +287,14 @@ func (n *Node) Run(ctx context.Context) error {
 		return nil
 	})
 	g.Go(func() error {
+		runRetention(gctx, n.audit, n.cfg.Audit.Retention, time.Now, n.logger)
+		return nil
+	})
+	g.Go(func() error {
+		n.ckpt.run(gctx, n.cfg.Audit.CheckpointInterval)
+		return nil
+	})
+	g.Go(func() error {
 		if err := n.server.Serve(n.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http server: %w", err)
 		}
@@ -294,6 +313,13 @@ func (n *Node) Run(ctx context.Context) error {
 		return nil
 	})
 	err := g.Wait()
+	// Every request is answered: checkpoint the final head while Raft is
+	// still up.
+	cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if cerr := n.ckpt.once(cctx); cerr != nil {
+		n.logger.Warn("audit: could not checkpoint the chain head at shutdown", "error", cerr)
+	}
+	cancel()
 	if cerr := n.close(); cerr != nil {
 		err = errors.Join(err, cerr)
 	}
@@ -315,6 +341,10 @@ func (n *Node) close() error {
 	}
 	if n.pool != nil {
 		errs = append(errs, n.pool.Close())
+	}
+	if n.audit != nil {
+		errs = append(errs, n.audit.Close())
+		n.audit = nil
 	}
 	if n.cluster != nil {
 		errs = append(errs, n.cluster.Shutdown())

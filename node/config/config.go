@@ -47,6 +47,36 @@ type Config struct {
 	Log       LogConfig       `yaml:"log"`
 	// UpstreamTokens controls the tokens the node mints toward upstreams.
 	UpstreamTokens UpstreamTokensConfig `yaml:"upstream_tokens"`
+	// Audit controls the node's audit log (<data dir>/audit).
+	Audit AuditConfig `yaml:"audit"`
+}
+
+// AuditConfig controls the node's audit log: a hash chain of one record
+// per tool call, denial, refused credential and admin change, in
+// <data dir>/audit (package node/audit). It cannot be turned off.
+type AuditConfig struct {
+	// RawArguments lists the tools whose raw arguments are recorded, each
+	// as "<server>/<tool>", e.g. "corp.finance/ledger/transfer_funds".
+	// Every other call's arguments are recorded only as their keyed hash.
+	// Default none. Give every replica of the BU the same list.
+	RawArguments []string `yaml:"raw_arguments"`
+	// ArgumentsKeyFile names a file holding the key (at least 32 bytes,
+	// surrounding white space ignored) that arguments are hashed with
+	// (HMAC-SHA256). Every replica of the BU needs the same key. Default:
+	// derived from the embedded CA's key; required with trust.source
+	// workload-api, where the node holds no CA.
+	ArgumentsKeyFile string `yaml:"arguments_key_file"`
+	// Retention is how long records are kept; older ones are removed
+	// (hourly) from the start of the chain, which stays verifiable. Default
+	// 0: keep every record.
+	Retention time.Duration `yaml:"retention"`
+	// CheckpointInterval is how often the node commits its chain head to
+	// the BU's Raft log, so that a rewritten history is detected. It also
+	// does so when it stops. Default 30s.
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+	// NoSync commits records without fsync. For tests only: a crash may
+	// lose the records of calls that were answered. Default false.
+	NoSync bool `yaml:"no_sync"`
 }
 
 // UpstreamTokensConfig controls the tokens the node sends upstream servers
@@ -279,6 +309,7 @@ func DefaultConfig() Config {
 			Auth: AgentAuthConfig{SVIDPathPrefix: "/agent/"}},
 		Log:            LogConfig{Level: "info", Format: "text"},
 		UpstreamTokens: UpstreamTokensConfig{TTL: 60 * time.Second, RotateEvery: 24 * time.Hour, Leeway: 30 * time.Second},
+		Audit:          AuditConfig{CheckpointInterval: 30 * time.Second},
 	}
 }
 
@@ -464,6 +495,9 @@ func (c *Config) Validate() error {
 	if p := c.UpstreamTokens.EffectivePublishAhead(); p < 0 || p >= c.UpstreamTokens.RotateEvery {
 		return fmt.Errorf("upstream_tokens.publish_ahead: %s must be at least 0 and below rotate_every (%s)", p, c.UpstreamTokens.RotateEvery)
 	}
+	if err := c.Audit.validate(c.Trust.Source); err != nil {
+		return err
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -473,6 +507,31 @@ func (c *Config) Validate() error {
 	case "text", "json":
 	default:
 		return fmt.Errorf("log.format: %q is not one of text, json", c.Log.Format)
+	}
+	return nil
+}
+
+// auditToolPattern is "<server>/<tool>": a server name (which has a
+// slash) and a tool name.
+var auditToolPattern = regexp.MustCompile(`^[A-Za-z0-9.-]+/[A-Za-z0-9._-]+/[A-Za-z0-9_.-]{1,128}$`)
+
+func (a *AuditConfig) validate(source string) error {
+	for i, t := range a.RawArguments {
+		if !auditToolPattern.MatchString(t) {
+			return fmt.Errorf("audit.raw_arguments[%d]: %q is not <server>/<tool>, e.g. corp.finance/ledger/transfer_funds", i, t)
+		}
+	}
+	if source == TrustWorkloadAPI && a.ArgumentsKeyFile == "" {
+		return errors.New("audit.arguments_key_file: missing; with trust.source: workload-api the node holds no CA to derive the audit key from, so give every replica of the BU the same key file (e.g. `openssl rand -hex 32`)")
+	}
+	if a.Retention < 0 {
+		return fmt.Errorf("audit.retention: %s is negative; use a duration such as 2160h, or 0 to keep every record", a.Retention)
+	}
+	if a.Retention > 0 && a.Retention < time.Hour {
+		return fmt.Errorf("audit.retention: %s is too short; use at least 1h (or 0 to keep every record)", a.Retention)
+	}
+	if a.CheckpointInterval < time.Second {
+		return fmt.Errorf("audit.checkpoint_interval: %s is too short; use at least 1s (default 30s)", a.CheckpointInterval)
 	}
 	return nil
 }

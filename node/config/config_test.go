@@ -95,6 +95,11 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"rotation too fast", "admin:", "upstream_tokens:\n  rotate_every: 10ms\nadmin:", "upstream_tokens.rotate_every: 10ms is too short"},
 		{"publish ahead of the rotation", "admin:", "upstream_tokens:\n  rotate_every: 1h\n  publish_ahead: 1h\nadmin:", "upstream_tokens.publish_ahead: 1h0m0s must be at least 0 and below rotate_every"},
 		{"unknown token key", "admin:", "upstream_tokens:\n  rotate: 1h\nadmin:", `unknown key "rotate"`},
+		{"audit raw arguments not a tool", "admin:", "audit:\n  raw_arguments: [transfer_funds]\nadmin:", `audit.raw_arguments[0]: "transfer_funds" is not <server>/<tool>`},
+		{"audit retention too short", "admin:", "audit:\n  retention: 10m\nadmin:", "audit.retention: 10m0s is too short"},
+		{"audit checkpoint interval too short", "admin:", "audit:\n  checkpoint_interval: 1ms\nadmin:", "audit.checkpoint_interval: 1ms is too short"},
+		{"audit key missing with workload-api", "trust:\n  ca_dir: /etc/mcpmesh/ca", "trust:\n  source: workload-api\n  workload_api_addr: unix:///run/spire/sockets/agent.sock", "audit.arguments_key_file: missing"},
+		{"unknown audit key", "admin:", "audit:\n  enabled: false\nadmin:", `unknown key "enabled"`},
 		{"svid tenant outside prefix", "admin:", "mcp:\n  auth:\n    svid_tenants: [{ path_prefix: /robots/, tenant: payroll }]\nadmin:", "mcp.auth.svid_tenants[0].path_prefix"},
 	}
 	for _, tc := range cases {
@@ -135,6 +140,24 @@ func TestPublishAhead(t *testing.T) {
 		if got := cfg.UpstreamTokens.EffectivePublishAhead(); got != tc.want {
 			t.Errorf("%q: publish ahead %s, want %s", tc.yaml, got, tc.want)
 		}
+	}
+}
+
+func TestAudit(t *testing.T) {
+	cfg, err := Parse(strings.NewReader(strings.Replace(validYAML, "admin:", `audit:
+  raw_arguments: [corp.finance/ledger/transfer_funds]
+  retention: 2160h
+  checkpoint_interval: 1m
+admin:`, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := AuditConfig{RawArguments: []string{"corp.finance/ledger/transfer_funds"}, Retention: 2160 * time.Hour, CheckpointInterval: time.Minute}
+	if diff := cmp.Diff(want, cfg.Audit); diff != "" {
+		t.Errorf("audit (-want +got):\n%s", diff)
+	}
+	if d := DefaultConfig().Audit; d.Retention != 0 || d.CheckpointInterval != 30*time.Second {
+		t.Errorf("audit defaults = %+v; want records kept forever, checkpoints every 30s", d)
 	}
 }
 
@@ -222,7 +245,7 @@ func TestJWTSVIDAudience(t *testing.T) {
 
 func TestTrustWorkloadAPI(t *testing.T) {
 	for _, addr := range []string{"unix:///run/spire/sockets/agent.sock", "tcp://127.0.0.1:8081"} {
-		cfg, err := Parse(strings.NewReader(strings.Replace(validYAML, "trust:\n  ca_dir: /etc/mcpmesh/ca", "trust:\n  source: workload-api\n  workload_api_addr: "+addr, 1)))
+		cfg, err := Parse(strings.NewReader(strings.Replace(validYAML, "trust:\n  ca_dir: /etc/mcpmesh/ca", "audit:\n  arguments_key_file: /etc/mcpmesh/audit.key\ntrust:\n  source: workload-api\n  workload_api_addr: "+addr, 1)))
 		if err != nil {
 			t.Fatalf("%s: %v", addr, err)
 		}

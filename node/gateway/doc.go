@@ -42,6 +42,12 @@
 // the gateway; ServeHTTP refuses one that has not. The principal is in the
 // request's context and, for go-sdk handlers, in req.Extra.TokenInfo.
 //
+// # On the record
+//
+// With WithAudit, every tools/call gets one audit record (node/audit),
+// written before the agent gets its answer; a call whose record cannot be
+// written fails (audit.go).
+//
 // # What is not here yet
 //
 // subscriptions/listen relayed from upstreams, log messages of 2026-07-28

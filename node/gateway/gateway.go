@@ -21,6 +21,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mcpmesh/mcpmesh/node/audit"
 	"github.com/mcpmesh/mcpmesh/node/policy"
 	"github.com/mcpmesh/mcpmesh/node/upstream"
 	"github.com/mcpmesh/mcpmesh/node/validate"
@@ -58,6 +59,10 @@ type Gateway struct {
 
 	propose  Proposer
 	isLeader func() bool
+	// auditor records every tools/call (audit.go); nil records nothing.
+	auditor   Auditor
+	auditArgs *audit.Arguments
+	nodeID    string
 	// life bounds the background definition checks; Close ends it.
 	life    context.Context
 	stop    context.CancelFunc
@@ -218,6 +223,9 @@ type entry struct {
 	authz *policy.Target
 	// input checks the call's arguments; compiled once per schema.
 	input *validate.Schema
+	// cost and currency are the card's cost of one call.
+	cost     float64
+	currency string
 }
 
 // route is one exposed tool: the live versions that have it, and the
@@ -381,7 +389,8 @@ func (g *Gateway) Sync() (err error) {
 				g.logger.Error("gateway: input schema does not compile; tool not served", "server", sv.Server, "version", sv.Version, "tool", tv.Name, "error", err)
 				continue
 			}
-			e := &entry{server: sv.Server, version: sv.Version, tool: tv.Name, hash: tv.Hash, def: def, target: targetOf(sv), deprecation: sv.Deprecation, input: input}
+			e := &entry{server: sv.Server, version: sv.Version, tool: tv.Name, hash: tv.Hash, def: def, target: targetOf(sv), deprecation: sv.Deprecation, input: input,
+				cost: sv.Governance.CostPerCall, currency: sv.Governance.Currency}
 			e.authz = policy.NewTarget(&policy.Request{Action: policy.ActionCall, Namespace: g.cfg.Namespace, Server: serverInfo(sv),
 				Tool: policy.Tool{Name: tv.Name, Version: sv.Version, Deprecated: sv.Deprecation != nil, Annotations: def.Annotations}})
 			if byServer[sv.Server] == nil {

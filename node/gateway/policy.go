@@ -85,6 +85,11 @@ func (g *Gateway) authorize(r *policy.Request, what string) error {
 	if d.Allowed {
 		return nil
 	}
+	return g.denied(r, what, d)
+}
+
+// denied logs a denial and returns the error the agent gets.
+func (g *Gateway) denied(r *policy.Request, what string, d policy.Decision) error {
 	g.logger.Info("policy: denied", "principal", r.Principal.ID, "tenant", r.Principal.Tenant, "action", r.Action,
 		"resource", what, "policies", d.Policies, "errors", d.Errors, "policySet", d.Digest)
 	return &jsonrpc.Error{Code: CodeDenied, Message: fmt.Sprintf("%s: %s", what, d.Reason(g.cfg.ExplainDenials))}
@@ -193,6 +198,8 @@ func (g *Gateway) guard(ep *endpoint, perServer bool) mcp.Middleware {
 						return nil, err
 					}
 				}
+			case "tools/call":
+				return g.auditUnhandled(ctx, method, req, p, next)
 			case "prompts/get":
 				if params, _ := req.GetParams().(*mcp.GetPromptParams); params != nil && server != "" {
 					if err := g.authorizePrompt(p, server, params.Name, method); err != nil {

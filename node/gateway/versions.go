@@ -14,8 +14,10 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcpmesh/mcpmesh/node/audit"
 	"github.com/mcpmesh/mcpmesh/node/validate"
 	"github.com/mcpmesh/mcpmesh/registry/card"
+	"github.com/mcpmesh/mcpmesh/trust/agentauth"
 )
 
 // Keys of mcpmesh's _meta entries on calls and results.
@@ -39,40 +41,55 @@ const codeVersionSunset = -32010
 // handler serves calls of one exposed tool: it picks the version (the pin
 // in _meta, else the caller's version profile, else the newest live one),
 // calls that version's upstream and says in the result which version
-// answered, with a warning when that version is deprecated.
+// answered, with a warning when that version is deprecated. Every call is
+// audited, and answered only once its record is durable (audit.go).
 func (g *Gateway) handler(ep *endpoint, r *route, exposed string) mcp.ToolHandler {
 	return func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		p, _ := principalOf(ctx, req)
 		c := callInfo{exposed: exposed, start: time.Now(), caller: p.ID}
-		// A kill switch refuses before anything else is looked at: the
-		// tool and server are the route's at every version.
-		if err := g.refuseKilled(p, r.server, r.tool, "tools/call "+exposed); err != nil {
-			g.metrics.observe(g.cfg.Namespace, exposed, "killed", time.Since(c.start))
+		if err := g.auditReady(); err != nil {
+			g.metrics.observe(g.cfg.Namespace, exposed, "audit_failed", time.Since(c.start))
 			return nil, err
 		}
-		version, state, err := versionOfCall(req.Params)
-		var e *entry
-		if err == nil {
-			e, c.pinnedBy, err = g.pickVersion(r, version, c.caller)
-		}
-		if err == nil {
-			err = g.authorize(callRequest(p, e), fmt.Sprintf("tools/call %s (%s@%s)", exposed, e.server, e.version))
-			if err != nil {
-				outcome := "denied"
-				if je, ok := err.(*jsonrpc.Error); ok && je.Code == CodeKilled {
-					outcome = "killed" // pulled since the check above
-				}
-				g.metrics.observe(g.cfg.Namespace, exposed, outcome, time.Since(c.start))
-				return nil, err
-			}
-		}
-		if err != nil {
-			g.metrics.observe(g.cfg.Namespace, exposed, "refused", time.Since(c.start))
-			return nil, err
-		}
-		c.upstreamState = state
-		return g.call(ctx, ep, req, e, c)
+		rec := g.callRecord(ctx, req, p, exposed)
+		res, err := g.serveCall(ctx, ep, r, req, p, c, rec)
+		out, err := g.audited(ctx, rec, c.start, res, err)
+		res, _ = out.(*mcp.CallToolResult)
+		return res, err
 	}
+}
+
+// serveCall picks the version, asks the policy and calls; rec learns what
+// happened.
+func (g *Gateway) serveCall(ctx context.Context, ep *endpoint, r *route, req *mcp.CallToolRequest, p agentauth.Principal, c callInfo, rec *audit.Record) (*mcp.CallToolResult, error) {
+	// A kill switch refuses before anything else is looked at: the tool
+	// and server are the route's at every version.
+	if err := g.refuseKilled(p, r.server, r.tool, "tools/call "+c.exposed); err != nil {
+		rec.Outcome = audit.OutcomeKilled
+		g.metrics.observe(g.cfg.Namespace, c.exposed, "killed", time.Since(c.start))
+		return nil, err
+	}
+	version, state, err := versionOfCall(req.Params)
+	var e *entry
+	if err == nil {
+		e, c.pinnedBy, err = g.pickVersion(r, version, c.caller)
+	}
+	if err != nil {
+		rec.Outcome = audit.OutcomeRefused
+		g.metrics.observe(g.cfg.Namespace, c.exposed, "refused", time.Since(c.start))
+		return nil, err
+	}
+	g.answeredBy(rec, e, req.Params.Arguments)
+	pr := callRequest(p, e)
+	d := g.decide(pr)
+	decided(rec, d)
+	if !d.Allowed {
+		rec.Outcome = audit.OutcomeDenied
+		g.metrics.observe(g.cfg.Namespace, c.exposed, "denied", time.Since(c.start))
+		return nil, g.denied(pr, fmt.Sprintf("tools/call %s (%s@%s)", c.exposed, e.server, e.version), d)
+	}
+	c.upstreamState = state
+	return g.call(ctx, ep, req, e, c, rec)
 }
 
 // callInfo is what the gateway knows of one tools/call besides its request.
@@ -89,24 +106,29 @@ type callInfo struct {
 }
 
 // call serves one tools/call by version e of its tool.
-func (g *Gateway) call(ctx context.Context, ep *endpoint, req *mcp.CallToolRequest, e *entry, c callInfo) (*mcp.CallToolResult, error) {
+func (g *Gateway) call(ctx context.Context, ep *endpoint, req *mcp.CallToolRequest, e *entry, c callInfo, rec *audit.Record) (*mcp.CallToolResult, error) {
 	exposed, start := c.exposed, c.start
 	// Arguments are checked against the answering version's schema
 	// before the upstream sees them.
 	if err := e.input.Validate(req.Params.Arguments); err != nil {
+		rec.Outcome = audit.OutcomeInvalidArguments
 		g.metrics.observe(g.cfg.Namespace, exposed, "invalid_arguments", time.Since(start))
 		return nil, invalidArguments(e, err)
 	}
 	res, err := g.callUpstream(ctx, ep, e, req, c.upstreamState)
 	outcome := "ok"
+	rec.Outcome = audit.OutcomeOK
 	switch {
 	case err != nil:
-		outcome = "error"
+		outcome, rec.Outcome = "error", audit.OutcomeUpstreamError
 	case res.IsError:
-		outcome = "tool_error"
+		outcome, rec.Outcome = "tool_error", audit.OutcomeToolError
 	case res.InputRequests != nil:
-		outcome = "input_required"
+		outcome, rec.Outcome = "input_required", audit.OutcomeInputRequired
 		res.RequestState = wrapState(e.version, res.RequestState)
+	}
+	if err == nil {
+		charged(rec, e)
 	}
 	g.metrics.observe(g.cfg.Namespace, exposed, outcome, time.Since(start))
 	if err != nil {

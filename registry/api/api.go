@@ -51,6 +51,11 @@ type Handler struct {
 	logger *slog.Logger
 	now    func() time.Time
 	mux    *http.ServeMux
+	// auditor records admin changes (audit.go) and serves the audit log
+	// (auditlog.go); nil records nothing.
+	auditor   AuditLog
+	namespace string
+	node      string
 }
 
 // Option configures New.
@@ -103,6 +108,7 @@ func (h *Handler) routes() {
 	m.HandleFunc("DELETE /v1/operator/members/{id}", h.removeMember)
 	m.HandleFunc("GET /v1/operator/snapshot", h.saveSnapshot)
 	m.HandleFunc("PUT /v1/operator/snapshot", h.restoreSnapshot)
+	h.auditRoutes(m)
 	m.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no API route %s %s; see the README for the admin API", r.Method, r.URL.Path), nil)
 	})
@@ -140,26 +146,21 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc.Encode(v)
 }
 
-// fail maps an error to a status at this one boundary.
+// fail maps an error to a status at this one boundary (statusOf).
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status, code := statusOf(err)
 	var ve *card.ValidationError
 	switch {
 	case errors.As(err, &ve):
-		writeError(w, http.StatusBadRequest, "invalid", ve.Error(), ve.Problems)
-	case errors.Is(err, state.ErrNotFound):
-		writeError(w, http.StatusNotFound, "not_found", err.Error(), nil)
-	case errors.Is(err, state.ErrConflict):
-		writeError(w, http.StatusConflict, "conflict", err.Error(), nil)
-	case errors.Is(err, state.ErrInvalid):
-		writeError(w, http.StatusBadRequest, "invalid", err.Error(), nil)
-	case errors.Is(err, cluster.ErrNoLeader):
+		writeError(w, status, code, ve.Error(), ve.Problems)
+	case status == http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, "no_leader", err.Error()+"; the write was not applied, retry shortly", nil)
-	case errors.As(err, new(*badRequestError)):
-		writeError(w, http.StatusBadRequest, "bad_request", err.Error(), nil)
-	default:
+		writeError(w, status, code, err.Error()+"; the write was not applied, retry shortly", nil)
+	case status == http.StatusInternalServerError:
 		h.logger.Error("admin API request failed", "method", r.Method, "path", r.URL.Path, "error", err)
-		writeError(w, http.StatusInternalServerError, "internal", "internal error: "+err.Error(), nil)
+		writeError(w, status, code, "internal error: "+err.Error(), nil)
+	default:
+		writeError(w, status, code, err.Error(), nil)
 	}
 }
 
@@ -184,13 +185,20 @@ func decodeBody(r *http.Request, v any) error {
 	return nil
 }
 
-// apply encodes a state command and commits it through the leader.
-func (h *Handler) apply(ctx context.Context, cmd any) (state.ApplyResult, error) {
+// apply encodes a state command of request r, commits it through the
+// leader, and records the change and its outcome in the audit log.
+func (h *Handler) apply(r *http.Request, cmd any) (state.ApplyResult, error) {
+	start := time.Now()
 	enc, err := state.Encode(cmd)
 	if err != nil {
 		return state.ApplyResult{}, err
 	}
-	return h.cl.Apply(ctx, enc)
+	res, err := h.cl.Apply(r.Context(), enc)
+	action, target, reason := describe(cmd)
+	if err == nil && res.Unchanged {
+		reason = strings.TrimPrefix(reason+"; unchanged (already so)", "; ")
+	}
+	return res, h.audit(r, action, target, reason, start, err)
 }
 
 // consistent runs a barrier when the request asks for ?consistent=true.
@@ -268,7 +276,7 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	res, err := h.apply(r.Context(), state.SubmitVersion{Card: json.RawMessage(raw), By: by(r), At: h.now().UTC()})
+	res, err := h.apply(r, state.SubmitVersion{Card: json.RawMessage(raw), By: by(r), At: h.now().UTC()})
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -380,7 +388,7 @@ func (h *Handler) transition(w http.ResponseWriter, r *http.Request) {
 			cmd.Reason = fmt.Sprintf("replaced by %s, sunset %s", req.Replacement, sunset.Format(time.DateOnly))
 		}
 	}
-	if _, err := h.apply(r.Context(), cmd); err != nil {
+	if _, err := h.apply(r, cmd); err != nil {
 		h.fail(w, r, err)
 		return
 	}
@@ -430,7 +438,7 @@ func (h *Handler) putTenant(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, badRequest("owners: at least one owner is required (a person or group accountable for the tenant)"))
 		return
 	}
-	res, err := h.apply(r.Context(), state.PutTenant{Tenant: state.Tenant{Name: req.Name, DisplayName: req.DisplayName, Owners: owners}, By: by(r), At: h.now().UTC()})
+	res, err := h.apply(r, state.PutTenant{Tenant: state.Tenant{Name: req.Name, DisplayName: req.DisplayName, Owners: owners}, By: by(r), At: h.now().UTC()})
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -499,7 +507,8 @@ func (h *Handler) addMember(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, badRequest("id and address (the node's Raft address) are required"))
 		return
 	}
-	if err := h.cl.AddVoter(r.Context(), req.ID, req.Address); err != nil {
+	start := time.Now()
+	if err := h.audit(r, "operator.add-member", req.ID, req.Address, start, h.cl.AddVoter(r.Context(), req.ID, req.Address)); err != nil {
 		h.fail(w, r, err)
 		return
 	}
@@ -509,7 +518,8 @@ func (h *Handler) addMember(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) removeMember(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if err := h.cl.RemoveServer(r.Context(), id); err != nil {
+	start := time.Now()
+	if err := h.audit(r, "operator.remove-member", id, "", start, h.cl.RemoveServer(r.Context(), id)); err != nil {
 		h.fail(w, r, err)
 		return
 	}
@@ -532,11 +542,12 @@ func (h *Handler) saveSnapshot(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) restoreSnapshot(w http.ResponseWriter, r *http.Request) {
 	body := http.MaxBytesReader(w, r.Body, maxSnapshotBytes)
-	if err := h.cl.RestoreSnapshot(r.Context(), body); err != nil {
-		if errors.Is(err, state.ErrCorruptSnapshot) {
-			h.fail(w, r, badRequest("%v", err))
-			return
-		}
+	start := time.Now()
+	err := h.cl.RestoreSnapshot(r.Context(), body)
+	if errors.Is(err, state.ErrCorruptSnapshot) {
+		err = badRequest("%v", err)
+	}
+	if err := h.audit(r, "operator.restore-snapshot", "namespace", "", start, err); err != nil {
 		h.fail(w, r, err)
 		return
 	}

@@ -62,7 +62,7 @@ func (h *Handler) createAPIKey(w http.ResponseWriter, r *http.Request) {
 	}
 	rec := state.APIKey{ID: k.ID, Tenant: req.Tenant, Name: req.Name, Hash: k.Hash,
 		Groups: compact(req.Groups), Scopes: compact(req.Scopes), ExpiresAt: req.ExpiresAt.UTC()}
-	if _, err := h.apply(r.Context(), state.CreateAPIKey{Key: rec, By: by(r), At: now}); err != nil {
+	if _, err := h.apply(r, state.CreateAPIKey{Key: rec, By: by(r), At: now}); err != nil {
 		h.fail(w, r, err)
 		return
 	}
@@ -101,7 +101,7 @@ func (h *Handler) revokeAPIKey(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, badRequest("API key id %q: ids are 12 characters of a-z and 2-7, as `mcpmesh apikey list` shows them", id))
 		return
 	}
-	if _, err := h.apply(r.Context(), state.RevokeAPIKey{ID: id, By: by(r), At: h.now().UTC()}); err != nil {
+	if _, err := h.apply(r, state.RevokeAPIKey{ID: id, By: by(r), At: h.now().UTC()}); err != nil {
 		h.fail(w, r, err)
 		return
 	}

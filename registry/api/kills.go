@@ -54,7 +54,7 @@ func (h *Handler) putKill(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	res, err := h.apply(r.Context(), state.PutKill{Kind: req.Kind, Name: req.Name, Reason: req.Reason, By: by(r), At: h.now().UTC()})
+	res, err := h.apply(r, state.PutKill{Kind: req.Kind, Name: req.Name, Reason: req.Reason, By: by(r), At: h.now().UTC()})
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -138,7 +138,7 @@ func (h *Handler) revive(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	res, err := h.apply(r.Context(), state.Revive{Kind: kind, Name: name, By: by(r), At: h.now().UTC()})
+	res, err := h.apply(r, state.Revive{Kind: kind, Name: name, By: by(r), At: h.now().UTC()})
 	if err != nil {
 		h.fail(w, r, err)
 		return

@@ -48,7 +48,7 @@ func (h *Handler) putPolicies(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, badRequest("policies refused, nothing changed:\n%v", err))
 		return
 	}
-	res, err := h.apply(r.Context(), state.PutPolicies{Files: req.Files, By: by(r), At: h.now().UTC()})
+	res, err := h.apply(r, state.PutPolicies{Files: req.Files, By: by(r), At: h.now().UTC()})
 	if err != nil {
 		h.fail(w, r, err)
 		return

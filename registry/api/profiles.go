@@ -27,7 +27,7 @@ func (h *Handler) putProfile(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	res, err := h.apply(r.Context(), state.PutProfile{Principal: principal, Pins: req.Pins, By: by(r), At: h.now().UTC()})
+	res, err := h.apply(r, state.PutProfile{Principal: principal, Pins: req.Pins, By: by(r), At: h.now().UTC()})
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -75,7 +75,7 @@ func (h *Handler) listProfiles(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) deleteProfile(w http.ResponseWriter, r *http.Request) {
 	principal := r.PathValue("principal")
-	res, err := h.apply(r.Context(), state.DeleteProfile{Principal: principal, By: by(r), At: h.now().UTC()})
+	res, err := h.apply(r, state.DeleteProfile{Principal: principal, By: by(r), At: h.now().UTC()})
 	if err != nil {
 		h.fail(w, r, err)
 		return

@@ -33,6 +33,7 @@ const (
 	CmdDeleteSigningKey CommandType = 12
 	CmdPutKill          CommandType = 13
 	CmdRevive           CommandType = 14
+	CmdCheckpointAudit  CommandType = 15
 )
 
 // String names the command type for logs and errors.
@@ -64,6 +65,8 @@ func (t CommandType) String() string {
 		return "put-kill"
 	case CmdRevive:
 		return "revive"
+	case CmdCheckpointAudit:
+		return "checkpoint-audit"
 	}
 	return fmt.Sprintf("unknown(%d)", uint8(t))
 }
@@ -128,6 +131,8 @@ func Encode(cmd any) ([]byte, error) {
 		t = CmdPutKill
 	case Revive, *Revive:
 		t = CmdRevive
+	case CheckpointAudit, *CheckpointAudit:
+		t = CmdCheckpointAudit
 	default:
 		return nil, fmt.Errorf("encode command: unsupported type %T", cmd)
 	}

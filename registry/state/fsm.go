@@ -205,6 +205,8 @@ func (f *FSM) applyCommand(b *pebble.Batch, l *raft.Log) any {
 		return applyJSON(b, l.Index, t, body, f.applyPutKill)
 	case CmdRevive:
 		return applyJSON(b, l.Index, t, body, f.applyRevive)
+	case CmdCheckpointAudit:
+		return applyJSON(b, l.Index, t, body, f.applyCheckpointAudit)
 	case CmdNoop:
 		return ApplyResult{Index: l.Index, Unchanged: true}
 	}

@@ -36,7 +36,7 @@ type SigningKey struct {
 	// Algorithm is the JWS algorithm, "ES256".
 	Algorithm string `json:"alg"`
 	// Private is the private key, PKCS #8 DER.
-	Private   []byte     `json:"-"`
+	Private   []byte    `json:"-"`
 	CreatedAt time.Time `json:"createdAt"`
 	// ActiveFrom, when set, is when the key starts signing: until then it
 	// is only published, so verifiers that cache the key set know it

@@ -186,6 +186,7 @@ func TestHelp(t *testing.T) {
 		{"apikey"}, {"apikey", "create"}, {"apikey", "list"}, {"apikey", "revoke"},
 		{"profile"}, {"profile", "set"}, {"profile", "show"}, {"profile", "list"}, {"profile", "delete"},
 		{"kill"}, {"revive"}, {"call"}, {"apply"}, {"dev"},
+		{"audit"}, {"audit", "verify"}, {"audit", "query"}, {"audit", "export"},
 		{"operator"}, {"operator", "snapshot"}, {"operator", "snapshot", "save"},
 		{"operator", "snapshot", "restore"}, {"operator", "join"}, {"operator", "remove"},
 	} {

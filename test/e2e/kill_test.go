@@ -12,6 +12,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcpmesh/mcpmesh/registry/api"
 	"github.com/mcpmesh/mcpmesh/registry/state"
 	"github.com/mcpmesh/mcpmesh/test/internal/testcluster"
 )
@@ -112,6 +113,17 @@ func TestKillSwitch(t *testing.T) {
 		if err := call(n, benefits.Secret); !killedWith(err, want) {
 			t.Errorf("%s: another tenant's call of the killed server: err = %v", n.ID, err)
 		}
+	}
+	// Every replica audited its refusals, and the node that took the
+	// command audited the switch.
+	for _, n := range c.Nodes {
+		recs := decode[api.AuditRecords](t, "audit query", mustCLI(t, c, n, "audit", "query", "-o", "json", "-outcome", "killed"))
+		if len(recs.Records) == 0 || recs.Records[0].Tool != "hr.lookup" {
+			t.Errorf("%s: audit records of killed calls = %+v", n.ID, recs.Records)
+		}
+	}
+	if admin := mustCLI(t, c, f, "audit", "query", "-o", "json", "-kind", "admin"); !strings.Contains(admin, `"kill.server"`) || !strings.Contains(admin, reason) {
+		t.Errorf("the kill switch is not in the audit log of the node that took it: %s", admin)
 	}
 	ks := decode[[]state.Kill](t, "kill -list", mustCLI(t, c, c.Nodes[2], "kill", "-list", "-consistent", "-o", "json"))
 	if len(ks) != 1 || ks[0].Kind != state.KillServer || ks[0].Name != "corp.hr/directory" || ks[0].Reason != reason || ks[0].By != "token:bootstrap" {

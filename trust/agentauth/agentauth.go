@@ -127,6 +127,7 @@ type Authenticator struct {
 	now      func() time.Time
 	logger   *slog.Logger
 	observe  func(Method, string)
+	refusals func(*http.Request, *Error)
 	withInfo http.Handler
 }
 
@@ -143,6 +144,13 @@ func WithClock(now func() time.Time) Option { return func(a *Authenticator) { a.
 // none) and the outcome: "ok" or a short reason such as "revoked".
 func WithObserver(f func(m Method, outcome string)) Option {
 	return func(a *Authenticator) { a.observe = f }
+}
+
+// WithRefusals calls f with every refused request and why, before the
+// refusal is written: the node audits refusals there. f must not write to
+// the request.
+func WithRefusals(f func(r *http.Request, e *Error)) Option {
+	return func(a *Authenticator) { a.refusals = f }
 }
 
 // New returns an Authenticator over the given key store.
@@ -353,6 +361,9 @@ func (a *Authenticator) refused(w http.ResponseWriter, r *http.Request, err erro
 		ae = refuse("", "error", "%v", err)
 	}
 	a.observe(ae.Method, ae.Reason)
+	if a.refusals != nil {
+		a.refusals(r, ae)
+	}
 	a.logger.Info("agent auth: refused", "method", ae.Method, "reason", ae.Reason, "path", r.URL.Path, "remote", r.RemoteAddr, "error", ae.Message)
 	// RFC 6750 §3: the challenge; RFC 9728 §5.1: where the resource's
 	// metadata is, so that an OAuth client can find the provider.

@@ -203,9 +203,12 @@ func TestAnonymousRoutes(t *testing.T) {
 func TestMiddleware(t *testing.T) {
 	k := newKeys(t)
 	var logs bytes.Buffer
-	var outcomes []string
+	var outcomes, refusals []string
 	a := newAuth(k, t0, WithLogger(slog.New(slog.NewTextHandler(&logs, nil))),
-		WithObserver(func(m Method, o string) { outcomes = append(outcomes, string(m)+"/"+o) }))
+		WithObserver(func(m Method, o string) { outcomes = append(outcomes, string(m)+"/"+o) }),
+		WithRefusals(func(r *http.Request, e *Error) {
+			refusals = append(refusals, r.URL.Path+" "+string(e.Method)+"/"+e.Reason+": "+e.Message)
+		}))
 	var got Principal
 	var info *auth.TokenInfo
 	var header string
@@ -234,7 +237,7 @@ func TestMiddleware(t *testing.T) {
 	}
 
 	tampered := k.good.Secret[:len(k.good.Secret)-3] + "abc"
-	for _, tc := range []struct {
+	for i, tc := range []struct {
 		req       *http.Request
 		challenge string
 	}{
@@ -244,6 +247,15 @@ func TestMiddleware(t *testing.T) {
 	} {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, tc.req)
+		// The refusal hook ran before the answer was written.
+		if len(refusals) != i+1 {
+			t.Fatalf("after refusal %d the hook saw %d refusals: %q", i+1, len(refusals), refusals)
+		}
+		for _, secret := range []string{k.good.Secret, tampered, k.revoked.Secret} {
+			if strings.Contains(refusals[i], secret) {
+				t.Errorf("the refusal hook got the key: %s", refusals[i])
+			}
+		}
 		var body struct {
 			Error struct {
 				Code    int    `json:"code"`
@@ -271,5 +283,10 @@ func TestMiddleware(t *testing.T) {
 	wantOutcomes := []string{"api-key/ok", "anonymous/ok", "api-key/mismatch", "api-key/revoked", "/missing"}
 	if !slices.Equal(outcomes, wantOutcomes) {
 		t.Errorf("observed %v, want %v", outcomes, wantOutcomes)
+	}
+	for i, want := range []string{"/mcp api-key/mismatch: ", "/mcp api-key/revoked: ", "/mcp /missing: "} {
+		if !strings.HasPrefix(refusals[i], want) || len(refusals[i]) == len(want) {
+			t.Errorf("refusal %d seen by the hook as %q, want %q and the message", i, refusals[i], want)
+		}
 	}
 }

@@ -60,6 +60,27 @@ func deriveJWTKey(caKey crypto.Signer) (jwtKey, error) {
 	return jwtKey{}, fmt.Errorf("derive JWT signing key: no valid P-256 scalar in 16 attempts")
 }
 
+// auditKeyInfo is the HKDF context of the audit arguments key; a new
+// version of the derivation gets a new string.
+const auditKeyInfo = "mcpmesh ca audit arguments hmac key v1"
+
+// AuditKey returns the 32-byte key the BU's nodes hash audited call
+// arguments with (HMAC-SHA256), derived like the JWT signing key with
+// HKDF-SHA256 from the CA key under its own context string: every process
+// that holds the CA gets the same key, so every replica of a BU gives the
+// same arguments the same hash, and the key is no other key.
+func (c *CA) AuditKey() ([]byte, error) {
+	secret, err := x509.MarshalPKCS8PrivateKey(c.key)
+	if err != nil {
+		return nil, fmt.Errorf("derive audit key: %w", err)
+	}
+	key, err := hkdf.Key(sha256.New, secret, nil, auditKeyInfo, 32)
+	if err != nil {
+		return nil, fmt.Errorf("derive audit key: %w", err)
+	}
+	return key, nil
+}
+
 // JWTBundle returns a new JWT bundle for the CA's trust domain holding the
 // public key that IssueJWTSVID signs with, under its key id. Verifiers pass
 // it (a jwtbundle.Source) to jwtsvid.ParseAndValidate. The caller may

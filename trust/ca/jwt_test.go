@@ -120,3 +120,37 @@ func TestIssueJWTSVIDErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestAuditKey: every process that loads a BU's CA derives the same audit
+// key, another CA a different one, and the key is neither the JWT signing
+// key nor the CA key.
+func TestAuditKey(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ca")
+	c := mustInit(t, dir, hrTD, fixedClock(time.Now()))
+	k1, err := c.AuditKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, err := loaded.AuditKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(k1) != 32 || string(k1) != string(k2) {
+		t.Fatalf("audit key of the same CA differs between loads (%d and %d bytes)", len(k1), len(k2))
+	}
+	other := mustInit(t, filepath.Join(t.TempDir(), "ca"), hrTD, fixedClock(time.Now()))
+	k3, err := other.AuditKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(k1) == string(k3) {
+		t.Error("two CAs derive the same audit key")
+	}
+	if d := c.jwt.priv.D.Bytes(); string(d) == string(k1) {
+		t.Error("the audit key is the JWT signing key")
+	}
+}

@@ -91,6 +91,10 @@ type Options struct {
 	NoSync bool
 	// ExtraYAML is appended to every node's config.
 	ExtraYAML string
+	// AuditYAML is added to every node's audit section, indented by two
+	// spaces (e.g. "  retention: 2h\n"). With NoSync the audit log skips
+	// fsync too.
+	AuditYAML string
 }
 
 // Cluster is a set of node processes sharing one CA and admin token.

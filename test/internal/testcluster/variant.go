@@ -35,9 +35,13 @@ func (n *Node) WriteConfigWith(o NodeOverrides, bootstrapYAML string) {
 		caDir = o.CADir
 	}
 	trust := fmt.Sprintf("  ca_dir: %q", caDir)
+	audit := fmt.Sprintf("  no_sync: %v\n", c.Opts.NoSync)
 	if o.WorkloadAPIAddr != "" {
 		trust = fmt.Sprintf("  source: workload-api\n  workload_api_addr: %q", o.WorkloadAPIAddr)
+		// Without a CA there is no key to derive: the BU shares a file.
+		audit += fmt.Sprintf("  arguments_key_file: %q\n", c.auditKeyFile())
 	}
+	audit += c.Opts.AuditYAML
 	cfg := fmt.Sprintf(`node_id: %s
 namespace: %s
 trust_domain: %s
@@ -55,11 +59,26 @@ admin:
   token_file: %q
 log:
   level: debug
+audit:
 %s
-%s`, n.ID, c.Opts.Namespace, td, n.DataDir, n.HTTPAddr, o.HTTPTLS, n.RaftAddr, c.Opts.NoSync, trust, c.TokenFile, bootstrapYAML, c.Opts.ExtraYAML)
+%s
+%s`, n.ID, c.Opts.Namespace, td, n.DataDir, n.HTTPAddr, o.HTTPTLS, n.RaftAddr, c.Opts.NoSync, trust, c.TokenFile, audit, bootstrapYAML, c.Opts.ExtraYAML)
 	if err := os.WriteFile(n.ConfigPath, []byte(cfg), 0o600); err != nil {
 		c.t.Fatalf("write config: %v", err)
 	}
+}
+
+// auditKeyFile returns the cluster's shared audit arguments key file,
+// writing it on first use.
+func (c *Cluster) auditKeyFile() string {
+	path := filepath.Join(c.Dir, "audit.key")
+	if _, err := os.Stat(path); err == nil {
+		return path
+	}
+	if err := os.WriteFile(path, []byte("test-audit-key-0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
+		c.t.Fatalf("write audit key: %v", err)
+	}
+	return path
 }
 
 // AddNodeWith prepares (does not start) a node that joins via the given
