@@ -51,6 +51,5 @@
 // # What is not here yet
 //
 // subscriptions/listen relayed from upstreams, log messages of 2026-07-28
-// upstreams, per-agent version profiles and authorization by policy; see
-// the README's status.
+// upstreams, and tools/list by version profile; see the README's status.
 package gateway
