@@ -157,7 +157,10 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another example running? pick another -listen)", cfg.listen, err)
 	}
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// Requests live in ctx, so a client's open stream (a legacy session's
+	// GET) ends when the server stops, instead of holding Shutdown until
+	// its deadline.
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
 	mode := "stateless (2026-07-28 style; legacy clients too)"
 	if !cfg.stateless {
 		mode = "with legacy sessions (2025-11-25/2025-06-18)"
