@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/mcpmesh/mcpmesh/internal/pebblelog"
 )
 
 // ErrClosed is returned by the methods of a [Log] called after Close.
@@ -67,7 +69,7 @@ func Open(cfg Config, opts ...Option) (*Log, error) {
 	logger := o.logger.With("component", "audit")
 	db, err := pebble.Open(cfg.Dir, &pebble.Options{
 		FS:                 o.fs,
-		Logger:             pebbleLogger{logger},
+		Logger:             pebblelog.New(logger, "audit"),
 		FormatMajorVersion: pebble.FormatNewest,
 	})
 	if err != nil {
@@ -347,26 +349,4 @@ func (l *Log) acquire() error {
 		return ErrClosed
 	}
 	return nil
-}
-
-// pebbleLogger sends pebble's log lines to slog: its chatter at debug
-// level, its errors at error level.
-type pebbleLogger struct{ l *slog.Logger }
-
-func (p pebbleLogger) Infof(format string, args ...any) {
-	if p.l.Enabled(context.Background(), slog.LevelDebug) {
-		p.l.Debug(fmt.Sprintf(format, args...), "component", "pebble")
-	}
-}
-
-func (p pebbleLogger) Errorf(format string, args ...any) {
-	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
-}
-
-// Fatalf must not return; pebble's own logger exits the process. Panic
-// instead, so deferred cleanups run.
-func (p pebbleLogger) Fatalf(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	p.l.Error(msg, "component", "pebble", "fatal", true)
-	panic("audit: pebble fatal error: " + msg)
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/mcpmesh/mcpmesh/internal/pebblelog"
 )
 
 // Checkpoint is a chain head a node committed through Raft: its record
@@ -114,7 +116,7 @@ func openReadOnly(dir string) (*pebble.DB, error) {
 	if _, err := os.Stat(dir); err != nil {
 		return nil, fmt.Errorf("audit store %s: %w", dir, err)
 	}
-	db, err := pebble.Open(dir, &pebble.Options{ReadOnly: true, Logger: pebbleLogger{slog.New(slog.DiscardHandler)}})
+	db, err := pebble.Open(dir, &pebble.Options{ReadOnly: true, Logger: pebblelog.New(slog.New(slog.DiscardHandler), "audit")})
 	if err != nil {
 		return nil, fmt.Errorf("open audit store %s read-only (is it a node's <data dir>/audit, and is that node stopped?): %w", dir, err)
 	}

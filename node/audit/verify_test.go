@@ -11,6 +11,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/mcpmesh/mcpmesh/internal/pebblelog"
 )
 
 // tamperStore builds a store of n records and returns its directory and
@@ -161,7 +163,7 @@ func TestVerifyFindsTampering(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cp := copyStore(t, dir)
-			db, err := pebble.Open(cp, &pebble.Options{Logger: pebbleLogger{slog.New(slog.DiscardHandler)}})
+			db, err := pebble.Open(cp, &pebble.Options{Logger: pebblelog.New(slog.New(slog.DiscardHandler), "audit")})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -197,7 +199,7 @@ func TestVerifyDirRefusesWhatIsNotAStore(t *testing.T) {
 		t.Error("VerifyDir of a missing directory succeeded")
 	}
 	dir := t.TempDir()
-	db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{slog.New(slog.DiscardHandler)}})
+	db, err := pebble.Open(dir, &pebble.Options{Logger: pebblelog.New(slog.New(slog.DiscardHandler), "audit")})
 	if err != nil {
 		t.Fatal(err)
 	}

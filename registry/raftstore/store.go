@@ -8,6 +8,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/hashicorp/raft"
+
+	"github.com/mcpmesh/mcpmesh/internal/pebblelog"
 )
 
 // ErrClosed is returned by every method of a [Store] called after Close.
@@ -66,7 +68,7 @@ func Open(cfg Config, opts ...Option) (*Store, error) {
 
 	popts := &pebble.Options{
 		FS:                 o.fs,
-		Logger:             pebbleLogger{l: logger},
+		Logger:             pebblelog.New(logger, "raftstore"),
 		FormatMajorVersion: pebble.FormatNewest,
 	}
 	db, err := pebble.Open(cfg.Dir, popts)

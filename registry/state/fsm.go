@@ -16,6 +16,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/hashicorp/raft"
 
+	"github.com/mcpmesh/mcpmesh/internal/pebblelog"
 	"github.com/mcpmesh/mcpmesh/registry/card"
 )
 
@@ -80,7 +81,7 @@ func Open(dir string, opts ...Option) (*FSM, error) {
 	for _, opt := range opts {
 		opt.apply(&o)
 	}
-	popts := &pebble.Options{Logger: pebbleLogger{o.logger}}
+	popts := &pebble.Options{Logger: pebblelog.New(o.logger, "state")}
 	if o.fs != nil {
 		popts.FS = o.fs
 	}
@@ -416,23 +417,6 @@ func ValidateTenantName(name string) error {
 		}
 	}
 	return nil
-}
-
-// pebbleLogger sends pebble's log lines to slog.
-type pebbleLogger struct{ l *slog.Logger }
-
-func (p pebbleLogger) Infof(format string, args ...any) {
-	p.l.Debug(fmt.Sprintf(format, args...), "component", "pebble")
-}
-
-func (p pebbleLogger) Errorf(format string, args ...any) {
-	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
-}
-
-func (p pebbleLogger) Fatalf(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	p.l.Error(msg, "component", "pebble")
-	panic(msg)
 }
 
 func prefixUpper(prefix []byte) []byte {
