@@ -44,11 +44,10 @@ func apikeyCreate(ctx context.Context, args []string, stdout io.Writer) error {
 	if *ttl > 0 {
 		req.ExpiresAt = time.Now().Add(*ttl).UTC()
 	}
-	c, err := cf.client()
+	c, ctx, cancel, err := cf.connect(ctx)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := cf.ctx(ctx)
 	defer cancel()
 	k, err := c.CreateAPIKey(ctx, req)
 	if err != nil {
@@ -70,11 +69,10 @@ func apikeyList(ctx context.Context, args []string, stdout io.Writer) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	c, err := cf.client()
+	c, ctx, cancel, err := cf.connect(ctx)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := cf.ctx(ctx)
 	defer cancel()
 	keys, err := c.APIKeys(ctx, *tenant, *consistent)
 	if err != nil {
@@ -107,11 +105,10 @@ func apikeyRevoke(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(pos) != 1 {
 		return usagef("want one key ID (mcpmesh apikey list shows them)")
 	}
-	c, err := cf.client()
+	c, ctx, cancel, err := cf.connect(ctx)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := cf.ctx(ctx)
 	defer cancel()
 	k, err := c.RevokeAPIKey(ctx, pos[0])
 	if err != nil {

@@ -74,11 +74,10 @@ func auditQuery(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	q.Limit = *limit
-	c, err := cf.client()
+	c, ctx, cancel, err := cf.connect(ctx)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := cf.ctx(ctx)
 	defer cancel()
 	res, err := c.AuditQuery(ctx, q)
 	if err != nil {
@@ -123,10 +122,11 @@ func auditExport(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	c, err := cf.client()
+	c, ctx, cancel, err := cf.connect(ctx)
 	if err != nil {
 		return err
 	}
+	defer cancel()
 	w := stdout
 	if *out != "" {
 		f, err := os.OpenFile(*out, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
@@ -136,8 +136,6 @@ func auditExport(ctx context.Context, args []string, stdout io.Writer) error {
 		defer f.Close()
 		w = f
 	}
-	ctx, cancel := cf.ctx(ctx)
-	defer cancel()
 	if err := c.AuditExport(ctx, q, w); err != nil {
 		return err
 	}
@@ -165,11 +163,10 @@ func auditVerify(ctx context.Context, args []string, stdout io.Writer) error {
 	case *dir == "" && *node != "":
 		return usagef("-node goes with -dir; without -dir the node at -addr verifies its own log")
 	case *dir == "":
-		c, err := cf.client()
+		c, cctx, cancel, err := cf.connect(ctx)
 		if err != nil {
 			return err
 		}
-		cctx, cancel := cf.ctx(ctx)
 		defer cancel()
 		if res, err = c.AuditVerify(cctx); err != nil {
 			return err
@@ -177,11 +174,10 @@ func auditVerify(ctx context.Context, args []string, stdout io.Writer) error {
 	default:
 		var cps []audit.Checkpoint
 		if *node != "" {
-			c, err := cf.client()
+			c, cctx, cancel, err := cf.connect(ctx)
 			if err != nil {
 				return err
 			}
-			cctx, cancel := cf.ctx(ctx)
 			defer cancel()
 			heads, err := c.AuditCheckpoints(cctx, *node)
 			if err != nil {

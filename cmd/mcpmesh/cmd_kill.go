@@ -59,11 +59,10 @@ func runKill(ctx context.Context, args []string, stdout io.Writer) error {
 	if *reason == "" {
 		return usagef("-reason is required: say why, e.g. -reason \"incident 4411: wrong balances\"")
 	}
-	c, err := cf.client()
+	c, ctx, cancel, err := cf.connect(ctx)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := cf.ctx(ctx)
 	defer cancel()
 	k, err := c.Kill(ctx, api.KillRequest{Kind: kind, Name: name, Reason: *reason})
 	if err != nil {
@@ -83,11 +82,10 @@ func runKill(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 func killList(ctx context.Context, cf clientFlags, consistent bool, stdout io.Writer) error {
-	c, err := cf.client()
+	c, ctx, cancel, err := cf.connect(ctx)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := cf.ctx(ctx)
 	defer cancel()
 	ks, err := c.Kills(ctx, consistent)
 	if err != nil {
@@ -117,11 +115,10 @@ func runRevive(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	c, err := cf.client()
+	c, ctx, cancel, err := cf.connect(ctx)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := cf.ctx(ctx)
 	defer cancel()
 	rv, err := c.Revive(ctx, kind, name)
 	if err != nil {

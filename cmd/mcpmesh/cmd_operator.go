@@ -18,11 +18,10 @@ func runMembers(ctx context.Context, args []string, stdout io.Writer) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	c, err := cf.client()
+	c, ctx, cancel, err := cf.connect(ctx)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := cf.ctx(ctx)
 	defer cancel()
 	m, err := c.Members(ctx)
 	if err != nil {
@@ -60,11 +59,10 @@ func snapshotSave(ctx context.Context, args []string, stdout io.Writer) error {
 	if *file == "" {
 		return usagef("want -f FILE")
 	}
-	c, err := cf.client()
+	c, ctx, cancel, err := cf.connect(ctx)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := cf.ctx(ctx)
 	defer cancel()
 	// Write beside the target and rename, so a failed save never leaves a
 	// truncated file under the requested name.
@@ -109,11 +107,10 @@ func snapshotRestore(ctx context.Context, args []string, stdout io.Writer) error
 		return err
 	}
 	defer f.Close()
-	c, err := cf.client()
+	c, ctx, cancel, err := cf.connect(ctx)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := cf.ctx(ctx)
 	defer cancel()
 	if err := c.RestoreSnapshot(ctx, f); err != nil {
 		return err
@@ -135,11 +132,10 @@ func operatorJoin(ctx context.Context, args []string, stdout io.Writer) error {
 	if *id == "" || *addr == "" {
 		return usagef("want -id NODE and -address HOST:PORT")
 	}
-	c, err := cf.client()
+	c, ctx, cancel, err := cf.connect(ctx)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := cf.ctx(ctx)
 	defer cancel()
 	m, err := c.AddMember(ctx, *id, *addr)
 	if err != nil {
@@ -159,11 +155,10 @@ func operatorRemove(ctx context.Context, args []string, stdout io.Writer) error 
 	if *id == "" {
 		return usagef("want -id NODE")
 	}
-	c, err := cf.client()
+	c, ctx, cancel, err := cf.connect(ctx)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := cf.ctx(ctx)
 	defer cancel()
 	m, err := c.RemoveMember(ctx, *id)
 	if err != nil {

@@ -44,11 +44,10 @@ func policyShow(ctx context.Context, args []string, stdout io.Writer) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	c, err := cf.client()
+	c, ctx, cancel, err := cf.connect(ctx)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := cf.ctx(ctx)
 	defer cancel()
 	p, err := c.Policies(ctx, *consistent)
 	if err != nil {

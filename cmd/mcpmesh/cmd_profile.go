@@ -44,11 +44,10 @@ func profileSet(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		pins[name] = version
 	}
-	c, err := cf.client()
+	c, ctx, cancel, err := cf.connect(ctx)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := cf.ctx(ctx)
 	defer cancel()
 	p, err := c.SetProfile(ctx, pos[0], pins)
 	if err != nil {
@@ -72,11 +71,10 @@ func profileShow(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(pos) != 1 {
 		return usagef("want one PRINCIPAL (apikey:<id> or a SPIFFE ID)")
 	}
-	c, err := cf.client()
+	c, ctx, cancel, err := cf.connect(ctx)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := cf.ctx(ctx)
 	defer cancel()
 	p, err := c.Profile(ctx, pos[0], *consistent)
 	if err != nil {
@@ -97,11 +95,10 @@ func profileList(ctx context.Context, args []string, stdout io.Writer) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	c, err := cf.client()
+	c, ctx, cancel, err := cf.connect(ctx)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := cf.ctx(ctx)
 	defer cancel()
 	ps, err := c.Profiles(ctx, *consistent)
 	if err != nil {
@@ -126,11 +123,10 @@ func profileDelete(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(pos) != 1 {
 		return usagef("want one PRINCIPAL")
 	}
-	c, err := cf.client()
+	c, ctx, cancel, err := cf.connect(ctx)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := cf.ctx(ctx)
 	defer cancel()
 	if err := c.DeleteProfile(ctx, pos[0]); err != nil {
 		return err

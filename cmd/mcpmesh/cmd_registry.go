@@ -47,11 +47,10 @@ func registrySubmit(ctx context.Context, args []string, stdout io.Writer) error 
 	if err != nil {
 		return fmt.Errorf("%s: %w", *file, err)
 	}
-	c, err := cf.client()
+	c, ctx, cancel, err := cf.connect(ctx)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := cf.ctx(ctx)
 	defer cancel()
 	res, err := c.Submit(ctx, raw)
 	if err != nil {
@@ -78,11 +77,10 @@ func registryList(ctx context.Context, args []string, stdout io.Writer) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	c, err := cf.client()
+	c, ctx, cancel, err := cf.connect(ctx)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := cf.ctx(ctx)
 	defer cancel()
 	rows, err := c.ListServers(ctx, card.State(*st), *consistent)
 	if err != nil {
@@ -112,11 +110,10 @@ func registryShow(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	c, err := cf.client()
+	c, ctx, cancel, err := cf.connect(ctx)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := cf.ctx(ctx)
 	defer cancel()
 	if version == "" {
 		vs, err := c.ServerVersions(ctx, name, *consistent)
@@ -203,11 +200,10 @@ func registryTransition(ctx context.Context, action string, args []string, stdou
 	if action == "deprecate" && (req.Sunset == "" || req.Replacement == "") {
 		return usagef("deprecate needs -sunset DATE and -replacement VERSION")
 	}
-	c, err := cf.client()
+	c, ctx, cancel, err := cf.connect(ctx)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := cf.ctx(ctx)
 	defer cancel()
 	sv, err := c.Transition(ctx, name, version, action, req)
 	if err != nil {

@@ -40,11 +40,10 @@ func tenantAdd(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(owners) == 0 {
 		return usagef("want at least one -owner")
 	}
-	c, err := cf.client()
+	c, ctx, cancel, err := cf.connect(ctx)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := cf.ctx(ctx)
 	defer cancel()
 	t, err := c.PutTenant(ctx, api.TenantRequest{Name: pos[0], DisplayName: *display, Owners: owners})
 	if err != nil {
@@ -63,11 +62,10 @@ func tenantList(ctx context.Context, args []string, stdout io.Writer) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	c, err := cf.client()
+	c, ctx, cancel, err := cf.connect(ctx)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := cf.ctx(ctx)
 	defer cancel()
 	ts, err := c.Tenants(ctx, *consistent)
 	if err != nil {

@@ -117,8 +117,16 @@ func svidTLS(dir string) (*tls.Config, error) {
 	return tlsconfig.MTLSClientConfig(s, bundle, authz), nil
 }
 
-func (c *clientFlags) ctx(parent context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(parent, c.timeout)
+// connect returns the admin API client and a context for its requests,
+// bounded by -timeout; call cancel when done. On an error there is nothing
+// to cancel.
+func (c *clientFlags) connect(parent context.Context) (*api.Client, context.Context, context.CancelFunc, error) {
+	cl, err := c.client()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(parent, c.timeout)
+	return cl, ctx, cancel, nil
 }
 
 // print writes v as indented JSON when -o json, else calls table.
