@@ -34,6 +34,8 @@ const (
 	CmdPutKill          CommandType = 13
 	CmdRevive           CommandType = 14
 	CmdCheckpointAudit  CommandType = 15
+	CmdPutLimits        CommandType = 16
+	CmdSetLiveReplicas  CommandType = 17
 )
 
 // String names the command type for logs and errors.
@@ -67,6 +69,10 @@ func (t CommandType) String() string {
 		return "revive"
 	case CmdCheckpointAudit:
 		return "checkpoint-audit"
+	case CmdPutLimits:
+		return "put-limits"
+	case CmdSetLiveReplicas:
+		return "set-live-replicas"
 	}
 	return fmt.Sprintf("unknown(%d)", uint8(t))
 }
@@ -133,6 +139,10 @@ func Encode(cmd any) ([]byte, error) {
 		t = CmdRevive
 	case CheckpointAudit, *CheckpointAudit:
 		t = CmdCheckpointAudit
+	case PutLimits, *PutLimits:
+		t = CmdPutLimits
+	case SetLiveReplicas, *SetLiveReplicas:
+		t = CmdSetLiveReplicas
 	default:
 		return nil, fmt.Errorf("encode command: unsupported type %T", cmd)
 	}
