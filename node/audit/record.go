@@ -57,11 +57,15 @@ const (
 	OutcomeUpstreamError Outcome = "upstream_error"
 	// OutcomeError is an admin change that was not applied.
 	OutcomeError Outcome = "error"
+	// OutcomeRateLimited is a call a rate limit refused; the record's
+	// reason names the limit.
+	OutcomeRateLimited Outcome = "rate_limited"
 )
 
 // Outcomes are the outcomes a record can have, in the order above.
 var Outcomes = []Outcome{OutcomeOK, OutcomeToolError, OutcomeInputRequired, OutcomeDenied, OutcomeRefused,
-	OutcomeKilled, OutcomeInvalidArguments, OutcomeUpstreamError, OutcomeError}
+	OutcomeKilled, OutcomeInvalidArguments, OutcomeUpstreamError, OutcomeError,
+	OutcomeRateLimited}
 
 // OutcomeNames is Outcomes as one comma-separated list, for messages.
 func OutcomeNames() string {
