@@ -96,67 +96,76 @@ func TestRateLimitBUWide(t *testing.T) {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		return limitedAnswer{status: resp.StatusCode, retryAfter: resp.Header.Get("Retry-After"), body: string(b)}
 	}
-	const workers, window = 9, 4 * time.Second
-	var (
-		mu       sync.Mutex
-		answers  []limitedAnswer
-		perNode  = map[string]int{}
-		admitted int
-		wg       sync.WaitGroup
-	)
-	start := time.Now()
-	for w := range workers {
-		n := c.Nodes[w%len(c.Nodes)]
-		wg.Go(func() {
-			for time.Since(start) < window {
-				a := call(n)
-				mu.Lock()
-				answers = append(answers, a)
-				if a.status == http.StatusOK && !strings.Contains(a.body, `"error"`) {
-					admitted++
-					perNode[n.ID]++
+	// drive calls round-robin over nodes from 9 workers for a window, and
+	// checks what was admitted against the BU-wide limit.
+	drive := func(phase string, nodes []*testcluster.Node) (limited int, sample limitedAnswer) {
+		t.Helper()
+		const workers, window = 9, 4 * time.Second
+		var (
+			mu       sync.Mutex
+			answers  []limitedAnswer
+			perNode  = map[string]int{}
+			admitted int
+			wg       sync.WaitGroup
+		)
+		start := time.Now()
+		for w := range workers {
+			n := nodes[w%len(nodes)]
+			wg.Go(func() {
+				for time.Since(start) < window {
+					a := call(n)
+					mu.Lock()
+					answers = append(answers, a)
+					if a.status == http.StatusOK && !strings.Contains(a.body, `"error"`) {
+						admitted++
+						perNode[n.ID]++
+					}
+					mu.Unlock()
 				}
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	// Every admission happened between start and now: a conservative
-	// window.
-	elapsed := time.Since(start)
-	var limited, failed int
-	var sample limitedAnswer
-	for _, a := range answers {
-		switch {
-		case a.status == http.StatusTooManyRequests:
-			limited++
-			sample = a
-		case a.err != nil || a.status != http.StatusOK || strings.Contains(a.body, `"error"`):
-			failed++
-			if failed == 1 {
-				t.Errorf("a call failed other than by the limit: HTTP %d %v %s", a.status, a.err, a.body)
+			})
+		}
+		wg.Wait()
+		// Every admission happened between start and now: a conservative
+		// window.
+		elapsed := time.Since(start)
+		failed := 0
+		for _, a := range answers {
+			switch {
+			case a.status == http.StatusTooManyRequests:
+				limited++
+				sample = a
+			case a.err != nil || a.status != http.StatusOK || strings.Contains(a.body, `"error"`):
+				failed++
+				if failed == 1 {
+					t.Errorf("%s: a call failed other than by the limit: HTTP %d %v %s", phase, a.status, a.err, a.body)
+				}
 			}
 		}
+		secs := elapsed.Seconds()
+		ceiling := rate*secs + burst
+		share := (rate*secs + burst) / float64(len(nodes))
+		t.Logf("%s: tenant payroll 30/s burst 30 over %d live nodes: %d calls in %s (%.0f/s offered), %d admitted (%.1f/s; per node %v), %d refused with 429; ceiling rate×window+burst = %.0f, one node's share = %.0f",
+			phase, len(nodes), len(answers), elapsed.Round(time.Millisecond), float64(len(answers))/secs, admitted, float64(admitted)/secs, perNode, limited, ceiling, share)
+		if float64(len(answers)) < 1.5*ceiling {
+			t.Fatalf("%s: the load was too light to test the limit: %d calls offered, want at least %.0f (1.5× the ceiling); the machine is too loaded", phase, len(answers), 1.5*ceiling)
+		}
+		// Each node admits at most its share of rate×window + burst;
+		// floating point at the edges of a bucket may let one more call
+		// through per node, hence +1 per node. Unshared, the nodes would
+		// admit up to len(nodes) times the ceiling.
+		if float64(admitted) > ceiling+float64(len(nodes)) {
+			t.Errorf("%s: %d calls admitted in %s: more than the BU-wide limit allows (%.0f + %d)", phase, admitted, elapsed.Round(time.Millisecond), ceiling, len(nodes))
+		}
+		// Spread evenly, the nodes together admit close to the ceiling
+		// (measured: 147 of 150 on a shared 2-core machine). Asking only for
+		// more than all nodes' shares but one keeps the test robust when
+		// one node is slowed, and still fails a BU that admitted 1/N.
+		if want := share * float64(len(nodes)-1); float64(admitted) <= want {
+			t.Errorf("%s: %d calls admitted in %s: want more than %.0f, close to the BU-wide %.0f (one node's share is %.0f)", phase, admitted, elapsed.Round(time.Millisecond), want, ceiling, share)
+		}
+		return limited, sample
 	}
-	secs := elapsed.Seconds()
-	ceiling := rate*secs + burst
-	share := rate/3*secs + burst/3
-	t.Logf("rate limit tenant payroll 30/s burst 30 over 3 nodes: %d calls in %s (%.0f/s offered), %d admitted (%.1f/s; %v per node), %d refused with 429; ceiling rate×window+burst = %.0f, one node's share = %.0f",
-		len(answers), elapsed.Round(time.Millisecond), float64(len(answers))/secs, admitted, float64(admitted)/secs, perNode, limited, ceiling, share)
-	if float64(len(answers)) < 1.5*ceiling {
-		t.Fatalf("the load was too light to test the limit: %d calls offered, want at least %.0f (1.5× the ceiling); the machine is too loaded", len(answers), 1.5*ceiling)
-	}
-	// Each node admits at most rate/3×window + burst/3; floating point at
-	// the edges of a bucket may let one more call through per node, hence
-	// +3. Three times the limit (no sharing) would be ≈ 3× the ceiling.
-	if float64(admitted) > ceiling+3 {
-		t.Errorf("%d calls admitted in %s: more than the BU-wide limit allows (%.0f + 3)", admitted, elapsed.Round(time.Millisecond), ceiling)
-	}
-	// Spread evenly, the nodes together admit close to the ceiling; a
-	// BU that admitted only one node's share would stay ≤ share.
-	if float64(admitted) < 2*share {
-		t.Errorf("%d calls admitted in %s: barely one node's share (%.0f); want close to the BU-wide %.0f", admitted, elapsed.Round(time.Millisecond), share, ceiling)
-	}
+	limited, sample := drive("3 nodes", c.Nodes)
 	if limited == 0 {
 		t.Fatal("no call was refused with 429")
 	}
@@ -194,4 +203,23 @@ func TestRateLimitBUWide(t *testing.T) {
 			t.Errorf("%s: rate_limited audit records = %+v", n.ID, recs.Records)
 		}
 	}
+
+	// A follower dies: the leader commits 2 live replicas, the survivors
+	// each admit half, and the BU still admits the limit once.
+	dead := c.Followers(leader)[1]
+	dead.Kill()
+	survivors := []*testcluster.Node{leader, f}
+	killed := time.Now()
+	for _, n := range survivors {
+		var last string
+		if !testcluster.Eventually(15*time.Second, func() bool {
+			_, metrics := get(t, n.URL()+"/metrics", "")
+			last = mustCLI(t, c, n, "limits")
+			return strings.Contains(metrics, "mcpmesh_rate_limit_live_replicas 2")
+		}) {
+			t.Fatalf("%s does not share the limit by 2 live replicas within 15s of %s's death; mcpmesh limits says:\n%s", n.ID, dead.ID, last)
+		}
+	}
+	t.Logf("after %s was killed, both survivors enforced half the limit within %s:\n%s", dead.ID, time.Since(killed).Round(time.Millisecond), mustCLI(t, c, leader, "limits"))
+	drive("2 nodes", survivors)
 }
