@@ -33,6 +33,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcpmesh/mcpmesh/registry/state"
@@ -70,6 +71,9 @@ type Limiter struct {
 	now func() time.Time
 	max int
 
+	// none is set while there are no limits: callers may skip work.
+	none atomic.Bool
+
 	mu        sync.Mutex
 	set       *compiled
 	buckets   map[string]*bucket
@@ -96,6 +100,7 @@ func New(opts ...Option) *Limiter {
 		o.apply(l)
 	}
 	l.set = compile(nil, 1)
+	l.none.Store(true)
 	return l
 }
 
@@ -107,6 +112,7 @@ func (l *Limiter) Set(limits []state.Limit, replicas int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.set = c
+	l.none.Store(c.empty)
 	for k := range l.buckets {
 		scope, _, _ := strings.Cut(k, "\x00")
 		if _, ok := c.byScope[scope]; !ok {
@@ -114,6 +120,9 @@ func (l *Limiter) Set(limits []state.Limit, replicas int) {
 		}
 	}
 }
+
+// None reports whether there are no limits, so every call is admitted.
+func (l *Limiter) None() bool { return l.none.Load() }
 
 // Len is the number of buckets held.
 func (l *Limiter) Len() int {

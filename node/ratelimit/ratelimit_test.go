@@ -172,6 +172,9 @@ func TestIdleBucketsAreDropped(t *testing.T) {
 	if n := l.Len(); n != 0 {
 		t.Errorf("%d buckets after the limits were removed", n)
 	}
+	if !l.None() || l2.None() {
+		t.Errorf("None() = %v without limits, %v with one", l.None(), l2.None())
+	}
 }
 
 func BenchmarkAllow(b *testing.B) {
