@@ -73,9 +73,9 @@ func TestApprovalAnnotation(t *testing.T) {
 
 func TestApprovalAnnotationErrors(t *testing.T) {
 	for text, want := range map[string]string{
-		`@approval("confirm") permit (principal, action, resource);`:   `want @approval("required")`,
-		`@approval("") permit (principal, action, resource);`:          `want @approval("required")`,
-		`@approval("required") forbid (principal, action, resource);`: "only meaningful on a permit",
+		`@approval("confirm") permit (principal, action, resource);`:                  `want @approval("required")`,
+		`@approval("") permit (principal, action, resource);`:                         `want @approval("required")`,
+		`@approval("required") forbid (principal, action, resource);`:                 "only meaningful on a permit",
 		`permit (principal, action, resource) when { context.arguments.amount > 1 };`: "does not match the mcpmesh schema",
 	} {
 		_, err := Compile([]File{{Name: "p.cedar", Text: text}})
