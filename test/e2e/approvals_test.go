@@ -125,7 +125,7 @@ when { resource in Tool::"corp.bank/payments/transfer" &&
 	call := func(n *testcluster.Node, key string, amount int, to, approval string) (*mcp.CallToolResult, error) {
 		ctx, cancel := context.WithTimeout(t.Context(), hold+20*time.Second)
 		defer cancel()
-		p := &mcp.CallToolParams{Name: "bank.transfer", Arguments: map[string]any{"amount": amount, "to": to}}
+		p := &mcp.CallToolParams{Name: "hr.transfer", Arguments: map[string]any{"amount": amount, "to": to}}
 		if approval != "" {
 			p.Meta = mcp.Meta{"io.mcpmesh/approval": approval}
 		}
