@@ -209,7 +209,7 @@ func (g *Gateway) holdForApproval(ctx context.Context, req *mcp.CallToolRequest,
 		}
 		if ap.State == state.ApprovalApproved && ap.StateAt(g.now()) == state.ApprovalApproved {
 			return fail(audit.OutcomeApprovalDenied, "approval_denied", &jsonrpc.Error{Code: CodeApprovalRefused, Message: se.Message,
-				Data: mustJSON(approvalData(ap, ""))})
+				Data: mustJSON(approvalData(ap, "", g.now()))})
 		}
 	}
 	return g.approvalRefusal(c, ap, b, fail)
@@ -221,10 +221,10 @@ func (g *Gateway) approvalRefusal(c callInfo, ap state.Approval, b state.Approva
 	if field := ap.Mismatch(b); field != "" {
 		return fail(audit.OutcomeApprovalDenied, "approval_denied", &jsonrpc.Error{Code: CodeApprovalRefused,
 			Message: fmt.Sprintf("approval %s is bound to another call (its %s differs); call again without _meta[%q] to ask for an approval of this one", ap.ID, field, MetaApproval),
-			Data:    mustJSON(approvalData(ap, field))})
+			Data:    mustJSON(approvalData(ap, field, g.now()))})
 	}
 	st := ap.StateAt(g.now())
-	data := mustJSON(approvalData(ap, ""))
+	data := mustJSON(approvalData(ap, "", g.now()))
 	switch st {
 	case state.ApprovalPending:
 		return fail(audit.OutcomeApprovalPending, "approval_pending", &jsonrpc.Error{Code: CodeApprovalPending,
@@ -244,8 +244,8 @@ func (g *Gateway) approvalRefusal(c callInfo, ap state.Approval, b state.Approva
 	return fail(audit.OutcomeRefused, "refused", &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: fmt.Sprintf("approval %s is in an unknown state %q", ap.ID, st)})
 }
 
-func approvalData(ap state.Approval, mismatch string) ApprovalData {
-	return ApprovalData{ID: ap.ID, State: ap.StateAt(time.Now()), Mismatch: mismatch, Policies: ap.Policies, ExpiresAt: ap.ExpiresAt.UTC(),
+func approvalData(ap state.Approval, mismatch string, now time.Time) ApprovalData {
+	return ApprovalData{ID: ap.ID, State: ap.StateAt(now), Mismatch: mismatch, Policies: ap.Policies, ExpiresAt: ap.ExpiresAt.UTC(),
 		DecidedBy: ap.DecidedBy, Reason: ap.Reason, RetryMeta: MetaApproval}
 }
 
