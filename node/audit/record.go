@@ -57,11 +57,20 @@ const (
 	OutcomeUpstreamError Outcome = "upstream_error"
 	// OutcomeError is an admin change that was not applied.
 	OutcomeError Outcome = "error"
+	// OutcomeApprovalPending is a call held for approval and answered
+	// before anyone decided (the agent retries with the approval id).
+	OutcomeApprovalPending Outcome = "approval_pending"
+	// OutcomeApprovalDenied is a call whose approval was denied, or that
+	// its approval cannot run (used already, or bound to another call).
+	OutcomeApprovalDenied Outcome = "approval_denied"
+	// OutcomeApprovalExpired is a call whose approval expired.
+	OutcomeApprovalExpired Outcome = "approval_expired"
 )
 
 // Outcomes are the outcomes a record can have, in the order above.
 var Outcomes = []Outcome{OutcomeOK, OutcomeToolError, OutcomeInputRequired, OutcomeDenied, OutcomeRefused,
-	OutcomeKilled, OutcomeInvalidArguments, OutcomeUpstreamError, OutcomeError}
+	OutcomeKilled, OutcomeInvalidArguments, OutcomeUpstreamError, OutcomeError,
+	OutcomeApprovalPending, OutcomeApprovalDenied, OutcomeApprovalExpired}
 
 // OutcomeNames is Outcomes as one comma-separated list, for messages.
 func OutcomeNames() string {

@@ -15,6 +15,8 @@ type metrics struct {
 	// killRefusals and killSwitches are the kill switches' (kills.go).
 	killRefusals *prometheus.CounterVec
 	killSwitches *prometheus.GaugeVec
+	// approvals are the approvals' (approvals.go).
+	approvals *approvalMetrics
 }
 
 // newMetrics creates the gateway's metrics and registers them with reg
@@ -54,6 +56,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg != nil {
 		reg.MustRegister(m.calls, m.duration, m.deprecWarn, m.rugPulls, m.decisions, m.killRefusals, m.killSwitches)
 	}
+	m.approvals = newApprovalMetrics(reg)
 	return m
 }
 

@@ -122,6 +122,9 @@ func TestRequestsMatchTheSchema(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if req.Action == ActionCall {
+			cr, es = withArguments(cr, es, []byte(`{"amount":12.5,"to":"x","flag":true}`))
+		}
 		if err := v.Request(cr); err != nil {
 			t.Errorf("%s request: %v", req.Action, err)
 		}

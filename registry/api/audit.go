@@ -118,6 +118,12 @@ func describe(cmd any) (action, target, reason string) {
 		return "kill." + string(c.Kind), c.Name, c.Reason
 	case state.Revive:
 		return "revive." + string(c.Kind), c.Name, ""
+	case state.DecideApproval:
+		verb := "deny"
+		if c.Approve {
+			verb = "approve"
+		}
+		return "approval." + verb, c.ID, c.Reason
 	}
 	return fmt.Sprintf("registry.%T", cmd), "", ""
 }

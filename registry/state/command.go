@@ -34,6 +34,11 @@ const (
 	CmdPutKill          CommandType = 13
 	CmdRevive           CommandType = 14
 	CmdCheckpointAudit  CommandType = 15
+	// 16 to 19 are taken by rate limits and usage.
+	CmdRequestApproval CommandType = 20
+	CmdDecideApproval  CommandType = 21
+	CmdConsumeApproval CommandType = 22
+	CmdPruneApprovals  CommandType = 23
 )
 
 // String names the command type for logs and errors.
@@ -67,6 +72,14 @@ func (t CommandType) String() string {
 		return "revive"
 	case CmdCheckpointAudit:
 		return "checkpoint-audit"
+	case CmdRequestApproval:
+		return "request-approval"
+	case CmdDecideApproval:
+		return "decide-approval"
+	case CmdConsumeApproval:
+		return "consume-approval"
+	case CmdPruneApprovals:
+		return "prune-approvals"
 	}
 	return fmt.Sprintf("unknown(%d)", uint8(t))
 }
@@ -133,6 +146,14 @@ func Encode(cmd any) ([]byte, error) {
 		t = CmdRevive
 	case CheckpointAudit, *CheckpointAudit:
 		t = CmdCheckpointAudit
+	case RequestApproval, *RequestApproval:
+		t = CmdRequestApproval
+	case DecideApproval, *DecideApproval:
+		t = CmdDecideApproval
+	case ConsumeApproval, *ConsumeApproval:
+		t = CmdConsumeApproval
+	case PruneApprovals, *PruneApprovals:
+		t = CmdPruneApprovals
 	default:
 		return nil, fmt.Errorf("encode command: unsupported type %T", cmd)
 	}
