@@ -40,6 +40,7 @@ func commands() []command {
 		{"kill", "pull a kill switch on a tool, server, tenant or agent (KIND NAME -reason TEXT; -list)", runKill},
 		{"revive", "release a kill switch (KIND NAME)", runRevive},
 		{"limits", "show the rate limits and the live replica count they are shared by", runLimits},
+		{"approvals", "calls held for a human's approval (list, approve, deny)", runApprovals},
 		{"apply", "apply a catalog directory of server cards, tenants.yaml, *.cedar policies and limits.yaml (-f DIR [-dry-run])", runApply},
 		{"call", "list or call tools through a node's MCP endpoint, as an agent", runCall},
 		{"audit", "the node's tamper-evident audit log (verify, query, export)", runAudit},

@@ -60,12 +60,20 @@ const (
 	// OutcomeRateLimited is a call a rate limit refused; the record's
 	// reason names the limit.
 	OutcomeRateLimited Outcome = "rate_limited"
+	// OutcomeApprovalPending is a call held for approval and answered
+	// before anyone decided (the agent retries with the approval id).
+	OutcomeApprovalPending Outcome = "approval_pending"
+	// OutcomeApprovalDenied is a call whose approval was denied, or that
+	// its approval cannot run (used already, or bound to another call).
+	OutcomeApprovalDenied Outcome = "approval_denied"
+	// OutcomeApprovalExpired is a call whose approval expired.
+	OutcomeApprovalExpired Outcome = "approval_expired"
 )
 
 // Outcomes are the outcomes a record can have, in the order above.
 var Outcomes = []Outcome{OutcomeOK, OutcomeToolError, OutcomeInputRequired, OutcomeDenied, OutcomeRefused,
 	OutcomeKilled, OutcomeInvalidArguments, OutcomeUpstreamError, OutcomeError,
-	OutcomeRateLimited}
+	OutcomeRateLimited, OutcomeApprovalPending, OutcomeApprovalDenied, OutcomeApprovalExpired}
 
 // OutcomeNames is Outcomes as one comma-separated list, for messages.
 func OutcomeNames() string {

@@ -97,6 +97,8 @@ type Gateway struct {
 	limitsIndex    uint64
 	limitsReplicas int
 	limitWriters   sync.Map // *auth.TokenInfo → *limitWriter
+	// approvals holds calls for approval (approvals.go).
+	approvals approvals
 	// govs is what the policy knows of each served server: its newest
 	// live version's governance.
 	govs    atomic.Pointer[map[string]serverPolicy]
@@ -294,6 +296,9 @@ func (g *Gateway) Close() error {
 
 // Run keeps the views in step with the registry until ctx ends.
 func (g *Gateway) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { g.runApprovals(ctx) })
 	for {
 		// Wake on the first entry the views do not reflect: one applied
 		// while Sync ran must not be mistaken for one it read.
@@ -365,6 +370,9 @@ func (g *Gateway) Sync() (err error) {
 		return err
 	}
 	if err := g.loadLimits(); err != nil {
+		return err
+	}
+	if err := g.loadApprovals(); err != nil {
 		return err
 	}
 	live := g.liveVersions(all)

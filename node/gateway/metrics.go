@@ -18,6 +18,8 @@ type metrics struct {
 	// rateLimited and liveReplicas are the rate limits' (ratelimit.go).
 	rateLimited  *prometheus.CounterVec
 	liveReplicas prometheus.Gauge
+	// approvals are the approvals' (approvals.go).
+	approvals *approvalMetrics
 }
 
 // newMetrics creates the gateway's metrics and registers them with reg
@@ -58,6 +60,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reg.MustRegister(m.calls, m.duration, m.deprecWarn, m.rugPulls, m.decisions, m.killRefusals, m.killSwitches)
 	}
 	m.rateLimited, m.liveReplicas = newRateLimitMetrics(reg)
+	m.approvals = newApprovalMetrics(reg)
 	return m
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpmesh/mcpmesh/node/audit"
+	"github.com/mcpmesh/mcpmesh/node/policy"
 	"github.com/mcpmesh/mcpmesh/node/validate"
 	"github.com/mcpmesh/mcpmesh/registry/card"
 	"github.com/mcpmesh/mcpmesh/trust/agentauth"
@@ -81,6 +82,7 @@ func (g *Gateway) serveCall(ctx context.Context, ep *endpoint, r *route, req *mc
 	}
 	g.answeredBy(rec, e, req.Params.Arguments)
 	pr := callRequest(p, e)
+	pr.Arguments = req.Params.Arguments
 	d := g.decide(pr)
 	decided(rec, d)
 	if !d.Allowed {
@@ -92,6 +94,7 @@ func (g *Gateway) serveCall(ctx context.Context, ep *endpoint, r *route, req *mc
 		return nil, err
 	}
 	c.upstreamState = state
+	c.decision, c.tenant = d, p.Tenant
 	return g.call(ctx, ep, req, e, c, rec)
 }
 
@@ -106,6 +109,9 @@ type callInfo struct {
 	// round-trip retry.
 	upstreamState string
 	start         time.Time
+	// decision is the policy's; tenant is the caller's (approvals.go).
+	decision policy.Decision
+	tenant   string
 }
 
 // call serves one tools/call by version e of its tool.
@@ -117,6 +123,9 @@ func (g *Gateway) call(ctx context.Context, ep *endpoint, req *mcp.CallToolReque
 		rec.Outcome = audit.OutcomeInvalidArguments
 		g.metrics.observe(g.cfg.Namespace, exposed, "invalid_arguments", time.Since(start))
 		return nil, invalidArguments(e, err)
+	}
+	if err := g.holdForApproval(ctx, req, e, c, rec); err != nil {
+		return nil, err
 	}
 	res, err := g.callUpstream(ctx, ep, e, req, c.upstreamState)
 	outcome := "ok"

@@ -105,6 +105,8 @@ func (h *Handler) routes() {
 	m.HandleFunc("PUT /v1/limits", h.putLimits)
 	m.HandleFunc("POST /v1/kills", h.putKill)
 	m.HandleFunc("DELETE /v1/kills/{kind}/{name...}", h.revive)
+	m.HandleFunc("GET /v1/approvals", h.listApprovals)
+	m.HandleFunc("POST /v1/approvals/{id}/{action}", h.decideApproval)
 	m.HandleFunc("GET /v1/operator/members", h.members)
 	m.HandleFunc("POST /v1/operator/members", h.addMember)
 	m.HandleFunc("DELETE /v1/operator/members/{id}", h.removeMember)

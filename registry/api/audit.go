@@ -120,6 +120,12 @@ func describe(cmd any) (action, target, reason string) {
 		return "revive." + string(c.Kind), c.Name, ""
 	case state.PutLimits:
 		return "limits.put", "limits", fmt.Sprintf("%d limits", len(c.Limits))
+	case state.DecideApproval:
+		verb := "deny"
+		if c.Approve {
+			verb = "approve"
+		}
+		return "approval." + verb, c.ID, c.Reason
 	}
 	return fmt.Sprintf("registry.%T", cmd), "", ""
 }

@@ -36,6 +36,11 @@ const (
 	CmdCheckpointAudit  CommandType = 15
 	CmdPutLimits        CommandType = 16
 	CmdSetLiveReplicas  CommandType = 17
+	// 18 and 19 are taken by usage.
+	CmdRequestApproval CommandType = 20
+	CmdDecideApproval  CommandType = 21
+	CmdConsumeApproval CommandType = 22
+	CmdPruneApprovals  CommandType = 23
 )
 
 // String names the command type for logs and errors.
@@ -73,6 +78,14 @@ func (t CommandType) String() string {
 		return "put-limits"
 	case CmdSetLiveReplicas:
 		return "set-live-replicas"
+	case CmdRequestApproval:
+		return "request-approval"
+	case CmdDecideApproval:
+		return "decide-approval"
+	case CmdConsumeApproval:
+		return "consume-approval"
+	case CmdPruneApprovals:
+		return "prune-approvals"
 	}
 	return fmt.Sprintf("unknown(%d)", uint8(t))
 }
@@ -143,6 +156,14 @@ func Encode(cmd any) ([]byte, error) {
 		t = CmdPutLimits
 	case SetLiveReplicas, *SetLiveReplicas:
 		t = CmdSetLiveReplicas
+	case RequestApproval, *RequestApproval:
+		t = CmdRequestApproval
+	case DecideApproval, *DecideApproval:
+		t = CmdDecideApproval
+	case ConsumeApproval, *ConsumeApproval:
+		t = CmdConsumeApproval
+	case PruneApprovals, *PruneApprovals:
+		t = CmdPruneApprovals
 	default:
 		return nil, fmt.Errorf("encode command: unsupported type %T", cmd)
 	}

@@ -212,6 +212,14 @@ func (f *FSM) applyCommand(b *pebble.Batch, l *raft.Log) any {
 		return applyJSON(b, l.Index, t, body, f.applyPutLimits)
 	case CmdSetLiveReplicas:
 		return applyJSON(b, l.Index, t, body, f.applySetLiveReplicas)
+	case CmdRequestApproval:
+		return applyJSON(b, l.Index, t, body, f.applyRequestApproval)
+	case CmdDecideApproval:
+		return applyJSON(b, l.Index, t, body, f.applyDecideApproval)
+	case CmdConsumeApproval:
+		return applyJSON(b, l.Index, t, body, f.applyConsumeApproval)
+	case CmdPruneApprovals:
+		return applyJSON(b, l.Index, t, body, f.applyPruneApprovals)
 	case CmdNoop:
 		return ApplyResult{Index: l.Index, Unchanged: true}
 	}
