@@ -72,6 +72,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzBearer -fuzztime $(FUZZTIME) ./trust/agentauth/
 	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime $(FUZZTIME) ./trust/tokens/
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./node/audit/
+	$(GO) test -run '^$$' -fuzz FuzzParseLimits -fuzztime $(FUZZTIME) ./registry/apply/
 
 clean:
 	rm -rf bin examples/cluster/data

@@ -296,6 +296,10 @@ func (n *Node) Run(ctx context.Context) error {
 		return nil
 	})
 	g.Go(func() error {
+		n.cluster.RunLiveReplicas(gctx)
+		return nil
+	})
+	g.Go(func() error {
 		if err := n.server.Serve(n.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http server: %w", err)
 		}

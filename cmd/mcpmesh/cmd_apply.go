@@ -15,7 +15,10 @@ const applyHelp = `Usage: mcpmesh apply -f DIR [-dry-run]
 Applies a catalog kept in git: every server card under DIR (*.json files,
 recursively, that are server cards) and the tenants of DIR/tenants.yaml
 (a list of {name, displayName, owners}), idempotently: applying the same
-directory again changes nothing and says so.
+directory again changes nothing and says so. DIR/*.cedar replace the policy
+set and DIR/limits.yaml the rate limit set, each as a whole (a list of
+{identity | tenant | tool | tenant and tool, rate such as 100/s, burst});
+without them the registry's policies and limits are left alone.
 
 Each object gets one line: create, update (with the fields), unchanged or
 conflict, then a summary. A card that differs from the registered card of

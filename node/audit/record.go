@@ -57,6 +57,9 @@ const (
 	OutcomeUpstreamError Outcome = "upstream_error"
 	// OutcomeError is an admin change that was not applied.
 	OutcomeError Outcome = "error"
+	// OutcomeRateLimited is a call a rate limit refused; the record's
+	// reason names the limit.
+	OutcomeRateLimited Outcome = "rate_limited"
 	// OutcomeApprovalPending is a call held for approval and answered
 	// before anyone decided (the agent retries with the approval id).
 	OutcomeApprovalPending Outcome = "approval_pending"
@@ -70,7 +73,7 @@ const (
 // Outcomes are the outcomes a record can have, in the order above.
 var Outcomes = []Outcome{OutcomeOK, OutcomeToolError, OutcomeInputRequired, OutcomeDenied, OutcomeRefused,
 	OutcomeKilled, OutcomeInvalidArguments, OutcomeUpstreamError, OutcomeError,
-	OutcomeApprovalPending, OutcomeApprovalDenied, OutcomeApprovalExpired}
+	OutcomeRateLimited, OutcomeApprovalPending, OutcomeApprovalDenied, OutcomeApprovalExpired}
 
 // OutcomeNames is Outcomes as one comma-separated list, for messages.
 func OutcomeNames() string {

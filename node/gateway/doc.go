@@ -36,6 +36,14 @@
 // it covers with CodeKilled and the switch's reason, before any policy
 // decision; listings leave the killed items out (kills.go).
 //
+// # Rate limits
+//
+// After the policy allows a tools/call, it takes a token from every rate
+// limit that matches it (node/ratelimit), each node enforcing 1/N of the
+// BU's limit for N live replicas; a refused call gets CodeRateLimited with
+// retryAfterMs and, on a POST carrying only it, HTTP 429 with Retry-After
+// (ratelimit.go).
+//
 // # Who is calling
 //
 // Every request has passed trust/agentauth's middleware before it reaches

@@ -23,6 +23,7 @@ import (
 
 	"github.com/mcpmesh/mcpmesh/node/audit"
 	"github.com/mcpmesh/mcpmesh/node/policy"
+	"github.com/mcpmesh/mcpmesh/node/ratelimit"
 	"github.com/mcpmesh/mcpmesh/node/upstream"
 	"github.com/mcpmesh/mcpmesh/node/validate"
 	"github.com/mcpmesh/mcpmesh/registry/card"
@@ -89,6 +90,13 @@ type Gateway struct {
 	listNamespace *policy.Target
 	// kills are the kill switches in force, swapped in by Sync (kills.go).
 	kills atomic.Pointer[killSet]
+	// limiter holds the rate limits' buckets, set by Sync (ratelimit.go);
+	// limitsIndex and limitsReplicas are what it was last set from, and
+	// limitWriters the POSTs in flight by TokenInfo.
+	limiter        *ratelimit.Limiter
+	limitsIndex    uint64
+	limitsReplicas int
+	limitWriters   sync.Map // *auth.TokenInfo → *limitWriter
 	// approvals holds calls for approval (approvals.go).
 	approvals approvals
 	// govs is what the policy knows of each served server: its newest
@@ -135,7 +143,7 @@ func New(cfg Config, fsm *state.FSM, pool *upstream.Pool, opts ...Option) *Gatew
 	if cfg.CheckInterval == 0 {
 		cfg.CheckInterval = 10 * time.Minute
 	}
-	g := &Gateway{cfg: cfg, logger: slog.New(slog.DiscardHandler), fsm: fsm, pool: pool, now: time.Now, checked: map[string]time.Time{}, policy: policy.NewEngine()}
+	g := &Gateway{cfg: cfg, logger: slog.New(slog.DiscardHandler), fsm: fsm, pool: pool, now: time.Now, checked: map[string]time.Time{}, policy: policy.NewEngine(), limiter: ratelimit.New()}
 	for _, o := range opts {
 		o.apply(g)
 	}
@@ -359,6 +367,9 @@ func (g *Gateway) Sync() (err error) {
 		return err
 	}
 	if err := g.loadKills(); err != nil {
+		return err
+	}
+	if err := g.loadLimits(); err != nil {
 		return err
 	}
 	if err := g.loadApprovals(); err != nil {
@@ -677,11 +688,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		call, batch = peekCall(r, g.cfg.MaxBodyBytes)
 	}
 	g.deprecationHeaders(w, ep, call, principal.ID)
+	next := ep.stateless
 	if useStateful(r, call, batch) {
-		ep.stateful.ServeHTTP(w, r)
-		return
+		next = ep.stateful
 	}
-	ep.stateless.ServeHTTP(w, r)
+	g.withLimitWriter(w, r, next)
 }
 
 // minLevel passes on records at or above min only.

@@ -15,6 +15,9 @@ type metrics struct {
 	// killRefusals and killSwitches are the kill switches' (kills.go).
 	killRefusals *prometheus.CounterVec
 	killSwitches *prometheus.GaugeVec
+	// rateLimited and liveReplicas are the rate limits' (ratelimit.go).
+	rateLimited  *prometheus.CounterVec
+	liveReplicas prometheus.Gauge
 	// approvals are the approvals' (approvals.go).
 	approvals *approvalMetrics
 }
@@ -25,7 +28,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mcpmesh_gateway_tool_calls_total",
-			Help: "Tool calls through the gateway by namespace, exposed tool name and outcome (ok, tool_error, input_required, error, refused, denied, killed, invalid_arguments, audit_failed: answer withheld because its audit record could not be written).",
+			Help: "Tool calls through the gateway by namespace, exposed tool name and outcome (ok, tool_error, input_required, error, refused, denied, killed, rate_limited, invalid_arguments, audit_failed: answer withheld because its audit record could not be written).",
 		}, []string{"namespace", "tool", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "mcpmesh_gateway_tool_call_duration_seconds",
@@ -56,6 +59,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg != nil {
 		reg.MustRegister(m.calls, m.duration, m.deprecWarn, m.rugPulls, m.decisions, m.killRefusals, m.killSwitches)
 	}
+	m.rateLimited, m.liveReplicas = newRateLimitMetrics(reg)
 	m.approvals = newApprovalMetrics(reg)
 	return m
 }

@@ -90,6 +90,9 @@ func (g *Gateway) serveCall(ctx context.Context, ep *endpoint, r *route, req *mc
 		g.metrics.observe(g.cfg.Namespace, c.exposed, "denied", time.Since(c.start))
 		return nil, g.denied(pr, fmt.Sprintf("tools/call %s (%s@%s)", c.exposed, e.server, e.version), d)
 	}
+	if err := g.rateLimit(req, p, e, c, rec); err != nil {
+		return nil, err
+	}
 	c.upstreamState = state
 	c.decision, c.tenant = d, p.Tenant
 	return g.call(ctx, ep, req, e, c, rec)

@@ -101,6 +101,8 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET /v1/policies", h.showPolicies)
 	m.HandleFunc("PUT /v1/policies", h.putPolicies)
 	m.HandleFunc("GET /v1/kills", h.listKills)
+	m.HandleFunc("GET /v1/limits", h.showLimits)
+	m.HandleFunc("PUT /v1/limits", h.putLimits)
 	m.HandleFunc("POST /v1/kills", h.putKill)
 	m.HandleFunc("DELETE /v1/kills/{kind}/{name...}", h.revive)
 	m.HandleFunc("GET /v1/approvals", h.listApprovals)

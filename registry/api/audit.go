@@ -118,6 +118,8 @@ func describe(cmd any) (action, target, reason string) {
 		return "kill." + string(c.Kind), c.Name, c.Reason
 	case state.Revive:
 		return "revive." + string(c.Kind), c.Name, ""
+	case state.PutLimits:
+		return "limits.put", "limits", fmt.Sprintf("%d limits", len(c.Limits))
 	case state.DecideApproval:
 		verb := "deny"
 		if c.Approve {

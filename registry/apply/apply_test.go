@@ -30,6 +30,7 @@ type fakeRegistry struct {
 	writes     []string
 	failSubmit map[string]error // by NAME@VERSION
 	policies   []state.PolicyFile
+	limits     []state.Limit
 }
 
 func newFake() *fakeRegistry {

@@ -20,6 +20,11 @@
 //     a registered version is "conflict", since versions are immutable. A
 //     tenant is "create", "update" (naming the fields that differ) or
 //     "unchanged". NewPlan only reads.
+//   - DIR/limits.yaml, when present, is the BU's rate limit set ([ParseLimits]:
+//     a list of {identity | tenant | tool | tenant+tool, rate, burst}, every
+//     problem with its line); it replaces the registry's set whole, and the
+//     plan names each limit added, changed or removed by scope. Without the
+//     file the registry's limits are left alone; an empty file removes them.
 //   - [Apply] executes a plan: it submits the new cards and puts the new and
 //     changed tenants.
 //

@@ -45,6 +45,11 @@ type Catalog struct {
 	// validated against the mcpmesh schema; nil when there are none, and
 	// then applying the catalog leaves the registry's policies alone.
 	Policies []state.PolicyFile
+	// Limits are the rate limits of DIR/limits.yaml, in file order;
+	// LimitsFile is that file's path, empty when there is none, and then
+	// applying the catalog leaves the registry's limits alone.
+	Limits     []state.Limit
+	LimitsFile string
 }
 
 // CardFile is one server card of a catalog.
@@ -214,6 +219,11 @@ func Load(dir string) (*Catalog, error) {
 	pfs, pps := loadPolicies(dir)
 	cat.Policies = pfs
 	ps = append(ps, pps...)
+	ls, declared, lps := loadLimits(dir)
+	if declared {
+		cat.Limits, cat.LimitsFile = ls, filepath.Join(dir, LimitsFile)
+	}
+	ps = append(ps, lps...)
 	if len(ps) > 0 {
 		return nil, &InvalidError{Problems: ps}
 	}

@@ -29,6 +29,10 @@ type Client interface {
 	Policies(ctx context.Context, consistent bool) (api.PoliciesResponse, error)
 	// PutPolicies replaces the policy set.
 	PutPolicies(ctx context.Context, files []state.PolicyFile) (api.PoliciesResponse, error)
+	// Limits returns the rate limit set.
+	Limits(ctx context.Context, consistent bool) (api.LimitsResponse, error)
+	// PutLimits replaces the rate limit set.
+	PutLimits(ctx context.Context, limits []state.Limit) (api.LimitsResponse, error)
 }
 
 var _ Client = (*api.Client)(nil)
@@ -59,6 +63,9 @@ const (
 	// KindPolicies is the BU's policy set, replaced as a whole by the
 	// catalog's *.cedar files.
 	KindPolicies Kind = "policies"
+	// KindLimits is the BU's rate limit set, replaced as a whole by the
+	// catalog's limits.yaml.
+	KindLimits Kind = "limits"
 )
 
 // conflictMessage explains a conflict and what to do.
@@ -76,7 +83,8 @@ type Change struct {
 	Line int    `json:"line,omitempty"`
 	// Fields names what an Update changes: "displayName", "owners"; for
 	// the policy set, each file added ("+a.cedar"), changed ("~b.cedar")
-	// or removed ("-c.cedar").
+	// or removed ("-c.cedar"); for the rate limit set, each limit by
+	// scope ("+tenant=payroll").
 	Fields []string `json:"fields,omitempty"`
 	// Hash is the card's canonical hash; RegisteredHash is the registry's
 	// cardHash for the same version, when registered.
@@ -93,6 +101,7 @@ type Change struct {
 	raw      []byte
 	tenant   api.TenantRequest
 	policies []state.PolicyFile
+	limits   []state.Limit
 }
 
 // Ref names the object: "corp.hr/directory@1.0.0" or "tenant payroll".
@@ -102,6 +111,8 @@ func (c Change) Ref() string {
 		return "tenant " + c.Name
 	case KindPolicies:
 		return "policies"
+	case KindLimits:
+		return "limits"
 	}
 	return c.Name + "@" + c.Version
 }
@@ -198,6 +209,9 @@ func NewPlan(ctx context.Context, c Client, cat *Catalog) (*Plan, error) {
 		return nil, err
 	}
 	if err := planPolicies(ctx, c, cat, p); err != nil {
+		return nil, err
+	}
+	if err := planLimits(ctx, c, cat, p); err != nil {
 		return nil, err
 	}
 	return p, nil

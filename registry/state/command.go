@@ -34,7 +34,9 @@ const (
 	CmdPutKill          CommandType = 13
 	CmdRevive           CommandType = 14
 	CmdCheckpointAudit  CommandType = 15
-	// 16 to 19 are taken by rate limits and usage.
+	CmdPutLimits        CommandType = 16
+	CmdSetLiveReplicas  CommandType = 17
+	// 18 and 19 are taken by usage.
 	CmdRequestApproval CommandType = 20
 	CmdDecideApproval  CommandType = 21
 	CmdConsumeApproval CommandType = 22
@@ -72,6 +74,10 @@ func (t CommandType) String() string {
 		return "revive"
 	case CmdCheckpointAudit:
 		return "checkpoint-audit"
+	case CmdPutLimits:
+		return "put-limits"
+	case CmdSetLiveReplicas:
+		return "set-live-replicas"
 	case CmdRequestApproval:
 		return "request-approval"
 	case CmdDecideApproval:
@@ -146,6 +152,10 @@ func Encode(cmd any) ([]byte, error) {
 		t = CmdRevive
 	case CheckpointAudit, *CheckpointAudit:
 		t = CmdCheckpointAudit
+	case PutLimits, *PutLimits:
+		t = CmdPutLimits
+	case SetLiveReplicas, *SetLiveReplicas:
+		t = CmdSetLiveReplicas
 	case RequestApproval, *RequestApproval:
 		t = CmdRequestApproval
 	case DecideApproval, *DecideApproval:

@@ -208,6 +208,10 @@ func (f *FSM) applyCommand(b *pebble.Batch, l *raft.Log) any {
 		return applyJSON(b, l.Index, t, body, f.applyRevive)
 	case CmdCheckpointAudit:
 		return applyJSON(b, l.Index, t, body, f.applyCheckpointAudit)
+	case CmdPutLimits:
+		return applyJSON(b, l.Index, t, body, f.applyPutLimits)
+	case CmdSetLiveReplicas:
+		return applyJSON(b, l.Index, t, body, f.applySetLiveReplicas)
 	case CmdRequestApproval:
 		return applyJSON(b, l.Index, t, body, f.applyRequestApproval)
 	case CmdDecideApproval:
