@@ -34,6 +34,9 @@ const (
 	CmdPutKill          CommandType = 13
 	CmdRevive           CommandType = 14
 	CmdCheckpointAudit  CommandType = 15
+	// 16 and 17 are the rate limits'.
+	CmdPutQuotas  CommandType = 18
+	CmdFlushUsage CommandType = 19
 )
 
 // String names the command type for logs and errors.
@@ -67,6 +70,10 @@ func (t CommandType) String() string {
 		return "revive"
 	case CmdCheckpointAudit:
 		return "checkpoint-audit"
+	case CmdPutQuotas:
+		return "put-quotas"
+	case CmdFlushUsage:
+		return "flush-usage"
 	}
 	return fmt.Sprintf("unknown(%d)", uint8(t))
 }
@@ -133,6 +140,10 @@ func Encode(cmd any) ([]byte, error) {
 		t = CmdRevive
 	case CheckpointAudit, *CheckpointAudit:
 		t = CmdCheckpointAudit
+	case PutQuotas, *PutQuotas:
+		t = CmdPutQuotas
+	case FlushUsage, *FlushUsage:
+		t = CmdFlushUsage
 	default:
 		return nil, fmt.Errorf("encode command: unsupported type %T", cmd)
 	}

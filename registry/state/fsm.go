@@ -208,6 +208,10 @@ func (f *FSM) applyCommand(b *pebble.Batch, l *raft.Log) any {
 		return applyJSON(b, l.Index, t, body, f.applyRevive)
 	case CmdCheckpointAudit:
 		return applyJSON(b, l.Index, t, body, f.applyCheckpointAudit)
+	case CmdPutQuotas:
+		return applyJSON(b, l.Index, t, body, f.applyPutQuotas)
+	case CmdFlushUsage:
+		return applyJSON(b, l.Index, t, body, f.applyFlushUsage)
 	case CmdNoop:
 		return ApplyResult{Index: l.Index, Unchanged: true}
 	}
