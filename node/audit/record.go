@@ -57,11 +57,14 @@ const (
 	OutcomeUpstreamError Outcome = "upstream_error"
 	// OutcomeError is an admin change that was not applied.
 	OutcomeError Outcome = "error"
+	// OutcomeOverQuota is a call refused because its tenant's monthly call
+	// quota or cost budget would be exceeded.
+	OutcomeOverQuota Outcome = "over_quota"
 )
 
 // Outcomes are the outcomes a record can have, in the order above.
 var Outcomes = []Outcome{OutcomeOK, OutcomeToolError, OutcomeInputRequired, OutcomeDenied, OutcomeRefused,
-	OutcomeKilled, OutcomeInvalidArguments, OutcomeUpstreamError, OutcomeError}
+	OutcomeKilled, OutcomeInvalidArguments, OutcomeUpstreamError, OutcomeError, OutcomeOverQuota}
 
 // OutcomeNames is Outcomes as one comma-separated list, for messages.
 func OutcomeNames() string {

@@ -260,7 +260,7 @@ type FlushUsage struct {
 }
 
 // MaxUsageRows bounds the rows of one flush.
-const MaxUsageRows = 10000
+const MaxUsageRows = 100000
 
 // usageConflictFmt is the refusal of a FlushUsage whose From is not the
 // node's high-water mark; MarkOfConflict reads the mark back.
