@@ -49,6 +49,8 @@ type Config struct {
 	UpstreamTokens UpstreamTokensConfig `yaml:"upstream_tokens"`
 	// Audit controls the node's audit log (<data dir>/audit).
 	Audit AuditConfig `yaml:"audit"`
+	// Governance controls the BU-wide controls on calls (governance.go).
+	Governance GovernanceConfig `yaml:"governance"`
 }
 
 // AuditConfig controls the node's audit log: a hash chain of one record
@@ -494,6 +496,9 @@ func (c *Config) Validate() error {
 	}
 	if p := c.UpstreamTokens.EffectivePublishAhead(); p < 0 || p >= c.UpstreamTokens.RotateEvery {
 		return fmt.Errorf("upstream_tokens.publish_ahead: %s must be at least 0 and below rotate_every (%s)", p, c.UpstreamTokens.RotateEvery)
+	}
+	if err := c.Governance.validate(); err != nil {
+		return err
 	}
 	if err := c.Audit.validate(c.Trust.Source); err != nil {
 		return err

@@ -24,6 +24,7 @@ import (
 	"github.com/mcpmesh/mcpmesh/node/audit"
 	"github.com/mcpmesh/mcpmesh/node/policy"
 	"github.com/mcpmesh/mcpmesh/node/upstream"
+	"github.com/mcpmesh/mcpmesh/node/usage"
 	"github.com/mcpmesh/mcpmesh/node/validate"
 	"github.com/mcpmesh/mcpmesh/registry/card"
 	"github.com/mcpmesh/mcpmesh/registry/state"
@@ -89,6 +90,10 @@ type Gateway struct {
 	listNamespace *policy.Target
 	// kills are the kill switches in force, swapped in by Sync (kills.go).
 	kills atomic.Pointer[killSet]
+	// usage counts calls for quotas and budgets, and quotas is the quota
+	// set in force, swapped in by Sync (budget.go); nil usage enforces none.
+	usage  *usage.Meter
+	quotas atomic.Pointer[state.Quotas]
 	// govs is what the policy knows of each served server: its newest
 	// live version's governance.
 	govs    atomic.Pointer[map[string]serverPolicy]
@@ -354,6 +359,9 @@ func (g *Gateway) Sync() (err error) {
 		return err
 	}
 	if err := g.loadKills(); err != nil {
+		return err
+	}
+	if err := g.loadQuotas(); err != nil {
 		return err
 	}
 	live := g.liveVersions(all)

@@ -15,6 +15,8 @@ type metrics struct {
 	// killRefusals and killSwitches are the kill switches' (kills.go).
 	killRefusals *prometheus.CounterVec
 	killSwitches *prometheus.GaugeVec
+	// quota is the quotas' and budgets' (budget.go).
+	quota *quotaMetrics
 }
 
 // newMetrics creates the gateway's metrics and registers them with reg
@@ -23,7 +25,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mcpmesh_gateway_tool_calls_total",
-			Help: "Tool calls through the gateway by namespace, exposed tool name and outcome (ok, tool_error, input_required, error, refused, denied, killed, invalid_arguments, audit_failed: answer withheld because its audit record could not be written).",
+			Help: "Tool calls through the gateway by namespace, exposed tool name and outcome (ok, tool_error, input_required, error, refused, denied, killed, invalid_arguments, over_quota, audit_failed: answer withheld because its audit record could not be written).",
 		}, []string{"namespace", "tool", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "mcpmesh_gateway_tool_call_duration_seconds",
@@ -54,6 +56,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg != nil {
 		reg.MustRegister(m.calls, m.duration, m.deprecWarn, m.rugPulls, m.decisions, m.killRefusals, m.killSwitches)
 	}
+	m.quota = newQuotaMetrics(reg)
 	return m
 }
 

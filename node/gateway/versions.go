@@ -115,6 +115,13 @@ func (g *Gateway) call(ctx context.Context, ep *endpoint, req *mcp.CallToolReque
 		g.metrics.observe(g.cfg.Namespace, exposed, "invalid_arguments", time.Since(start))
 		return nil, invalidArguments(e, err)
 	}
+	// The tenant's monthly quota and budget, before the upstream sees it.
+	quota, err := g.checkQuota(rec.Tenant, e)
+	if err != nil {
+		rec.Outcome = audit.OutcomeOverQuota
+		g.metrics.observe(g.cfg.Namespace, exposed, "over_quota", time.Since(start))
+		return nil, err
+	}
 	res, err := g.callUpstream(ctx, ep, e, req, c.upstreamState)
 	outcome := "ok"
 	rec.Outcome = audit.OutcomeOK
@@ -145,6 +152,7 @@ func (g *Gateway) call(ctx context.Context, ep *endpoint, req *mcp.CallToolReque
 	if c.pinnedBy != "" {
 		meta[MetaPinnedBy] = c.pinnedBy
 	}
+	g.budgetWarning(quota, e, res, meta)
 	if d := e.deprecation; d != nil {
 		warning := deprecationWarning(e)
 		meta[MetaDeprecation] = map[string]any{

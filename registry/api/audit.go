@@ -118,6 +118,12 @@ func describe(cmd any) (action, target, reason string) {
 		return "kill." + string(c.Kind), c.Name, c.Reason
 	case state.Revive:
 		return "revive." + string(c.Kind), c.Name, ""
+	case state.PutQuotas:
+		names := make([]string, 0, len(c.Quotas))
+		for _, q := range c.Quotas {
+			names = append(names, q.Tenant)
+		}
+		return "quota.put", "quotas", strings.Join(names, " ")
 	}
 	return fmt.Sprintf("registry.%T", cmd), "", ""
 }

@@ -47,6 +47,10 @@ func Apply(ctx context.Context, c Client, p *Plan) (*Plan, error) {
 			if _, err := c.PutPolicies(ctx, ch.policies); err != nil {
 				return &out, fmt.Errorf("put the policy set (%s): %w", ch.File, err)
 			}
+		case KindQuotas:
+			if _, err := c.PutQuotas(ctx, ch.quotas); err != nil {
+				return &out, fmt.Errorf("put the quota set (%s): %w", ch.File, err)
+			}
 		}
 		ch.Applied = true
 	}

@@ -30,6 +30,7 @@ type fakeRegistry struct {
 	writes     []string
 	failSubmit map[string]error // by NAME@VERSION
 	policies   []state.PolicyFile
+	quotas     state.Quotas // quotas_test.go
 }
 
 func newFake() *fakeRegistry {

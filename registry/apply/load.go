@@ -45,6 +45,10 @@ type Catalog struct {
 	// validated against the mcpmesh schema; nil when there are none, and
 	// then applying the catalog leaves the registry's policies alone.
 	Policies []state.PolicyFile
+	// Quotas are the entries of quotas.yaml, in file order; nil when there
+	// is no such file, and then applying the catalog leaves the registry's
+	// quotas alone (an empty file gives an empty, non-nil list).
+	Quotas []QuotaSpec
 }
 
 // CardFile is one server card of a catalog.
@@ -214,6 +218,9 @@ func Load(dir string) (*Catalog, error) {
 	pfs, pps := loadPolicies(dir)
 	cat.Policies = pfs
 	ps = append(ps, pps...)
+	qs, _, qps := loadQuotasFile(dir)
+	cat.Quotas = qs
+	ps = append(ps, qps...)
 	if len(ps) > 0 {
 		return nil, &InvalidError{Problems: ps}
 	}

@@ -29,6 +29,10 @@ type Client interface {
 	Policies(ctx context.Context, consistent bool) (api.PoliciesResponse, error)
 	// PutPolicies replaces the policy set.
 	PutPolicies(ctx context.Context, files []state.PolicyFile) (api.PoliciesResponse, error)
+	// Quotas returns the quota set.
+	Quotas(ctx context.Context, consistent bool) (state.Quotas, error)
+	// PutQuotas replaces the quota set.
+	PutQuotas(ctx context.Context, quotas []state.Quota) (state.Quotas, error)
 }
 
 var _ Client = (*api.Client)(nil)
@@ -93,6 +97,7 @@ type Change struct {
 	raw      []byte
 	tenant   api.TenantRequest
 	policies []state.PolicyFile
+	quotas   []state.Quota
 }
 
 // Ref names the object: "corp.hr/directory@1.0.0" or "tenant payroll".
@@ -102,6 +107,8 @@ func (c Change) Ref() string {
 		return "tenant " + c.Name
 	case KindPolicies:
 		return "policies"
+	case KindQuotas:
+		return "quotas"
 	}
 	return c.Name + "@" + c.Version
 }
@@ -198,6 +205,9 @@ func NewPlan(ctx context.Context, c Client, cat *Catalog) (*Plan, error) {
 		return nil, err
 	}
 	if err := planPolicies(ctx, c, cat, p); err != nil {
+		return nil, err
+	}
+	if err := planQuotas(ctx, c, cat, p); err != nil {
 		return nil, err
 	}
 	return p, nil
