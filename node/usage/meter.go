@@ -232,6 +232,9 @@ func (m *Meter) rederiveLocked(ctx context.Context, mark uint64) error {
 // ends.
 func (m *Meter) Run(ctx context.Context) error {
 	if err := m.Recover(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
 	t := time.NewTicker(m.cfg.FlushInterval)
