@@ -189,7 +189,8 @@ func New(cfg config.Config, opts ...Option) (n *Node, err error) {
 	n.gateway = gateway.New(gateway.Config{Namespace: cfg.Namespace, ExplainDenials: cfg.MCP.ExplainDenials},
 		n.cluster.FSM, n.pool, gateway.WithLogger(n.logger), gateway.WithMetrics(n.registry),
 		gateway.WithQuarantine(auditedQuarantine(n.audit, cfg.Namespace, nodeID.String(), propose, n.logger), n.cluster.IsLeader),
-		gateway.WithAudit(n.audit, auditArgs, nodeID.String()), gateway.WithUsage(n.usage))
+		gateway.WithAudit(n.audit, auditArgs, nodeID.String()), gateway.WithUsage(n.usage),
+		gateway.WithApprovals(gateway.ApprovalConfig{Hold: cfg.Governance.ApprovalHold, TTL: cfg.Governance.ApprovalTTL}, propose))
 
 	n.server = &http.Server{
 		Handler:           n.handler(),

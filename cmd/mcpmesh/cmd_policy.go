@@ -82,6 +82,7 @@ type requestFlags struct {
 	method, trustDomain               string
 	action, server, tool, version     string
 	uri, prompt, at, expect, output   string
+	arguments                         string
 }
 
 func (r *requestFlags) register(fs interface {
@@ -101,6 +102,7 @@ func (r *requestFlags) register(fs interface {
 	fs.StringVar(&r.version, "version", "", "the server version (default: the newest card in -f)")
 	fs.StringVar(&r.uri, "uri", "", "the resource URI (readResource)")
 	fs.StringVar(&r.prompt, "prompt", "", "the prompt name (getPrompt)")
+	fs.StringVar(&r.arguments, "arguments", "", `the call's arguments, a JSON object, e.g. '{"amount_cents": 500}' (policies see them as context.arguments)`)
 	fs.StringVar(&r.at, "time", "", "the time of the request, RFC 3339 (default now)")
 	fs.StringVar(&r.expect, "expect", "", "allow or deny: exit with status 1 when the decision differs (for CI)")
 	fs.StringVar(&r.output, "o", "table", "output format: table or json")
@@ -180,6 +182,16 @@ func (r *requestFlags) load() (*policy.Set, *policy.Request, error) {
 	if req.Principal.ID == "" {
 		req.Principal = agentauth.Anonymous
 		req.Principal.TrustDomain = r.trustDomain
+	}
+	if r.arguments != "" {
+		if action != policy.ActionCall {
+			return nil, nil, usagef("-arguments: only a call has arguments")
+		}
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(r.arguments), &obj); err != nil || obj == nil {
+			return nil, nil, usagef(`-arguments: want a JSON object such as '{"amount_cents": 500}'`)
+		}
+		req.Arguments = json.RawMessage(r.arguments)
 	}
 	switch {
 	case action == policy.ActionCall && (r.server == "" || r.tool == ""):
@@ -286,6 +298,9 @@ func policyEval(_ context.Context, args []string, stdout io.Writer) error {
 		}
 	} else {
 		fmt.Fprintf(stdout, "%s: %s\n", decisionWord(d), d.Reason(true))
+		if d.Allowed && d.Approval != "" {
+			fmt.Fprintf(stdout, "approval %s by %s: the node holds the call until an administrator approves it\n", d.Approval, strings.Join(d.ApprovalPolicies, ", "))
+		}
 		for _, e := range d.Errors {
 			fmt.Fprintf(stdout, "error in %s\n", e)
 		}
@@ -313,7 +328,11 @@ func policyExplain(_ context.Context, args []string, stdout io.Writer) error {
 		}
 		return r.check(d)
 	}
-	fmt.Fprintf(stdout, "%s: %s\n\n", decisionWord(d), d.Reason(true))
+	fmt.Fprintf(stdout, "%s: %s\n", decisionWord(d), d.Reason(true))
+	if d.Allowed && d.Approval != "" {
+		fmt.Fprintf(stdout, "approval %s by %s: the node holds the call until an administrator approves it\n", d.Approval, strings.Join(d.ApprovalPolicies, ", "))
+	}
+	fmt.Fprintln(stdout)
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "POLICY\tEFFECT\tMATCHED\tDECIDED\tAT")
 	for _, t := range traces {

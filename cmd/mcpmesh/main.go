@@ -39,6 +39,7 @@ func commands() []command {
 		{"policy", "Cedar policies: show the live set, eval or explain a request offline, print the schema", runPolicy},
 		{"kill", "pull a kill switch on a tool, server, tenant or agent (KIND NAME -reason TEXT; -list)", runKill},
 		{"revive", "release a kill switch (KIND NAME)", runRevive},
+		{"approvals", "calls held for a human's approval (list, approve, deny)", runApprovals},
 		{"apply", "apply a catalog directory of server cards, tenants.yaml and *.cedar policies (-f DIR [-dry-run])", runApply},
 		{"call", "list or call tools through a node's MCP endpoint, as an agent", runCall},
 		{"audit", "the node's tamper-evident audit log (verify, query, export)", runAudit},

@@ -60,11 +60,20 @@ const (
 	// OutcomeOverQuota is a call refused because its tenant's monthly call
 	// quota or cost budget would be exceeded.
 	OutcomeOverQuota Outcome = "over_quota"
+	// OutcomeApprovalPending is a call held for approval and answered
+	// before anyone decided (the agent retries with the approval id).
+	OutcomeApprovalPending Outcome = "approval_pending"
+	// OutcomeApprovalDenied is a call whose approval was denied, or that
+	// its approval cannot run (used already, or bound to another call).
+	OutcomeApprovalDenied Outcome = "approval_denied"
+	// OutcomeApprovalExpired is a call whose approval expired.
+	OutcomeApprovalExpired Outcome = "approval_expired"
 )
 
 // Outcomes are the outcomes a record can have, in the order above.
 var Outcomes = []Outcome{OutcomeOK, OutcomeToolError, OutcomeInputRequired, OutcomeDenied, OutcomeRefused,
-	OutcomeKilled, OutcomeInvalidArguments, OutcomeUpstreamError, OutcomeError, OutcomeOverQuota}
+	OutcomeKilled, OutcomeInvalidArguments, OutcomeUpstreamError, OutcomeError, OutcomeOverQuota,
+	OutcomeApprovalPending, OutcomeApprovalDenied, OutcomeApprovalExpired}
 
 // OutcomeNames is Outcomes as one comma-separated list, for messages.
 func OutcomeNames() string {

@@ -49,7 +49,7 @@ type Config struct {
 	UpstreamTokens UpstreamTokensConfig `yaml:"upstream_tokens"`
 	// Audit controls the node's audit log (<data dir>/audit).
 	Audit AuditConfig `yaml:"audit"`
-	// Governance controls the BU-wide controls on calls (governance.go).
+	// Governance holds the per-call controls: approval hold and TTL, usage flush.
 	Governance GovernanceConfig `yaml:"governance"`
 }
 
@@ -312,6 +312,7 @@ func DefaultConfig() Config {
 		Log:            LogConfig{Level: "info", Format: "text"},
 		UpstreamTokens: UpstreamTokensConfig{TTL: 60 * time.Second, RotateEvery: 24 * time.Hour, Leeway: 30 * time.Second},
 		Audit:          AuditConfig{CheckpointInterval: 30 * time.Second},
+		Governance:     GovernanceConfig{ApprovalHold: DefaultApprovalHold, ApprovalTTL: DefaultApprovalTTL},
 	}
 }
 
@@ -404,6 +405,9 @@ var namespacePattern = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
 
 // Validate reports the first problem with c as one line naming the key.
 func (c *Config) Validate() error {
+	if err := c.Governance.validate(); err != nil {
+		return err
+	}
 	if c.NodeID == "" {
 		return errors.New("node_id: missing; set a short name such as n1")
 	}

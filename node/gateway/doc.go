@@ -50,6 +50,6 @@
 //
 // # What is not here yet
 //
-// subscriptions/listen relayed from upstreams, log messages of 2026-07-28
-// upstreams, and tools/list by version profile; see the README's status.
+// subscriptions/listen relayed from upstreams and log messages of
+// 2026-07-28 upstreams; see the README's status.
 package gateway

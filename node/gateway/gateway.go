@@ -94,6 +94,8 @@ type Gateway struct {
 	// set in force, swapped in by Sync (budget.go); nil usage enforces none.
 	usage  *usage.Meter
 	quotas atomic.Pointer[state.Quotas]
+	// approvals holds calls for approval (approvals.go).
+	approvals approvals
 	// govs is what the policy knows of each served server: its newest
 	// live version's governance.
 	govs    atomic.Pointer[map[string]serverPolicy]
@@ -291,6 +293,9 @@ func (g *Gateway) Close() error {
 
 // Run keeps the views in step with the registry until ctx ends.
 func (g *Gateway) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { g.runApprovals(ctx) })
 	for {
 		// Wake on the first entry the views do not reflect: one applied
 		// while Sync ran must not be mistaken for one it read.
@@ -362,6 +367,9 @@ func (g *Gateway) Sync() (err error) {
 		return err
 	}
 	if err := g.loadQuotas(); err != nil {
+		return err
+	}
+	if err := g.loadApprovals(); err != nil {
 		return err
 	}
 	live := g.liveVersions(all)

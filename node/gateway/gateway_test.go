@@ -104,10 +104,16 @@ type upstreamServer struct {
 
 func newUpstream(t testing.TB, label string) *upstreamServer {
 	t.Helper()
+	return newUpstreamOf(t, label, lookupTool)
+}
+
+// newUpstreamOf is newUpstream serving tool, a definition of lookup.
+func newUpstreamOf(t testing.TB, label, tool string) *upstreamServer {
+	t.Helper()
 	u := &upstreamServer{}
 	s := mcp.NewServer(&mcp.Implementation{Name: "up-" + label, Version: "1"}, nil)
 	var def mcp.Tool
-	json.Unmarshal([]byte(lookupTool), &def)
+	json.Unmarshal([]byte(tool), &def)
 	s.AddTool(&def, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		var args struct{ Q string }
 		json.Unmarshal(req.Params.Arguments, &args)

@@ -27,8 +27,11 @@ import (
 // Listings leave out what the caller could not use: a killed server's
 // tools, resources and prompts, a killed tool; a killed tenant or agent
 // gets empty lists. The aggregated /mcp does not ask a killed server's
-// upstream for its prompts or resources at all. Sessions do not get a
-// list_changed notification when a switch is pulled or released.
+// upstream for its prompts or resources at all. When a switch is pulled or
+// released, every endpoint's sessions get notifications/tools/list_changed
+// (legacy sessions on their stream, 2026-07-28 ones through
+// subscriptions/listen), so agents list again and stop offering what
+// they can no longer call.
 //
 // Switches are checked before policy: a kill is an operator's override,
 // and a call it refuses never reaches the policy or the upstream.
@@ -72,7 +75,48 @@ func (g *Gateway) loadKills() error {
 	for _, kind := range state.KillKinds {
 		g.metrics.killSwitches.WithLabelValues(string(kind)).Set(float64(counts[kind]))
 	}
+	if prev != nil && !sameKills(prev, set) {
+		g.relist()
+	}
 	return nil
+}
+
+// sameKills reports whether a and b hold the same switches.
+func sameKills(a, b killSet) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for key, k := range a {
+		if other, ok := b[key]; !ok || other.Index != k.Index {
+			return false
+		}
+	}
+	return true
+}
+
+// relist tells the sessions of every endpoint that their tool list
+// changed. go-sdk sends tools/list_changed only when a server's tools
+// change and has no call to send it otherwise, so relist registers one
+// tool of each endpoint again, unchanged, which makes it notify.
+func (g *Gateway) relist() {
+	if g.agg != nil {
+		g.relistEndpoint(g.agg)
+	}
+	g.servers.Range(func(_, v any) bool {
+		g.relistEndpoint(v.(*endpoint))
+		return true
+	})
+}
+
+func (g *Gateway) relistEndpoint(ep *endpoint) {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	for name, r := range ep.routes {
+		t := *r.newest.def
+		t.Name = name
+		ep.server.AddTool(&t, g.handler(ep, r, name))
+		return
+	}
 }
 
 // killed returns the switch that stops p's request of tool of server, if

@@ -1,12 +1,16 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -259,4 +263,73 @@ func TestKillIsCheckedBeforePolicy(t *testing.T) {
 func ExampleCodeKilled() {
 	fmt.Println(CodeKilled)
 	// Output: -32012
+}
+
+// TestKillNotifiesListChanged: pulling and releasing a switch sends
+// tools/list_changed to the sessions of /mcp and of the server's own
+// endpoint, in both eras (2026-07-28 through subscriptions/listen).
+func TestKillNotifiesListChanged(t *testing.T) {
+	r := newRegistry(t)
+	r.register("corp.hr/one", "1.0.0", newUpstream(t, "one").URL, lookupTool, true)
+	g, srv := newGateway(t, r)
+
+	type watcher struct {
+		name    string
+		changes atomic.Int64
+	}
+	var watchers []*watcher
+	for _, era := range []string{"2026-07-28", "2025-11-25"} {
+		for _, path := range []string{"/mcp", "/mcp/s/hr/corp.hr/one"} {
+			w := &watcher{name: era + " " + path}
+			c := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1"}, &mcp.ClientOptions{
+				ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) { w.changes.Add(1) },
+			})
+			hc := &http.Client{Transport: headerTransport{http.Header{"Authorization": {"Bearer " + testKey}}}}
+			s, err := c.Connect(t.Context(), &mcp.StreamableClientTransport{Endpoint: srv.URL + path, HTTPClient: hc}, &mcp.ClientSessionOptions{ProtocolVersion: era})
+			if err != nil {
+				t.Fatalf("connect %s: %v", w.name, err)
+			}
+			t.Cleanup(func() { s.Close() })
+			watchers = append(watchers, w)
+		}
+	}
+	// A 2026-07-28 client opens its listen stream in the background; a
+	// notification sent before it is open would be lost, so each flip
+	// is repeated until every watcher has seen one.
+	notified := func(what string, flip func(), want int64) {
+		t.Helper()
+		waitFor(t, what+" notifies every session", func() (bool, string) {
+			flip()
+			if err := g.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(50 * time.Millisecond)
+			var seen []string
+			all := true
+			for _, w := range watchers {
+				n := w.changes.Load()
+				seen = append(seen, fmt.Sprintf("%s: %d", w.name, n))
+				all = all && n >= want
+			}
+			return all, strings.Join(seen, "; ")
+		})
+	}
+	killed := false
+	notified("a kill", func() {
+		if killed {
+			r.revive(state.KillTool, "corp.hr/one/lookup")
+		}
+		r.kill(state.KillTool, "corp.hr/one/lookup", "incident")
+		killed = true
+	}, 1)
+	for _, w := range watchers {
+		w.changes.Store(0)
+	}
+	notified("a revive", func() {
+		if !killed {
+			r.kill(state.KillTool, "corp.hr/one/lookup", "incident")
+		}
+		r.revive(state.KillTool, "corp.hr/one/lookup")
+		killed = false
+	}, 1)
 }

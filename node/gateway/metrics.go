@@ -17,6 +17,8 @@ type metrics struct {
 	killSwitches *prometheus.GaugeVec
 	// quota is the quotas' and budgets' (budget.go).
 	quota *quotaMetrics
+	// approvals are the approvals' (approvals.go).
+	approvals *approvalMetrics
 }
 
 // newMetrics creates the gateway's metrics and registers them with reg
@@ -57,6 +59,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reg.MustRegister(m.calls, m.duration, m.deprecWarn, m.rugPulls, m.decisions, m.killRefusals, m.killSwitches)
 	}
 	m.quota = newQuotaMetrics(reg)
+	m.approvals = newApprovalMetrics(reg)
 	return m
 }
 

@@ -247,14 +247,26 @@ func (g *Gateway) mayUse(r *policy.Request, server, tool string) bool {
 func (g *Gateway) filter(ep *endpoint, p agentauth.Principal, server string, res mcp.Result) mcp.Result {
 	switch res := res.(type) {
 	case *mcp.ListToolsResult:
-		res.Tools = keep(res.Tools, func(t *mcp.Tool) bool {
+		// Each tool is listed as the version the caller's calls go to:
+		// its profile's pin, else the newest live version.
+		tools := res.Tools[:0:0]
+		for _, t := range res.Tools {
 			r := ep.route(t.Name)
 			if r == nil {
-				return false
+				continue
 			}
 			e, _, err := g.pickVersion(r, "", p.ID)
-			return err == nil && g.mayUse(callRequest(p, e), e.server, e.tool)
-		})
+			if err != nil || !g.mayUse(callRequest(p, e), e.server, e.tool) {
+				continue
+			}
+			if e != r.newest {
+				pinned := *e.def
+				pinned.Name = t.Name
+				t = &pinned
+			}
+			tools = append(tools, t)
+		}
+		res.Tools = tools
 		res.CacheScope = "private"
 	case *mcp.ListResourcesResult:
 		res.Resources = keep(res.Resources, func(item *mcp.Resource) bool { return g.mayRead(p, server, item.URI) })

@@ -98,3 +98,48 @@ func TestVersionProfiles(t *testing.T) {
 		t.Errorf("after deleting the profile: version %v, want 2.0.0", res.Meta[MetaVersion])
 	}
 }
+
+// TestListingByProfile: tools/list shows each tool as the version the
+// caller's calls go to, its profile's pin, while other callers see the
+// newest version's definition.
+func TestListingByProfile(t *testing.T) {
+	r := newRegistry(t)
+	lookupV2 := `{"name":"lookup","description":"Looks a thing up, in v2.","inputSchema":{"type":"object","properties":{"q":{"type":"string"},"limit":{"type":"integer"}},"required":["q"]}}`
+	v1 := newUpstream(t, "v1")
+	v2 := newUpstreamOf(t, "v2", lookupV2)
+	const s = "corp.hr/directory"
+	r.register(s, "1.0.0", v1.URL, lookupTool, true)
+	r.register(s, "2.0.0", v2.URL, lookupV2, true)
+	const caller = "apikey:" + testKeyID
+	r.apply(state.PutProfile{Principal: caller, Pins: map[string]string{s: "1.0.0"}, By: "admin", At: t0})
+	_, srv := newGateway(t, r)
+
+	describe := func(sess *mcp.ClientSession, name string) (desc string, props int) {
+		t.Helper()
+		res, err := sess.ListTools(t.Context(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tool := range res.Tools {
+			if tool.Name != name {
+				continue
+			}
+			schema, _ := tool.InputSchema.(map[string]any)
+			p, _ := schema["properties"].(map[string]any)
+			return tool.Description, len(p)
+		}
+		t.Fatalf("%s is not listed: %v", name, res.Tools)
+		return "", 0
+	}
+	for _, era := range []string{"2026-07-28", "2025-11-25"} {
+		if desc, props := describe(connect(t, srv.URL+"/mcp", era), "hr.lookup"); desc != "Looks a thing up." || props != 1 {
+			t.Errorf("%s: the pinned caller lists %q with %d properties, want v1's definition", era, desc, props)
+		}
+		if desc, props := describe(connectWith(t, srv.URL+"/mcp", era, nil), "hr.lookup"); desc != "Looks a thing up, in v2." || props != 2 {
+			t.Errorf("%s: another caller lists %q with %d properties, want v2's definition", era, desc, props)
+		}
+		if desc, _ := describe(connect(t, srv.URL+"/mcp/s/hr/corp.hr/directory", era), "lookup"); desc != "Looks a thing up." {
+			t.Errorf("%s: the pinned caller lists %q on the server's own endpoint, want v1's", era, desc)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/mcpmesh/mcpmesh/node/upstream"
 )
@@ -112,11 +113,17 @@ func (g *Gateway) aggregatedResources(ep *endpoint) mcp.Middleware {
 // resources, resource templates) the aggregated view reads.
 const maxListPages = 20
 
+// listFanOut is how many upstreams one aggregated listing asks at a time.
+const listFanOut = 8
+
 // listAll collects, from every served server's newest live upstream, in
 // server name order, the items of one paginated listing (at most
-// maxListPages pages each), with the server each came from. A server that
-// cannot answer is left out (and logged), so one broken upstream does not
-// hide every other server's items; a killed server is not asked.
+// maxListPages pages each), with the server each came from. The servers
+// are asked concurrently, listFanOut at a time, so a listing takes about
+// as long as its slowest upstream rather than the sum of them all. A
+// server that cannot answer is left out (and logged), so one broken
+// upstream does not hide every other server's items; a killed server is
+// not asked.
 func listAll[T any](ctx context.Context, g *Gateway, what string, page func(context.Context, *mcp.ClientSession, string) ([]T, string, error)) []fromServer[T] {
 	targets := g.targets.Load()
 	if targets == nil {
@@ -129,31 +136,41 @@ func listAll[T any](ctx context.Context, g *Gateway, what string, page func(cont
 		}
 	}
 	sort.Strings(servers)
-	var out []fromServer[T]
-	for _, server := range servers {
-		var items []T
-		err := g.pool.Call(ctx, (*targets)[server], func(ctx context.Context, s *mcp.ClientSession) error {
-			items = items[:0]
-			cursor := ""
-			for range maxListPages {
-				got, next, err := page(ctx, s, cursor)
-				if err != nil {
-					return err
+	found := make([][]T, len(servers))
+	var eg errgroup.Group
+	eg.SetLimit(listFanOut)
+	for i, server := range servers {
+		eg.Go(func() error {
+			var items []T
+			err := g.pool.Call(ctx, (*targets)[server], func(ctx context.Context, s *mcp.ClientSession) error {
+				items = items[:0]
+				cursor := ""
+				for range maxListPages {
+					got, next, err := page(ctx, s, cursor)
+					if err != nil {
+						return err
+					}
+					items = append(items, got...)
+					if next == "" {
+						return nil
+					}
+					cursor = next
 				}
-				items = append(items, got...)
-				if next == "" {
-					return nil
-				}
-				cursor = next
+				return nil
+			})
+			if err != nil {
+				g.logger.Warn("gateway: "+what+" of an upstream left out of /mcp", "server", server, "error", err)
+				return nil
 			}
+			found[i] = items
 			return nil
 		})
-		if err != nil {
-			g.logger.Warn("gateway: "+what+" of an upstream left out of /mcp", "server", server, "error", err)
-			continue
-		}
+	}
+	eg.Wait() // every task returns nil: a failed server is left out above
+	var out []fromServer[T]
+	for i, items := range found {
 		for _, it := range items {
-			out = append(out, fromServer[T]{server, it})
+			out = append(out, fromServer[T]{servers[i], it})
 		}
 	}
 	return out

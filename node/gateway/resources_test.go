@@ -1,10 +1,16 @@
 package gateway
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"slices"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -71,4 +77,59 @@ func TestAggregatedResources(t *testing.T) {
 		_, updates := ada.seen()
 		return slices.Equal(updates, []string{talk + "test://x"}), fmt.Sprint(updates)
 	})
+}
+
+// TestAggregatedListingAsksUpstreamsAtOnce: /mcp's resources/list asks
+// every server at the same time. Each upstream holds its answer until
+// the other has been asked too; asked one after the other, the first
+// would give up waiting and the listing would miss its resources.
+func TestAggregatedListingAsksUpstreamsAtOnce(t *testing.T) {
+	var asked sync.WaitGroup
+	asked.Add(2)
+	both := make(chan struct{})
+	go func() { asked.Wait(); close(both) }()
+	barrier := func(name string) string {
+		s := mcp.NewServer(&mcp.Implementation{Name: name, Version: "1"}, nil)
+		var def mcp.Tool
+		json.Unmarshal([]byte(lookupTool), &def)
+		s.AddTool(&def, func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			return &mcp.CallToolResult{}, nil
+		})
+		s.AddResource(&mcp.Resource{URI: "test://" + name, Name: name}, func(context.Context, *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+			return &mcp.ReadResourceResult{}, nil
+		})
+		var once sync.Once
+		s.AddReceivingMiddleware(func(next mcp.MethodHandler) mcp.MethodHandler {
+			return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+				if method == "resources/list" {
+					once.Do(asked.Done)
+					select {
+					case <-both:
+					case <-time.After(10 * time.Second):
+						return nil, fmt.Errorf("%s: the other upstream was not asked while this one answered", name)
+					}
+				}
+				return next(ctx, method, req)
+			}
+		})
+		h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, &mcp.StreamableHTTPOptions{Stateless: true})
+		srv := httptest.NewServer(h)
+		t.Cleanup(srv.Close)
+		return srv.URL
+	}
+	r := newRegistry(t)
+	r.register("corp.hr/a", "1.0.0", barrier("a"), lookupTool, true)
+	r.register("corp.hr/b", "1.0.0", barrier("b"), lookupTool, true)
+	_, srv := newGateway(t, r)
+	rl, err := connect(t, srv.URL+"/mcp", "2026-07-28").ListResources(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var uris []string
+	for _, res := range rl.Resources {
+		uris = append(uris, res.URI)
+	}
+	if want := []string{"mcpmesh://hr/corp.hr%2Fa/test://a", "mcpmesh://hr/corp.hr%2Fb/test://b"}; !slices.Equal(uris, want) {
+		t.Fatalf("resources/list URIs = %q, want %q (in server order)", uris, want)
+	}
 }

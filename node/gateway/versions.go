@@ -15,6 +15,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpmesh/mcpmesh/node/audit"
+	"github.com/mcpmesh/mcpmesh/node/policy"
 	"github.com/mcpmesh/mcpmesh/node/validate"
 	"github.com/mcpmesh/mcpmesh/registry/card"
 	"github.com/mcpmesh/mcpmesh/trust/agentauth"
@@ -81,6 +82,7 @@ func (g *Gateway) serveCall(ctx context.Context, ep *endpoint, r *route, req *mc
 	}
 	g.answeredBy(rec, e, req.Params.Arguments)
 	pr := callRequest(p, e)
+	pr.Arguments = req.Params.Arguments
 	d := g.decide(pr)
 	decided(rec, d)
 	if !d.Allowed {
@@ -89,6 +91,7 @@ func (g *Gateway) serveCall(ctx context.Context, ep *endpoint, r *route, req *mc
 		return nil, g.denied(pr, fmt.Sprintf("tools/call %s (%s@%s)", c.exposed, e.server, e.version), d)
 	}
 	c.upstreamState = state
+	c.decision, c.tenant = d, p.Tenant
 	return g.call(ctx, ep, req, e, c, rec)
 }
 
@@ -103,6 +106,9 @@ type callInfo struct {
 	// round-trip retry.
 	upstreamState string
 	start         time.Time
+	// decision is the policy's; tenant is the caller's (approvals.go).
+	decision policy.Decision
+	tenant   string
 }
 
 // call serves one tools/call by version e of its tool.
@@ -120,6 +126,10 @@ func (g *Gateway) call(ctx context.Context, ep *endpoint, req *mcp.CallToolReque
 	if err != nil {
 		rec.Outcome = audit.OutcomeOverQuota
 		g.metrics.observe(g.cfg.Namespace, exposed, "over_quota", time.Since(start))
+		return nil, err
+	}
+	// Held for approval last: an approved call must be one the budget allows.
+	if err := g.holdForApproval(ctx, req, e, c, rec); err != nil {
 		return nil, err
 	}
 	res, err := g.callUpstream(ctx, ep, e, req, c.upstreamState)

@@ -20,6 +20,11 @@ type Decision struct {
 	Errors []string `json:"errors,omitempty"`
 	// Digest names the policy set that decided.
 	Digest string `json:"digest"`
+	// Approval is "required" when a policy that allowed the request asks
+	// for a human's approval (@approval, approval.go); "" otherwise.
+	Approval string `json:"approval,omitempty"`
+	// ApprovalPolicies are the allowing policies that ask for it.
+	ApprovalPolicies []string `json:"approvalPolicies,omitempty"`
 }
 
 // Reason says in one sentence why the decision went as it did, naming the
@@ -49,6 +54,9 @@ func (s *Set) authorize(r *Request, agent cedar.Entity) Decision {
 		d.Errors = []string{err.Error()}
 		return d
 	}
+	if s.arguments && r.Action == ActionCall {
+		req, es = withArguments(req, es, r.Arguments)
+	}
 	ok, diag := s.policies.IsAuthorized(es, req)
 	d.Allowed = ok == cedar.Allow
 	for _, reason := range diag.Reasons {
@@ -57,6 +65,7 @@ func (s *Set) authorize(r *Request, agent cedar.Entity) Decision {
 	for _, e := range diag.Errors {
 		d.Errors = append(d.Errors, fmt.Sprintf("%s: %s", e.PolicyID, e.Message))
 	}
+	s.approvalOfDecision(&d)
 	return d
 }
 
@@ -79,6 +88,9 @@ func (s *Set) Explain(r *Request) (Decision, []Trace) {
 	req, es, err := r.cedarRequest(agentEntity(r.Principal))
 	if err != nil {
 		return d, nil
+	}
+	if s.arguments && r.Action == ActionCall {
+		req, es = withArguments(req, es, r.Arguments)
 	}
 	traces := make([]Trace, 0, len(s.ids))
 	for _, id := range s.ids {

@@ -1,9 +1,12 @@
 package policy
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -49,6 +52,13 @@ func call(p agentauth.Principal, ns string, s Server, tool string, a *mcp.ToolAn
 	return &Request{Principal: p, Action: ActionCall, Namespace: ns, Server: s, Tool: Tool{Name: tool, Version: "1.0.0", Annotations: a}, Now: now}
 }
 
+// transfer is a call of the ledger's transfer_funds of cents.
+func transfer(p agentauth.Principal, cents int, a *mcp.ToolAnnotations) *Request {
+	r := call(p, "finance", ledger, "transfer_funds", a)
+	r.Arguments = json.RawMessage(fmt.Sprintf(`{"from_account":"ACC-1001","to_account":"ACC-2002","amount_cents":%d,"currency":"EUR"}`, cents))
+	return r
+}
+
 func TestExamplePolicies(t *testing.T) {
 	destructive := &mcp.ToolAnnotations{}
 	contractor := with(payroll, func(p *agentauth.Principal) { p.Groups = []string{"contractors"} })
@@ -77,11 +87,12 @@ func TestExamplePolicies(t *testing.T) {
 		{"a tenant agent gets a prompt", "hr", &Request{Principal: payroll, Action: ActionGetPrompt, Namespace: "hr", Server: directory, Prompt: "onboarding", Now: now}, true, []string{"tenants-resources-and-prompts"}},
 		{"anonymous may not read resources", "hr", &Request{Principal: anonymous, Action: ActionReadResource, Namespace: "hr", Server: directory, URI: "directory://x", Now: now}, false, nil},
 		{"a tenant agent reads a balance", "finance", call(payroll, "finance", ledger, "get_balance", readOnly), true, []string{"tenants-call-read-only"}},
-		{"a tenant agent may not transfer", "finance", call(payroll, "finance", ledger, "transfer_funds", destructive), false, []string{"destructive-needs-write-scope"}},
-		{"treasury without the write scope is forbidden", "finance", call(treasury, "finance", ledger, "transfer_funds", destructive), false, []string{"destructive-needs-write-scope"}},
-		{"treasury with the write scope transfers", "finance", call(treasuryWrite, "finance", ledger, "transfer_funds", destructive), true, []string{"treasury-transfers"}},
-		{"the write scope alone permits nothing", "finance", call(with(payroll, func(p *agentauth.Principal) { p.Scopes = []string{"ledger:write"} }), "finance", ledger, "transfer_funds", destructive), false, nil},
-		{"a deleted-by-hint tool is destructive unless read-only", "finance", call(treasury, "finance", ledger, "transfer_funds", &mcp.ToolAnnotations{DestructiveHint: new(false)}), true, []string{"treasury-transfers"}},
+		{"a tenant agent may not transfer", "finance", transfer(payroll, 500, destructive), false, []string{"destructive-needs-write-scope"}},
+		{"treasury without the write scope is forbidden", "finance", transfer(treasury, 500, destructive), false, []string{"destructive-needs-write-scope"}},
+		{"treasury with the write scope transfers", "finance", transfer(treasuryWrite, 1000000, destructive), true, []string{"treasury-transfers"}},
+		{"treasury's large transfer needs approval", "finance", transfer(treasuryWrite, 1000001, destructive), true, []string{"treasury-large-transfers"}},
+		{"the write scope alone permits nothing", "finance", transfer(with(payroll, func(p *agentauth.Principal) { p.Scopes = []string{"ledger:write"} }), 500, destructive), false, nil},
+		{"a deleted-by-hint tool is destructive unless read-only", "finance", transfer(treasury, 500, &mcp.ToolAnnotations{DestructiveHint: new(false)}), true, []string{"treasury-transfers"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -91,6 +102,10 @@ func TestExamplePolicies(t *testing.T) {
 			}
 			if d.Allowed != tc.allowed || !cmp.Equal(d.Policies, tc.policies) {
 				t.Errorf("decision = %v by %v, want %v by %v", d.Allowed, d.Policies, tc.allowed, tc.policies)
+			}
+			// Only the large-transfer policy asks for approval.
+			if wantApproval := slices.Contains(tc.policies, "treasury-large-transfers"); (d.Approval == "required") != wantApproval {
+				t.Errorf("approval = %q, want required: %v", d.Approval, wantApproval)
 			}
 		})
 	}
@@ -121,6 +136,9 @@ func TestRequestsMatchTheSchema(t *testing.T) {
 		cr, es, err := req.cedarRequest(agentEntity(req.Principal))
 		if err != nil {
 			t.Fatal(err)
+		}
+		if req.Action == ActionCall {
+			cr, es = withArguments(cr, es, []byte(`{"amount":12.5,"to":"x","flag":true}`))
 		}
 		if err := v.Request(cr); err != nil {
 			t.Errorf("%s request: %v", req.Action, err)

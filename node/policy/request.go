@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"encoding/json"
 	"errors"
 	"maps"
 	"slices"
@@ -67,6 +68,9 @@ type Request struct {
 	URI string
 	// Prompt is the prompt name of ActionGetPrompt.
 	Prompt string
+	// Arguments are the arguments of ActionCall (a JSON object), which
+	// policies see as tags (approval.go); nil for none.
+	Arguments json.RawMessage
 	// Now is the time of the request; policies see it to the second.
 	Now time.Time
 	// Target, when set, is the prebuilt resource side of the request and

@@ -57,6 +57,10 @@ type Set struct {
 	ids      []string // in file order
 	files    []File
 	digest   string
+	// approvals are the @approval annotations of the set (approval.go),
+	// by policy id; arguments is set when a policy may read arguments.
+	approvals map[string]string
+	arguments bool
 }
 
 // Compile parses files, gives each policy its id and validates it against
@@ -93,6 +97,7 @@ func Compile(files []File) (*Set, error) {
 			continue
 		}
 		fmt.Fprintf(h, "%s\x00%d\x00%s", f.Name, len(f.Text), f.Text)
+		s.arguments = s.arguments || usesArguments(f.Text)
 		list, err := cedar.NewPolicyListFromBytes(f.Name, []byte(f.Text))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("policy file %s: %w", f.Name, err))
@@ -116,6 +121,17 @@ func Compile(files []File) (*Set, error) {
 			if err := validator.Policy(id, (*xast.Policy)(p.AST())); err != nil {
 				errs = append(errs, fmt.Errorf("%s: policy %q does not match the mcpmesh schema (`mcpmesh policy schema` prints it): %w", pos, id, err))
 				continue
+			}
+			tier, err := approvalOf(p, pos, id)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if tier != "" {
+				if s.approvals == nil {
+					s.approvals = map[string]string{}
+				}
+				s.approvals[id] = tier
 			}
 			s.policies.Add(cedar.PolicyID(id), p)
 			s.ids = append(s.ids, id)

@@ -106,6 +106,8 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET /v1/quotas", h.showQuotas)
 	m.HandleFunc("PUT /v1/quotas", h.putQuotas)
 	m.HandleFunc("GET /v1/usage", h.usageReport)
+	m.HandleFunc("GET /v1/approvals", h.listApprovals)
+	m.HandleFunc("POST /v1/approvals/{id}/{action}", h.decideApproval)
 	m.HandleFunc("GET /v1/operator/members", h.members)
 	m.HandleFunc("POST /v1/operator/members", h.addMember)
 	m.HandleFunc("DELETE /v1/operator/members/{id}", h.removeMember)

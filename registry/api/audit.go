@@ -124,6 +124,12 @@ func describe(cmd any) (action, target, reason string) {
 			names = append(names, q.Tenant)
 		}
 		return "quota.put", "quotas", strings.Join(names, " ")
+	case state.DecideApproval:
+		verb := "deny"
+		if c.Approve {
+			verb = "approve"
+		}
+		return "approval." + verb, c.ID, c.Reason
 	}
 	return fmt.Sprintf("registry.%T", cmd), "", ""
 }

@@ -35,8 +35,12 @@ const (
 	CmdRevive           CommandType = 14
 	CmdCheckpointAudit  CommandType = 15
 	// 16 and 17 are the rate limits'.
-	CmdPutQuotas  CommandType = 18
-	CmdFlushUsage CommandType = 19
+	CmdPutQuotas       CommandType = 18
+	CmdFlushUsage      CommandType = 19
+	CmdRequestApproval CommandType = 20
+	CmdDecideApproval  CommandType = 21
+	CmdConsumeApproval CommandType = 22
+	CmdPruneApprovals  CommandType = 23
 )
 
 // String names the command type for logs and errors.
@@ -74,6 +78,14 @@ func (t CommandType) String() string {
 		return "put-quotas"
 	case CmdFlushUsage:
 		return "flush-usage"
+	case CmdRequestApproval:
+		return "request-approval"
+	case CmdDecideApproval:
+		return "decide-approval"
+	case CmdConsumeApproval:
+		return "consume-approval"
+	case CmdPruneApprovals:
+		return "prune-approvals"
 	}
 	return fmt.Sprintf("unknown(%d)", uint8(t))
 }
@@ -144,6 +156,14 @@ func Encode(cmd any) ([]byte, error) {
 		t = CmdPutQuotas
 	case FlushUsage, *FlushUsage:
 		t = CmdFlushUsage
+	case RequestApproval, *RequestApproval:
+		t = CmdRequestApproval
+	case DecideApproval, *DecideApproval:
+		t = CmdDecideApproval
+	case ConsumeApproval, *ConsumeApproval:
+		t = CmdConsumeApproval
+	case PruneApprovals, *PruneApprovals:
+		t = CmdPruneApprovals
 	default:
 		return nil, fmt.Errorf("encode command: unsupported type %T", cmd)
 	}

@@ -212,6 +212,14 @@ func (f *FSM) applyCommand(b *pebble.Batch, l *raft.Log) any {
 		return applyJSON(b, l.Index, t, body, f.applyPutQuotas)
 	case CmdFlushUsage:
 		return applyJSON(b, l.Index, t, body, f.applyFlushUsage)
+	case CmdRequestApproval:
+		return applyJSON(b, l.Index, t, body, f.applyRequestApproval)
+	case CmdDecideApproval:
+		return applyJSON(b, l.Index, t, body, f.applyDecideApproval)
+	case CmdConsumeApproval:
+		return applyJSON(b, l.Index, t, body, f.applyConsumeApproval)
+	case CmdPruneApprovals:
+		return applyJSON(b, l.Index, t, body, f.applyPruneApprovals)
 	case CmdNoop:
 		return ApplyResult{Index: l.Index, Unchanged: true}
 	}

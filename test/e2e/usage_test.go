@@ -25,15 +25,15 @@ import (
 // tenant's quota or budget.
 const codeOverQuota = -32015
 
-// countingUpstream is an MCP server whose tool counts the calls it served.
-type countingUpstream struct {
+// pricedUpstream is an MCP server whose tool counts the calls it served.
+type pricedUpstream struct {
 	URL   string
 	calls atomic.Int64
 }
 
-func startCountingUpstream(t *testing.T) *countingUpstream {
+func startPricedUpstream(t *testing.T) *pricedUpstream {
 	t.Helper()
-	u := &countingUpstream{}
+	u := &pricedUpstream{}
 	s := mcp.NewServer(&mcp.Implementation{Name: "priced", Version: "1"}, nil)
 	var def mcp.Tool
 	if err := json.Unmarshal([]byte(upstreamTool), &def); err != nil {
@@ -64,9 +64,9 @@ func pricedCard(name, url string, cost float64) []byte {
 
 // usageSetup starts a cluster serving a tool at 0.25 EUR a call, with
 // quotas applied from a catalog, and returns a caller per tenant.
-func usageSetup(t *testing.T, opts testcluster.Options, quotas string) (*testcluster.Cluster, *countingUpstream, map[string]string) {
+func usageSetup(t *testing.T, opts testcluster.Options, quotas string) (*testcluster.Cluster, *pricedUpstream, map[string]string) {
 	t.Helper()
-	up := startCountingUpstream(t)
+	up := startPricedUpstream(t)
 	c := startCluster(t, opts)
 	leader := c.Leader(leaderTimeout)
 	mustCLI(t, c, leader, "tenant", "add", "payroll", "-owner", "alice@corp.example")
