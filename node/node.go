@@ -24,6 +24,7 @@ import (
 	"github.com/mcpmesh/mcpmesh/node/config"
 	"github.com/mcpmesh/mcpmesh/node/gateway"
 	"github.com/mcpmesh/mcpmesh/node/upstream"
+	"github.com/mcpmesh/mcpmesh/node/usage"
 	"github.com/mcpmesh/mcpmesh/registry/api"
 	"github.com/mcpmesh/mcpmesh/registry/cluster"
 	"github.com/mcpmesh/mcpmesh/trust/agentauth"
@@ -47,6 +48,7 @@ type Node struct {
 	keys     *tokens.Rotator
 	gateway  *gateway.Gateway
 	audit    *audit.Log
+	usage    *usage.Meter
 	ckpt     *checkpointer
 	auth     *adminauth.Authenticator
 	agents   *agentauth.Authenticator
@@ -179,10 +181,15 @@ func New(cfg config.Config, opts ...Option) (n *Node, err error) {
 		return err
 	}
 	n.ckpt = &checkpointer{log: n.audit, node: cfg.NodeID, propose: propose, now: time.Now, logger: n.logger}
+	n.usage, err = usage.New(usage.Config{Node: cfg.NodeID, Namespace: cfg.Namespace, FlushInterval: cfg.Governance.UsageFlush}, n.audit,
+		usage.Registry{FSM: n.cluster.FSM, Propose: propose, Barrier: n.cluster.Barrier}, usage.WithLogger(n.logger), usage.WithMetrics(n.registry))
+	if err != nil {
+		return nil, err
+	}
 	n.gateway = gateway.New(gateway.Config{Namespace: cfg.Namespace, ExplainDenials: cfg.MCP.ExplainDenials},
 		n.cluster.FSM, n.pool, gateway.WithLogger(n.logger), gateway.WithMetrics(n.registry),
 		gateway.WithQuarantine(auditedQuarantine(n.audit, cfg.Namespace, nodeID.String(), propose, n.logger), n.cluster.IsLeader),
-		gateway.WithAudit(n.audit, auditArgs, nodeID.String()),
+		gateway.WithAudit(n.audit, auditArgs, nodeID.String()), gateway.WithUsage(n.usage),
 		gateway.WithApprovals(gateway.ApprovalConfig{Hold: cfg.Governance.ApprovalHold, TTL: cfg.Governance.ApprovalTTL}, propose))
 
 	n.server = &http.Server{
@@ -295,6 +302,7 @@ func (n *Node) Run(ctx context.Context) error {
 		n.ckpt.run(gctx, n.cfg.Audit.CheckpointInterval)
 		return nil
 	})
+	g.Go(func() error { return n.usage.Run(gctx) })
 	g.Go(func() error {
 		n.cluster.RunLiveReplicas(gctx)
 		return nil
@@ -323,6 +331,9 @@ func (n *Node) Run(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	if cerr := n.ckpt.once(cctx); cerr != nil {
 		n.logger.Warn("audit: could not checkpoint the chain head at shutdown", "error", cerr)
+	}
+	if uerr := n.usage.Flush(cctx); uerr != nil {
+		n.logger.Warn("usage: could not flush at shutdown; the node flushes the rest when it starts again", "error", uerr)
 	}
 	cancel()
 	if cerr := n.close(); cerr != nil {

@@ -44,6 +44,7 @@ func commands() []command {
 		{"apply", "apply a catalog directory of server cards, tenants.yaml, *.cedar policies and limits.yaml (-f DIR [-dry-run])", runApply},
 		{"call", "list or call tools through a node's MCP endpoint, as an agent", runCall},
 		{"audit", "the node's tamper-evident audit log (verify, query, export)", runAudit},
+		{"usage", "calls and cost per tenant, tool and calling BU: the chargeback (report; quotas)", runUsage},
 		{"members", "list the cluster's Raft servers, roles and last contact", runMembers},
 		{"operator", "cluster operations (snapshot save/restore, join, remove)", runOperator},
 		{"version", "print the version", func(_ context.Context, _ []string, w io.Writer) error {

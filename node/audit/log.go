@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -43,12 +44,17 @@ type Log struct {
 	// failed is set when a commit fails: every later append fails too,
 	// until the log is reopened.
 	failed error
+
+	// observer is told of every committed record (observe.go).
+	observer atomic.Pointer[func(Record)]
 }
 
 // pending is one record waiting for the committer.
 type pending struct {
 	body []byte
 	kind Kind
+	// rec is the record, kept only while an observer is set.
+	rec  *Record
 	seq  uint64
 	err  error
 	done chan struct{}
@@ -185,6 +191,9 @@ func (l *Log) Append(ctx context.Context, rec Record) (uint64, error) {
 		return 0, err
 	}
 	p := &pending{body: body, kind: rec.Kind, done: make(chan struct{})}
+	if l.observer.Load() != nil {
+		p.rec = &rec
+	}
 	l.mu.RLock()
 	if l.closed {
 		l.mu.RUnlock()
@@ -308,6 +317,9 @@ func (l *Log) commit(batch []*pending) {
 			l.metrics.commit.Observe(time.Since(start).Seconds())
 			l.metrics.batch.Observe(float64(len(batch)))
 		}
+	}
+	if err == nil {
+		l.observe(batch)
 	}
 	for _, p := range batch {
 		if err != nil {

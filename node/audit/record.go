@@ -60,6 +60,9 @@ const (
 	// OutcomeRateLimited is a call a rate limit refused; the record's
 	// reason names the limit.
 	OutcomeRateLimited Outcome = "rate_limited"
+	// OutcomeOverQuota is a call refused because its tenant's monthly call
+	// quota or cost budget would be exceeded.
+	OutcomeOverQuota Outcome = "over_quota"
 	// OutcomeApprovalPending is a call held for approval and answered
 	// before anyone decided (the agent retries with the approval id).
 	OutcomeApprovalPending Outcome = "approval_pending"
@@ -73,7 +76,7 @@ const (
 // Outcomes are the outcomes a record can have, in the order above.
 var Outcomes = []Outcome{OutcomeOK, OutcomeToolError, OutcomeInputRequired, OutcomeDenied, OutcomeRefused,
 	OutcomeKilled, OutcomeInvalidArguments, OutcomeUpstreamError, OutcomeError,
-	OutcomeRateLimited, OutcomeApprovalPending, OutcomeApprovalDenied, OutcomeApprovalExpired}
+	OutcomeRateLimited, OutcomeOverQuota, OutcomeApprovalPending, OutcomeApprovalDenied, OutcomeApprovalExpired}
 
 // OutcomeNames is Outcomes as one comma-separated list, for messages.
 func OutcomeNames() string {

@@ -49,7 +49,7 @@ type Config struct {
 	UpstreamTokens UpstreamTokensConfig `yaml:"upstream_tokens"`
 	// Audit controls the node's audit log (<data dir>/audit).
 	Audit AuditConfig `yaml:"audit"`
-	// Governance holds per-call controls: approval hold and TTL.
+	// Governance holds the per-call controls: approval hold and TTL, usage flush.
 	Governance GovernanceConfig `yaml:"governance"`
 }
 
@@ -500,6 +500,9 @@ func (c *Config) Validate() error {
 	}
 	if p := c.UpstreamTokens.EffectivePublishAhead(); p < 0 || p >= c.UpstreamTokens.RotateEvery {
 		return fmt.Errorf("upstream_tokens.publish_ahead: %s must be at least 0 and below rotate_every (%s)", p, c.UpstreamTokens.RotateEvery)
+	}
+	if err := c.Governance.validate(); err != nil {
+		return err
 	}
 	if err := c.Audit.validate(c.Trust.Source); err != nil {
 		return err

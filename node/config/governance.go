@@ -15,6 +15,12 @@ type GovernanceConfig struct {
 	// decided, and the approved call run, before then. Default 15m; at
 	// least the hold.
 	ApprovalTTL time.Duration `yaml:"approval_ttl"`
+	// UsageFlush is how often the node commits the usage it counted
+	// (calls and cost per tenant, for quotas, budgets and chargeback)
+	// through Raft. Other replicas see this node's calls that much later,
+	// so a tenant may overshoot a limit by about one interval of traffic.
+	// Zero means the default, 1s; at least 100ms, at most 1m.
+	UsageFlush time.Duration `yaml:"usage_flush"`
 }
 
 // Default approval durations.
@@ -33,6 +39,8 @@ func (g *GovernanceConfig) validate() error {
 		return fmt.Errorf("governance.approval_ttl: %s; want at least 1s, e.g. 15m", g.ApprovalTTL)
 	case g.ApprovalTTL < g.ApprovalHold:
 		return fmt.Errorf("governance.approval_ttl: %s is shorter than governance.approval_hold %s; an approval must outlive the hold", g.ApprovalTTL, g.ApprovalHold)
+	case g.UsageFlush != 0 && (g.UsageFlush < 100*time.Millisecond || g.UsageFlush > time.Minute):
+		return fmt.Errorf("governance.usage_flush: %s is out of range; use between 100ms and 1m (default 1s)", g.UsageFlush)
 	}
 	return nil
 }

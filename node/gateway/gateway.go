@@ -25,6 +25,7 @@ import (
 	"github.com/mcpmesh/mcpmesh/node/policy"
 	"github.com/mcpmesh/mcpmesh/node/ratelimit"
 	"github.com/mcpmesh/mcpmesh/node/upstream"
+	"github.com/mcpmesh/mcpmesh/node/usage"
 	"github.com/mcpmesh/mcpmesh/node/validate"
 	"github.com/mcpmesh/mcpmesh/registry/card"
 	"github.com/mcpmesh/mcpmesh/registry/state"
@@ -97,6 +98,10 @@ type Gateway struct {
 	limitsIndex    uint64
 	limitsReplicas int
 	limitWriters   sync.Map // *auth.TokenInfo → *limitWriter
+	// usage counts calls for quotas and budgets, and quotas is the quota
+	// set in force, swapped in by Sync (budget.go); nil usage enforces none.
+	usage  *usage.Meter
+	quotas atomic.Pointer[state.Quotas]
 	// approvals holds calls for approval (approvals.go).
 	approvals approvals
 	// govs is what the policy knows of each served server: its newest
@@ -370,6 +375,9 @@ func (g *Gateway) Sync() (err error) {
 		return err
 	}
 	if err := g.loadLimits(); err != nil {
+		return err
+	}
+	if err := g.loadQuotas(); err != nil {
 		return err
 	}
 	if err := g.loadApprovals(); err != nil {

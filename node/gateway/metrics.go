@@ -18,6 +18,8 @@ type metrics struct {
 	// rateLimited and liveReplicas are the rate limits' (ratelimit.go).
 	rateLimited  *prometheus.CounterVec
 	liveReplicas prometheus.Gauge
+	// quota is the quotas' and budgets' (budget.go).
+	quota *quotaMetrics
 	// approvals are the approvals' (approvals.go).
 	approvals *approvalMetrics
 }
@@ -28,7 +30,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mcpmesh_gateway_tool_calls_total",
-			Help: "Tool calls through the gateway by namespace, exposed tool name and outcome (ok, tool_error, input_required, error, refused, denied, killed, rate_limited, invalid_arguments, audit_failed: answer withheld because its audit record could not be written).",
+			Help: "Tool calls through the gateway by namespace, exposed tool name and outcome (ok, tool_error, input_required, error, refused, denied, killed, rate_limited, invalid_arguments, over_quota, approval_pending, approval_denied, approval_expired, audit_failed: answer withheld because its audit record could not be written).",
 		}, []string{"namespace", "tool", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "mcpmesh_gateway_tool_call_duration_seconds",
@@ -60,6 +62,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reg.MustRegister(m.calls, m.duration, m.deprecWarn, m.rugPulls, m.decisions, m.killRefusals, m.killSwitches)
 	}
 	m.rateLimited, m.liveReplicas = newRateLimitMetrics(reg)
+	m.quota = newQuotaMetrics(reg)
 	m.approvals = newApprovalMetrics(reg)
 	return m
 }

@@ -124,6 +124,14 @@ func (g *Gateway) call(ctx context.Context, ep *endpoint, req *mcp.CallToolReque
 		g.metrics.observe(g.cfg.Namespace, exposed, "invalid_arguments", time.Since(start))
 		return nil, invalidArguments(e, err)
 	}
+	// The tenant's monthly quota and budget, before the upstream sees it.
+	quota, err := g.checkQuota(rec.Tenant, e)
+	if err != nil {
+		rec.Outcome = audit.OutcomeOverQuota
+		g.metrics.observe(g.cfg.Namespace, exposed, "over_quota", time.Since(start))
+		return nil, err
+	}
+	// Held for approval last: an approved call must be one the budget allows.
 	if err := g.holdForApproval(ctx, req, e, c, rec); err != nil {
 		return nil, err
 	}
@@ -157,6 +165,7 @@ func (g *Gateway) call(ctx context.Context, ep *endpoint, req *mcp.CallToolReque
 	if c.pinnedBy != "" {
 		meta[MetaPinnedBy] = c.pinnedBy
 	}
+	g.budgetWarning(quota, e, res, meta)
 	if d := e.deprecation; d != nil {
 		warning := deprecationWarning(e)
 		meta[MetaDeprecation] = map[string]any{

@@ -120,6 +120,12 @@ func describe(cmd any) (action, target, reason string) {
 		return "revive." + string(c.Kind), c.Name, ""
 	case state.PutLimits:
 		return "limits.put", "limits", fmt.Sprintf("%d limits", len(c.Limits))
+	case state.PutQuotas:
+		names := make([]string, 0, len(c.Quotas))
+		for _, q := range c.Quotas {
+			names = append(names, q.Tenant)
+		}
+		return "quota.put", "quotas", strings.Join(names, " ")
 	case state.DecideApproval:
 		verb := "deny"
 		if c.Approve {

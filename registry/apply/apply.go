@@ -51,6 +51,10 @@ func Apply(ctx context.Context, c Client, p *Plan) (*Plan, error) {
 			if _, err := c.PutLimits(ctx, ch.limits); err != nil {
 				return &out, fmt.Errorf("put the rate limit set (%s): %w", ch.File, err)
 			}
+		case KindQuotas:
+			if _, err := c.PutQuotas(ctx, ch.quotas); err != nil {
+				return &out, fmt.Errorf("put the quota set (%s): %w", ch.File, err)
+			}
 		}
 		ch.Applied = true
 	}

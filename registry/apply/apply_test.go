@@ -31,6 +31,7 @@ type fakeRegistry struct {
 	failSubmit map[string]error // by NAME@VERSION
 	policies   []state.PolicyFile
 	limits     []state.Limit
+	quotas     state.Quotas // quotas_test.go
 }
 
 func newFake() *fakeRegistry {

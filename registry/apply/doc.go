@@ -28,6 +28,11 @@
 //   - [Apply] executes a plan: it submits the new cards and puts the new and
 //     changed tenants.
 //
+// DIR/quotas.yaml ([QuotasFile]), when present, declares each tenant's
+// monthly call quota and cost budget and replaces the registry's quota set
+// whole (a "quotas" change naming each tenant added, changed or removed);
+// when absent, the registry's quotas are left alone.
+//
 // Choices, recorded for operators:
 //
 //   - All or nothing before the first write. An invalid card aborts Load,

@@ -50,6 +50,10 @@ type Catalog struct {
 	// applying the catalog leaves the registry's limits alone.
 	Limits     []state.Limit
 	LimitsFile string
+	// Quotas are the entries of quotas.yaml, in file order; nil when there
+	// is no such file, and then applying the catalog leaves the registry's
+	// quotas alone (an empty file gives an empty, non-nil list).
+	Quotas []QuotaSpec
 }
 
 // CardFile is one server card of a catalog.
@@ -224,6 +228,9 @@ func Load(dir string) (*Catalog, error) {
 		cat.Limits, cat.LimitsFile = ls, filepath.Join(dir, LimitsFile)
 	}
 	ps = append(ps, lps...)
+	qs, _, qps := loadQuotasFile(dir)
+	cat.Quotas = qs
+	ps = append(ps, qps...)
 	if len(ps) > 0 {
 		return nil, &InvalidError{Problems: ps}
 	}

@@ -33,6 +33,10 @@ type Client interface {
 	Limits(ctx context.Context, consistent bool) (api.LimitsResponse, error)
 	// PutLimits replaces the rate limit set.
 	PutLimits(ctx context.Context, limits []state.Limit) (api.LimitsResponse, error)
+	// Quotas returns the quota set.
+	Quotas(ctx context.Context, consistent bool) (state.Quotas, error)
+	// PutQuotas replaces the quota set.
+	PutQuotas(ctx context.Context, quotas []state.Quota) (state.Quotas, error)
 }
 
 var _ Client = (*api.Client)(nil)
@@ -102,6 +106,7 @@ type Change struct {
 	tenant   api.TenantRequest
 	policies []state.PolicyFile
 	limits   []state.Limit
+	quotas   []state.Quota
 }
 
 // Ref names the object: "corp.hr/directory@1.0.0" or "tenant payroll".
@@ -113,6 +118,8 @@ func (c Change) Ref() string {
 		return "policies"
 	case KindLimits:
 		return "limits"
+	case KindQuotas:
+		return "quotas"
 	}
 	return c.Name + "@" + c.Version
 }
@@ -212,6 +219,9 @@ func NewPlan(ctx context.Context, c Client, cat *Catalog) (*Plan, error) {
 		return nil, err
 	}
 	if err := planLimits(ctx, c, cat, p); err != nil {
+		return nil, err
+	}
+	if err := planQuotas(ctx, c, cat, p); err != nil {
 		return nil, err
 	}
 	return p, nil

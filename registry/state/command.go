@@ -36,11 +36,12 @@ const (
 	CmdCheckpointAudit  CommandType = 15
 	CmdPutLimits        CommandType = 16
 	CmdSetLiveReplicas  CommandType = 17
-	// 18 and 19 are taken by usage.
-	CmdRequestApproval CommandType = 20
-	CmdDecideApproval  CommandType = 21
-	CmdConsumeApproval CommandType = 22
-	CmdPruneApprovals  CommandType = 23
+	CmdPutQuotas        CommandType = 18
+	CmdFlushUsage       CommandType = 19
+	CmdRequestApproval  CommandType = 20
+	CmdDecideApproval   CommandType = 21
+	CmdConsumeApproval  CommandType = 22
+	CmdPruneApprovals   CommandType = 23
 )
 
 // String names the command type for logs and errors.
@@ -78,6 +79,10 @@ func (t CommandType) String() string {
 		return "put-limits"
 	case CmdSetLiveReplicas:
 		return "set-live-replicas"
+	case CmdPutQuotas:
+		return "put-quotas"
+	case CmdFlushUsage:
+		return "flush-usage"
 	case CmdRequestApproval:
 		return "request-approval"
 	case CmdDecideApproval:
@@ -156,6 +161,10 @@ func Encode(cmd any) ([]byte, error) {
 		t = CmdPutLimits
 	case SetLiveReplicas, *SetLiveReplicas:
 		t = CmdSetLiveReplicas
+	case PutQuotas, *PutQuotas:
+		t = CmdPutQuotas
+	case FlushUsage, *FlushUsage:
+		t = CmdFlushUsage
 	case RequestApproval, *RequestApproval:
 		t = CmdRequestApproval
 	case DecideApproval, *DecideApproval:

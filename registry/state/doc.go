@@ -5,8 +5,9 @@
 // It owns the replicated objects of one namespace (server versions with their
 // cards, tool versions and lifecycle history, tenants, API keys, version
 // profiles, the signing keys of the tokens its nodes mint toward
-// upstreams, and the kill switches pulled on tools, servers, tenants and
-// agents) and the rules that keep them consistent. It does not own Raft itself, forwarding or the HTTP
+// upstreams, the kill switches pulled on tools, servers, tenants and
+// agents, the tenants' quotas and budgets and their replicated usage,
+// usage.go) and the rules that keep them consistent. It does not own Raft itself, forwarding or the HTTP
 // API (package cluster and package api do), and card parsing and lifecycle
 // rules live in package card.
 //

@@ -212,6 +212,10 @@ func (f *FSM) applyCommand(b *pebble.Batch, l *raft.Log) any {
 		return applyJSON(b, l.Index, t, body, f.applyPutLimits)
 	case CmdSetLiveReplicas:
 		return applyJSON(b, l.Index, t, body, f.applySetLiveReplicas)
+	case CmdPutQuotas:
+		return applyJSON(b, l.Index, t, body, f.applyPutQuotas)
+	case CmdFlushUsage:
+		return applyJSON(b, l.Index, t, body, f.applyFlushUsage)
 	case CmdRequestApproval:
 		return applyJSON(b, l.Index, t, body, f.applyRequestApproval)
 	case CmdDecideApproval:
