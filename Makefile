@@ -15,8 +15,16 @@ build:
 
 # Every test: unit, in-process cluster, and end-to-end tests of the real
 # binary (which find it through MCPMESH_BIN).
-test: build
+test: build monitoring
 	MCPMESH_BIN=$(CURDIR)/$(BIN) $(GO) test -tags $(TAGS) $(TESTFLAGS) ./...
+
+# The alert rules and the Grafana dashboard of deploy/ (deploy/check, a
+# module of its own: it needs the Prometheus server's packages). Every alert
+# is evaluated on a sample of its trouble and a healthy one, and every
+# metric the two name must be one mcpmesh exports.
+.PHONY: monitoring
+monitoring:
+	cd deploy/check && $(GO) test -count=1 ./...
 
 unit:
 	$(GO) test -tags $(TAGS) $(TESTFLAGS) $$($(GO) list ./... | grep -v /test/)
@@ -43,6 +51,7 @@ bench-gateway: build
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet -tags $(TAGS) ./...
+	cd deploy/check && $(GO) vet ./...
 
 # The official MCP conformance suite (npx @modelcontextprotocol/conformance)
 # against the go-sdk's fixture directly and through the gateway, for both
