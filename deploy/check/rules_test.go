@@ -111,8 +111,9 @@ var alertCases = map[string]alertCase{
 		labels: map[string]string{"tenant": "payroll"},
 	},
 	"McpmeshApprovalsWaiting": {
-		fire:  `mcpmesh_approvals_pending{instance="n1"} 20x40`,
-		quiet: `mcpmesh_approvals_pending{instance="n1"} 3x40`,
+		fire:   `mcpmesh_approvals_pending{namespace="finance",instance="n1"} 20x40` + "\n" + `mcpmesh_approvals_pending{namespace="finance",instance="n2"} 20x40`,
+		quiet:  `mcpmesh_approvals_pending{namespace="finance",instance="n1"} 8x40` + "\n" + `mcpmesh_approvals_pending{namespace="finance",instance="n2"} 8x40`,
+		labels: map[string]string{"namespace": "finance"},
 	},
 	"McpmeshKillSwitchInForce": {
 		fire:   `mcpmesh_kill_switches{kind="tool",instance="n1"} 1x200`,
