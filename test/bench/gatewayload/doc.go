@@ -15,9 +15,16 @@
 //     config: one node, raft.no_sync, agents authenticating with API keys,
 //     log.level info (the product default). The upstream's card, pinning
 //     the exact echo definition, is submitted and approved through the
-//     admin API, with a tenant, an API key for the load and three Cedar
+//     admin API, with a tenant, an API key for the load and four Cedar
 //     policies of the shape a BU writes; the node serves the tool as
-//     bench.echo and decides every call by policy.
+//     bench.echo. Every governance control is on, set so that none
+//     refuses the load: each call is authenticated, decided by policy
+//     (including an approval rule, which makes the node read the call's
+//     arguments), checked against four rate limits (identity, tenant,
+//     tool, tenant and tool), a kill switch list (one switch in force, on
+//     another agent), its tenant's monthly quota and budget (the card
+//     prices a call at 0.0001 USD; usage is flushed through Raft every
+//     second), validated, audited with fsync, and charged.
 //
 // The upstream and the proxy are this program again (-role upstream,
 // -role proxy). The client is go-sdk, one session per target, reused for

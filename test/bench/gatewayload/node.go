@@ -32,7 +32,7 @@ const (
 // serverCard is the registry card of the upstream at url, pinning echoTool.
 func serverCard(url string) []byte {
 	return fmt.Appendf(nil, `{"name":%q,"description":"gatewayload upstream","version":%q,"_meta":{
-"io.mcpmesh/governance":{"owner":"bench@corp.example","team":"bench","dataClassification":"internal","riskTier":"low","costPerCall":0,
+"io.mcpmesh/governance":{"owner":"bench@corp.example","team":"bench","dataClassification":"internal","riskTier":"low","costPerCall":0.0001,
 "upstream":{"transport":"streamable-http","url":%q}},
 "io.mcpmesh/tools":[%s]}}`, benchServer, benchVersion, url, echoTool)
 }
@@ -158,7 +158,37 @@ func registerUpstream(ctx context.Context, base, upstreamURL string) (string, er
 	if err != nil {
 		return "", fmt.Errorf("create the load's API key: %w", err)
 	}
+	if err := everyControl(ctx, cl); err != nil {
+		return "", err
+	}
 	return key.Secret, nil
+}
+
+// everyControl turns on every governance control a call goes through, set
+// so that none refuses the load: rate limits on the caller, its tenant,
+// the tool and the pair; a monthly call quota and cost budget (each call
+// costs the card's 0.0001 USD, metered and flushed through Raft); a kill
+// switch in force on another agent, so the check has a switch to look at;
+// and the policy's approval rule for large transfers, which reads every
+// call's arguments. The audit log is on as in every node.
+func everyControl(ctx context.Context, cl *api.Client) error {
+	lots := "1000000/s"
+	limits := []state.Limit{
+		{Identity: "apikey:*", Rate: lots, Burst: 1000000},
+		{Tenant: benchTenant, Rate: lots, Burst: 1000000},
+		{Tool: benchServer + "/echo", Rate: lots, Burst: 1000000},
+		{Tenant: benchTenant, Tool: benchServer + "/echo", Rate: lots, Burst: 1000000},
+	}
+	if _, err := cl.PutLimits(ctx, limits); err != nil {
+		return fmt.Errorf("put the rate limits: %w", err)
+	}
+	if _, err := cl.PutQuotas(ctx, []state.Quota{{Tenant: benchTenant, Calls: 1_000_000_000, Budget: 1_000_000, Currency: "USD"}}); err != nil {
+		return fmt.Errorf("put the quotas: %w", err)
+	}
+	if _, err := cl.Kill(ctx, api.KillRequest{Kind: state.KillAgent, Name: "apikey:revokedagent", Reason: "gatewayload: a switch in force on someone else"}); err != nil {
+		return fmt.Errorf("pull a kill switch: %w", err)
+	}
+	return nil
 }
 
 // benchTenant owns the load's API key.
@@ -177,6 +207,11 @@ when { principal.tenant == "loadgen" && context.riskLevel <= 1 };
 @id("no-destructive-tools-for-contractors")
 forbid (principal in Group::"contractors", action == Action::"call", resource)
 when { context.annotations.destructive };
+
+@id("large-transfers-need-approval")
+@approval("required")
+permit (principal in Group::"bench-agents", action == Action::"call", resource)
+when { context.arguments.hasTag("amount_cents") && context.arguments.getTag("amount_cents") > 1000000 };
 `
 
 // freePort returns a loopback address whose port was free a moment ago.
