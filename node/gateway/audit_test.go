@@ -259,3 +259,22 @@ func TestAuditFailureFailsTheCall(t *testing.T) {
 		t.Errorf("with the log down: %d upstream calls, %d appends; want no new upstream call", calls.Load(), down.appends.Load())
 	}
 }
+
+// TestCardCostDefaultsToUSD: a card that prices its calls without naming a
+// currency costs in USD, as the card format says, so its calls count
+// against a USD budget.
+func TestCardCostDefaultsToUSD(t *testing.T) {
+	r := newRegistry(t)
+	raw := json.RawMessage(strings.Replace(string(cardJSON("corp.hr/directory", "1.0.0", newUpstream(t, "v1").URL, lookupTool)),
+		`"costPerCall":0`, `"costPerCall":0.5`, 1))
+	r.apply(state.SubmitVersion{Card: raw, By: "ci", At: t0})
+	r.apply(state.Transition{Server: "corp.hr/directory", Version: "1.0.0", To: card.StateApproved, By: "rev", At: t0})
+	g, _ := newGateway(t, r)
+	rt := g.agg.route("hr.lookup")
+	if rt == nil {
+		t.Fatal("hr.lookup is not served")
+	}
+	if e := rt.newest; e.cost != 0.5 || e.currency != "USD" {
+		t.Errorf("entry cost %v %q, want 0.5 USD", e.cost, e.currency)
+	}
+}

@@ -164,8 +164,11 @@ func (g *Gateway) cardMicros(e *entry, currency string) int64 {
 		return 0
 	}
 	if e.currency != currency {
-		g.logger.Warn("quota: the tool's card costs in another currency than the tenant's budget; its cost does not count against the budget",
-			"server", e.server, "version", e.version, "card_currency", e.currency, "budget_currency", currency)
+		// Once per version and currency pair, not on every call.
+		if _, seen := g.currencyWarned.LoadOrStore(e.server+"@"+e.version+" "+currency, true); !seen {
+			g.logger.Warn("quota: the tool's card costs in another currency than the tenant's budget; its cost does not count against the budget",
+				"server", e.server, "version", e.version, "card_currency", e.currency, "budget_currency", currency)
+		}
 		return 0
 	}
 	m, _ := state.ToMicros(e.cost)

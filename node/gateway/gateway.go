@@ -102,6 +102,9 @@ type Gateway struct {
 	// set in force, swapped in by Sync (budget.go); nil usage enforces none.
 	usage  *usage.Meter
 	quotas atomic.Pointer[state.Quotas]
+	// currencyWarned holds the "<server>@<version> <currency>" pairs
+	// whose currency mismatch was logged.
+	currencyWarned sync.Map
 	// approvals holds calls for approval (approvals.go).
 	approvals approvals
 	// govs is what the policy knows of each served server: its newest
@@ -417,7 +420,7 @@ func (g *Gateway) Sync() (err error) {
 				continue
 			}
 			e := &entry{server: sv.Server, version: sv.Version, tool: tv.Name, hash: tv.Hash, def: def, target: targetOf(sv), deprecation: sv.Deprecation, input: input,
-				cost: sv.Governance.CostPerCall, currency: sv.Governance.Currency}
+				cost: sv.Governance.CostPerCall, currency: currencyOf(sv.Governance)}
 			e.authz = policy.NewTarget(&policy.Request{Action: policy.ActionCall, Namespace: g.cfg.Namespace, Server: serverInfo(sv),
 				Tool: policy.Tool{Name: tv.Name, Version: sv.Version, Deprecated: sv.Deprecation != nil, Annotations: def.Annotations}})
 			if byServer[sv.Server] == nil {
@@ -719,4 +722,14 @@ func (h minLevel) WithAttrs(attrs []slog.Attr) slog.Handler {
 
 func (h minLevel) WithGroup(name string) slog.Handler {
 	return minLevel{h.Handler.WithGroup(name), h.min}
+}
+
+// currencyOf is the currency of a card's costPerCall: the registry keeps
+// the card's governance as written, and a card that names none costs in
+// card.DefaultCurrency.
+func currencyOf(g card.Governance) string {
+	if g.Currency == "" {
+		return card.DefaultCurrency
+	}
+	return g.Currency
 }
