@@ -26,19 +26,32 @@ const limitExample = `"- {tenant: payroll, rate: 100/s, burst: 200}"`
 // the file is absent: applying the catalog then leaves the registry's
 // limits alone.
 func loadLimits(dir string) (ls []state.Limit, declared bool, ps []Problem) {
-	path := filepath.Join(dir, LimitsFile)
-	raw, err := os.ReadFile(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		if _, err := os.Stat(filepath.Join(dir, "limits.yml")); err == nil {
-			return nil, false, []Problem{{File: filepath.Join(dir, "limits.yml"), Message: "the rate limits file must be named " + LimitsFile + "; rename it"}}
-		}
-		return nil, false, nil
-	case err != nil:
-		return nil, false, []Problem{{File: path, Message: fmt.Sprintf("cannot read: %v", err)}}
+	raw, path, declared, ps := readTopFile(dir, LimitsFile, "rate limits")
+	if !declared || len(ps) > 0 {
+		return nil, declared, ps
 	}
 	ls, ps = ParseLimits(path, raw)
 	return ls, true, ps
+}
+
+// readTopFile reads the YAML file name (what it holds, for messages) at
+// the top of dir. found is false when there is none; a file named with a
+// .yml extension instead is a problem, since it would be silently
+// ignored.
+func readTopFile(dir, name, what string) (raw []byte, path string, found bool, ps []Problem) {
+	path = filepath.Join(dir, name)
+	raw, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		alt := strings.TrimSuffix(path, ".yaml") + ".yml"
+		if _, err := os.Stat(alt); err == nil {
+			return nil, path, false, []Problem{{File: alt, Message: "the " + what + " file must be named " + name + "; rename it"}}
+		}
+		return nil, path, false, nil
+	case err != nil:
+		return nil, path, true, []Problem{{File: path, Message: fmt.Sprintf("cannot read: %v", err)}}
+	}
+	return raw, path, true, nil
 }
 
 // ParseLimits decodes and checks the content of a rate limits file: a

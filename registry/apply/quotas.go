@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"math"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -49,16 +47,9 @@ const KindQuotas Kind = "quotas"
 // loadQuotasFile reads DIR/quotas.yaml if present; found is false when
 // there is none.
 func loadQuotasFile(dir string) (qs []QuotaSpec, found bool, ps []Problem) {
-	path := filepath.Join(dir, QuotasFile)
-	raw, err := os.ReadFile(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		if _, err := os.Stat(filepath.Join(dir, "quotas.yml")); err == nil {
-			return nil, false, []Problem{{File: filepath.Join(dir, "quotas.yml"), Message: "the quotas file must be named " + QuotasFile + "; rename it"}}
-		}
-		return nil, false, nil
-	case err != nil:
-		return nil, true, []Problem{{File: path, Message: fmt.Sprintf("cannot read: %v", err)}}
+	raw, path, found, ps := readTopFile(dir, QuotasFile, "quotas")
+	if !found || len(ps) > 0 {
+		return nil, found, ps
 	}
 	qs, ps = ParseQuotas(path, raw)
 	return qs, true, ps

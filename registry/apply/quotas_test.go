@@ -149,6 +149,9 @@ func TestPlanQuotas(t *testing.T) {
 	if _, err := Load(writeCatalog(t, map[string]string{"quotas.yml": twoQuotas})); err == nil || !strings.Contains(err.Error(), "must be named quotas.yaml") {
 		t.Errorf("quotas.yml: %v; want a hint to rename it", err)
 	}
+	if _, err := Load(writeCatalog(t, map[string]string{"limits.yml": "- {tenant: payroll, rate: 10/s}\n"})); err == nil || !strings.Contains(err.Error(), "rate limits file must be named limits.yaml") {
+		t.Errorf("limits.yml: %v; want a hint to rename it", err)
+	}
 }
 
 func FuzzParseQuotas(f *testing.F) {
