@@ -60,40 +60,17 @@ func readTopFile(dir, name, what string) (raw []byte, path string, found bool, p
 // rate, at least 1). path names the file in problems. An empty file
 // declares no limits.
 func ParseLimits(path string, raw []byte) ([]state.Limit, []Problem) {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(raw, &doc); err != nil {
-		return nil, []Problem{{File: path, Message: "not valid YAML: " + strings.Join(strings.Fields(strings.TrimPrefix(err.Error(), "yaml: ")), " ")}}
-	}
-	out := []state.Limit{}
-	if len(doc.Content) == 0 {
-		return out, nil
-	}
-	root := doc.Content[0]
-	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
-		return out, nil
-	}
-	if root.Kind != yaml.SequenceNode {
-		return nil, []Problem{{File: path, Line: root.Line, Message: "must be a list of limits, one entry per limit such as " + limitExample}}
-	}
-	var ps []Problem
-	seen := map[string]int{}
-	for i, item := range root.Content {
-		if item.Kind != yaml.MappingNode {
-			ps = append(ps, Problem{File: path, Line: item.Line, Message: fmt.Sprintf("limit %d must be a mapping with a scope (identity, tenant, tool), rate and burst, such as %s", i+1, limitExample)})
-			continue
-		}
-		l, lps := decodeLimit(path, item)
-		if len(lps) > 0 {
-			ps = append(ps, lps...)
-			continue
-		}
-		if line, ok := seen[l.Scope()]; ok {
-			ps = append(ps, Problem{File: path, Line: item.Line, Message: fmt.Sprintf("a limit of scope %s is also declared on line %d; declare each scope once", l.Scope(), line)})
-			continue
-		}
-		seen[l.Scope()] = item.Line
-		out = append(out, l)
-	}
+	out, ps := parseList(path, raw, listFormat[state.Limit]{
+		notList: "must be a list of limits, one entry per limit such as " + limitExample,
+		notMapping: func(i int) string {
+			return fmt.Sprintf("limit %d must be a mapping with a scope (identity, tenant, tool), rate and burst, such as %s", i, limitExample)
+		},
+		decode: decodeLimit,
+		key:    state.Limit.Scope,
+		twice: func(l state.Limit, line int) Problem {
+			return Problem{Message: fmt.Sprintf("a limit of scope %s is also declared on line %d; declare each scope once", l.Scope(), line)}
+		},
+	})
 	if len(ps) > 0 {
 		return nil, ps
 	}

@@ -368,39 +368,78 @@ func loadTenants(path string) ([]TenantSpec, []Problem) {
 // ParseTenants decodes and checks the content of a tenants file; path
 // names it in problems.
 func ParseTenants(path string, raw []byte) ([]TenantSpec, []Problem) {
+	out, ps := parseList(path, raw, listFormat[TenantSpec]{
+		notList: "must be a list of tenants, one entry per tenant such as " + tenantExample,
+		notMapping: func(i int) string {
+			return fmt.Sprintf("tenant %d must be a mapping with name, displayName and owners, such as %s", i, tenantExample)
+		},
+		decode: decodeTenant,
+		key:    func(t TenantSpec) string { return t.Name },
+		twice: func(t TenantSpec, line int) Problem {
+			return Problem{Field: "name", Message: fmt.Sprintf("tenant %s is also declared on line %d; declare each tenant once", t.Name, line)}
+		},
+	})
+	if len(out) == 0 {
+		out = nil // an empty file declares no tenant
+	}
+	return out, ps
+}
+
+// listFormat describes a catalog file that is a YAML list of mappings,
+// one entry per object (tenants.yaml, limits.yaml, quotas.yaml).
+type listFormat[T any] struct {
+	// notList is the problem when the document is not a list.
+	notList string
+	// notMapping is the problem when entry i (from 1) is not a mapping.
+	notMapping func(i int) string
+	// decode decodes and checks one entry.
+	decode func(path string, item *yaml.Node) (T, []Problem)
+	// key names the object an entry declares; twice is the problem of an
+	// entry whose key an earlier one, on line, declared (File and Line
+	// are filled in).
+	key   func(T) string
+	twice func(t T, line int) Problem
+}
+
+// parseList decodes a list file of format f: an empty document is an
+// empty, non-nil list. It returns the entries that decoded cleanly, in
+// file order, and every problem of the others.
+func parseList[T any](path string, raw []byte, f listFormat[T]) ([]T, []Problem) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(raw, &doc); err != nil {
 		return nil, []Problem{{File: path, Message: "not valid YAML: " + strings.Join(strings.Fields(strings.TrimPrefix(err.Error(), "yaml: ")), " ")}}
 	}
+	out := []T{}
 	if len(doc.Content) == 0 {
-		return nil, nil // an empty file declares no tenant
+		return out, nil
 	}
 	root := doc.Content[0]
 	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
-		return nil, nil
+		return out, nil
 	}
 	if root.Kind != yaml.SequenceNode {
-		return nil, []Problem{{File: path, Line: root.Line, Message: "must be a list of tenants, one entry per tenant such as " + tenantExample}}
+		return nil, []Problem{{File: path, Line: root.Line, Message: f.notList}}
 	}
-	var out []TenantSpec
 	var ps []Problem
 	seen := map[string]int{}
 	for i, item := range root.Content {
 		if item.Kind != yaml.MappingNode {
-			ps = append(ps, Problem{File: path, Line: item.Line, Message: fmt.Sprintf("tenant %d must be a mapping with name, displayName and owners, such as %s", i+1, tenantExample)})
+			ps = append(ps, Problem{File: path, Line: item.Line, Message: f.notMapping(i + 1)})
 			continue
 		}
-		t, tps := decodeTenant(path, item)
-		if len(tps) > 0 {
-			ps = append(ps, tps...)
+		v, vps := f.decode(path, item)
+		if len(vps) > 0 {
+			ps = append(ps, vps...)
 			continue
 		}
-		if line, ok := seen[t.Name]; ok {
-			ps = append(ps, Problem{File: path, Line: t.Line, Field: "name", Message: fmt.Sprintf("tenant %s is also declared on line %d; declare each tenant once", t.Name, line)})
+		if line, ok := seen[f.key(v)]; ok {
+			p := f.twice(v, line)
+			p.File, p.Line = path, item.Line
+			ps = append(ps, p)
 			continue
 		}
-		seen[t.Name] = t.Line
-		out = append(out, t)
+		seen[f.key(v)] = item.Line
+		out = append(out, v)
 	}
 	return out, ps
 }

@@ -58,41 +58,17 @@ func loadQuotasFile(dir string) (qs []QuotaSpec, found bool, ps []Problem) {
 // ParseQuotas decodes and checks the content of a quotas file; path names
 // it in problems. It never panics.
 func ParseQuotas(path string, raw []byte) ([]QuotaSpec, []Problem) {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(raw, &doc); err != nil {
-		return nil, []Problem{{File: path, Message: "not valid YAML: " + strings.Join(strings.Fields(strings.TrimPrefix(err.Error(), "yaml: ")), " ")}}
-	}
-	if len(doc.Content) == 0 {
-		return []QuotaSpec{}, nil
-	}
-	root := doc.Content[0]
-	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
-		return []QuotaSpec{}, nil
-	}
-	if root.Kind != yaml.SequenceNode {
-		return nil, []Problem{{File: path, Line: root.Line, Message: "must be a list of quotas, one entry per tenant such as " + quotaExample}}
-	}
-	out := []QuotaSpec{}
-	var ps []Problem
-	seen := map[string]int{}
-	for i, item := range root.Content {
-		if item.Kind != yaml.MappingNode {
-			ps = append(ps, Problem{File: path, Line: item.Line, Message: fmt.Sprintf("entry %d must be a mapping with tenant and calls and/or budget, such as %s", i+1, quotaExample)})
-			continue
-		}
-		q, qps := decodeQuota(path, item)
-		if len(qps) > 0 {
-			ps = append(ps, qps...)
-			continue
-		}
-		if line, ok := seen[q.Tenant]; ok {
-			ps = append(ps, Problem{File: path, Line: q.Line, Field: "tenant", Message: fmt.Sprintf("tenant %s also has a quota on line %d; give each tenant one entry", q.Tenant, line)})
-			continue
-		}
-		seen[q.Tenant] = q.Line
-		out = append(out, q)
-	}
-	return out, ps
+	return parseList(path, raw, listFormat[QuotaSpec]{
+		notList: "must be a list of quotas, one entry per tenant such as " + quotaExample,
+		notMapping: func(i int) string {
+			return fmt.Sprintf("entry %d must be a mapping with tenant and calls and/or budget, such as %s", i, quotaExample)
+		},
+		decode: decodeQuota,
+		key:    func(q QuotaSpec) string { return q.Tenant },
+		twice: func(q QuotaSpec, line int) Problem {
+			return Problem{Field: "tenant", Message: fmt.Sprintf("tenant %s also has a quota on line %d; give each tenant one entry", q.Tenant, line)}
+		},
+	})
 }
 
 // decodeQuota decodes one entry of quotas.yaml and checks it as the
