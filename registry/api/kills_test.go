@@ -23,6 +23,14 @@ import (
 // "spiffe://hr.example.corp/admin/alice", and returns a client of it.
 func newTestAPI(t *testing.T) *Client {
 	t.Helper()
+	c, _ := newTestAPICluster(t)
+	return c
+}
+
+// newTestAPICluster is newTestAPI that also returns the cluster, so a test
+// can propose what a gateway would.
+func newTestAPICluster(t *testing.T) (*Client, *cluster.Cluster) {
+	t.Helper()
 	authority, err := ca.Init(t.TempDir()+"/ca", spiffeid.RequireTrustDomainFromString("hr.example.corp"))
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +65,7 @@ func newTestAPI(t *testing.T) *Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c
+	return c, cl
 }
 
 // wantAPIError checks err is an API error of status whose message says want.
