@@ -100,14 +100,20 @@ func mcpConnectAs(t *testing.T, url, version, key string) *mcp.ClientSession {
 
 func tryConnect(t *testing.T, url, version, key string) (*mcp.ClientSession, error) {
 	t.Helper()
+	return dial(t, url, version, credentialTransport{key})
+}
+
+// dial connects an agent that sends its requests through rt.
+func dial(t *testing.T, url, version string, rt http.RoundTripper) (*mcp.ClientSession, error) {
 	c := mcp.NewClient(&mcp.Implementation{Name: "e2e-agent", Version: "1"}, nil)
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
 	defer cancel()
-	s, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: &http.Client{Transport: credentialTransport{key}}}, &mcp.ClientSessionOptions{ProtocolVersion: version})
-	if err == nil {
-		t.Cleanup(func() { s.Close() })
+	s, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: &http.Client{Transport: rt}}, &mcp.ClientSessionOptions{ProtocolVersion: version})
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s (%s): %w", url, version, err)
 	}
-	return s, err
+	t.Cleanup(func() { s.Close() })
+	return s, nil
 }
 
 // createKey makes an API key for tenant with the CLI and returns it.

@@ -104,14 +104,17 @@ func (a agentTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 
 func connectAgent(t *testing.T, url, era, key string) *mcp.ClientSession {
 	t.Helper()
-	c := mcp.NewClient(&mcp.Implementation{Name: "e2e-agent", Version: "1"}, nil)
-	s, err := c.Connect(t.Context(), &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: &http.Client{Transport: agentTransport{key}}},
-		&mcp.ClientSessionOptions{ProtocolVersion: era})
+	s, err := dialAgent(t, url, era, key)
 	if err != nil {
-		t.Fatalf("connect to %s (%s): %v", url, era, err)
+		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close() })
 	return s
+}
+
+// dialAgent is connectAgent for a caller that may retry: a key created on
+// one replica is unknown to another until that replica applies it.
+func dialAgent(t *testing.T, url, era, key string) (*mcp.ClientSession, error) {
+	return dial(t, url, era, agentTransport{key})
 }
 
 // keySet fetches a node's published key set.
@@ -193,8 +196,11 @@ func TestUpstreamTokens(t *testing.T) {
 					var res *mcp.CallToolResult
 					var last string
 					ok := testcluster.Eventually(catchUp, func() bool {
-						s = connectAgent(t, n.URL()+"/mcp", era, key)
 						var err error
+						if s, err = dialAgent(t, n.URL()+"/mcp", era, key); err != nil {
+							last = err.Error()
+							return false
+						}
 						res, err = s.CallTool(t.Context(), &mcp.CallToolParams{Name: "hr.get_salary_band", Arguments: map[string]any{"grade": "E3"},
 							Meta: mcp.Meta{"io.mcpmesh/version": version}})
 						last = fmt.Sprint(res, err)
