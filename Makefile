@@ -88,6 +88,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzBearer -fuzztime $(FUZZTIME) ./trust/agentauth/
 	$(GO) test -run '^$$' -fuzz FuzzVerify -fuzztime $(FUZZTIME) ./trust/tokens/
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./node/audit/
+	cd third_party/go-sdk && $(GO) test -run '^$$' -fuzz FuzzPatchedUnmarshalMatchesOriginal -fuzztime $(FUZZTIME) ./internal/json/
 	$(GO) test -run '^$$' -fuzz FuzzParseLimits -fuzztime $(FUZZTIME) ./registry/apply/
 
 clean:
