@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mcpmesh/mcpmesh/node/audit"
+	"github.com/mcpmesh/mcpmesh/registry/cluster"
 )
 
 // Each replica of a BU keeps its own audit chain: a call is on the record
@@ -76,6 +77,19 @@ func (c *Client) replicas(ctx context.Context) ([]replica, error) {
 	m, err := c.Members(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list the cluster's members to reach every replica: %w", err)
+	}
+	// The node asks each member for its status within a second; a busy
+	// member may miss that once. Ask again before calling it unreachable.
+	if slices.ContainsFunc(m.Members, func(mem cluster.Member) bool { return mem.APIURL == "" }) {
+		if again, err := c.Members(ctx); err == nil {
+			for i := range m.Members {
+				for _, a := range again.Members {
+					if a.ID == m.Members[i].ID && m.Members[i].APIURL == "" && a.APIURL != "" {
+						m.Members[i] = a
+					}
+				}
+			}
+		}
 	}
 	out := make([]replica, 0, len(m.Members))
 	for _, mem := range m.Members {
