@@ -145,6 +145,7 @@ func New(cfg config.Config, opts ...Option) (n *Node, err error) {
 		SnapshotThreshold:  cfg.Raft.SnapshotThreshold,
 		SnapshotRetain:     cfg.Raft.SnapshotRetain,
 		NoSync:             cfg.Raft.NoSync,
+		APIURL:             cfg.APIURL(n.httpLn.Addr().String()),
 	}
 	for _, p := range cfg.Bootstrap.Peers {
 		ccfg.Peers = append(ccfg.Peers, cluster.Peer{ID: p.ID, Address: p.Address})

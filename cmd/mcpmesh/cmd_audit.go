@@ -60,12 +60,13 @@ func (f *filterFlags) query(now time.Time) (api.AuditQuery, error) {
 }
 
 func auditQuery(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := newFlagSet("audit query", "audit query [-principal P] [-tenant T] [-tool T] [-outcome O] [-kind K] [-since S] [-until U] [-limit N]  (the node's newest matching records)")
+	fs := newFlagSet("audit query", "audit query [-all] [-principal P] [-tenant T] [-tool T] [-outcome O] [-kind K] [-since S] [-until U] [-limit N]  (the node's newest matching records; with -all, the BU's)")
 	var cf clientFlags
 	cf.register(fs)
 	var ff filterFlags
 	ff.register(fs)
-	limit := fs.Int("limit", audit.DefaultLimit, fmt.Sprintf("at most this many records, the newest (up to %d)", audit.MaxLimit))
+	all := fs.Bool("all", false, allUsage)
+	limit := fs.Int("limit", audit.DefaultLimit, fmt.Sprintf("at most this many records, the newest (up to %d; with -all, across the replicas)", audit.MaxLimit))
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -79,6 +80,9 @@ func auditQuery(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer cancel()
+	if *all {
+		return auditQueryAll(ctx, c, q, &cf, stdout)
+	}
 	res, err := c.AuditQuery(ctx, q)
 	if err != nil {
 		return err
@@ -86,19 +90,24 @@ func auditQuery(ctx context.Context, args []string, stdout io.Writer) error {
 	return cf.print(stdout, res, func(tw *tabwriter.Writer) {
 		fmt.Fprintln(tw, "SEQ\tTIME\tKIND\tPRINCIPAL\tTENANT\tWHAT\tOUTCOME\tCODE\tMS")
 		for _, r := range res.Records {
-			what := r.Tool
-			if r.Version != "" {
-				what += "@" + r.Version
-			}
-			if r.Kind != audit.KindCall {
-				what = strings.TrimSpace(r.Action + " " + r.Target)
-			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%.1f\n", r.Seq, r.Time.UTC().Format(time.RFC3339), r.Kind, orDash(r.Principal), orDash(r.Tenant), what, r.Outcome, r.ErrorCode, r.DurationMs)
+			fmt.Fprintln(tw, recordRow(r))
 		}
 		if len(res.Records) == 0 {
 			fmt.Fprintf(tw, "no record of node %s matches\n", res.Node)
 		}
 	})
+}
+
+// recordRow is a record's row of the audit query table, from SEQ on.
+func recordRow(r audit.Record) string {
+	what := r.Tool
+	if r.Version != "" {
+		what += "@" + r.Version
+	}
+	if r.Kind != audit.KindCall {
+		what = strings.TrimSpace(r.Action + " " + r.Target)
+	}
+	return fmt.Sprintf("%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%.1f", r.Seq, r.Time.UTC().Format(time.RFC3339), r.Kind, orDash(r.Principal), orDash(r.Tenant), what, r.Outcome, r.ErrorCode, r.DurationMs)
 }
 
 func orDash(s string) string {
@@ -109,11 +118,12 @@ func orDash(s string) string {
 }
 
 func auditExport(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := newFlagSet("audit export", "audit export [-since S] [-until U] [filters of audit query] [-out FILE]  (JSON lines for a SIEM, oldest first)")
+	fs := newFlagSet("audit export", "audit export [-all] [-since S] [-until U] [filters of audit query] [-out FILE]  (JSON lines for a SIEM, oldest first)")
 	var cf clientFlags
 	cf.register(fs)
 	var ff filterFlags
 	ff.register(fs)
+	all := fs.Bool("all", false, allUsage+"; a partial export ends with a line {\"partial\":true,\"missing\":[…]}")
 	out := fs.String("out", "", "write to FILE instead of standard output")
 	if _, err := parse(fs, args); err != nil {
 		return err
@@ -136,13 +146,21 @@ func auditExport(ctx context.Context, args []string, stdout io.Writer) error {
 		defer f.Close()
 		w = f
 	}
-	if err := c.AuditExport(ctx, q, w); err != nil {
+	var missing []api.MissingNode
+	if *all {
+		missing, err = c.AuditExportAll(ctx, q, w)
+	} else {
+		err = c.AuditExport(ctx, q, w)
+	}
+	if err != nil {
 		return err
 	}
 	if f, ok := w.(*os.File); ok && *out != "" {
-		return f.Close()
+		if err := f.Close(); err != nil {
+			return err
+		}
 	}
-	return nil
+	return partialError(missing)
 }
 
 func auditVerify(ctx context.Context, args []string, stdout io.Writer) error {

@@ -32,9 +32,9 @@ func runMembers(ctx context.Context, args []string, stdout io.Writer) error {
 
 func printMembers(cf *clientFlags, stdout io.Writer, m api.MembersResponse) error {
 	return cf.print(stdout, m, func(tw *tabwriter.Writer) {
-		fmt.Fprintln(tw, "ID\tADDRESS\tSUFFRAGE\tROLE\tLAST CONTACT\tAPPLIED")
+		fmt.Fprintln(tw, "ID\tADDRESS\tAPI\tSUFFRAGE\tROLE\tLAST CONTACT\tAPPLIED")
 		for _, s := range m.Members {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", s.ID, s.Address, s.Suffrage, s.Role, fmtTime(s.LastContact), s.AppliedIndex)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", s.ID, s.Address, orDash(s.APIURL), s.Suffrage, s.Role, fmtTime(s.LastContact), s.AppliedIndex)
 		}
 	})
 }

@@ -189,6 +189,11 @@ type SVIDTenant struct {
 type HTTPConfig struct {
 	// Listen is the host:port of the HTTP listener. Required.
 	Listen string `yaml:"listen"`
+	// Advertise is the host:port at which clients reach the listener,
+	// reported to them by `mcpmesh members` (and used by `audit query
+	// -all`). Default: Listen, or with a wildcard Listen the host of
+	// raft.advertise with Listen's port.
+	Advertise string `yaml:"advertise"`
 	// TLS serves HTTPS with the node's SVID; clients may then present an
 	// SVID of the trust domain to authenticate. Default false (plain HTTP).
 	TLS bool `yaml:"tls"`
@@ -432,6 +437,11 @@ func (c *Config) Validate() error {
 	if err := checkHostPort("http.listen", c.HTTP.Listen, false); err != nil {
 		return err
 	}
+	if c.HTTP.Advertise != "" {
+		if err := checkHostPort("http.advertise", c.HTTP.Advertise, true); err != nil {
+			return err
+		}
+	}
 	if c.HTTP.ShutdownTimeout <= 0 {
 		return errors.New("http.shutdown_timeout: must be a positive duration such as 10s")
 	}
@@ -551,6 +561,27 @@ func (c *Config) RaftAdvertise() string {
 		return c.Raft.Advertise
 	}
 	return c.Raft.Listen
+}
+
+// APIURL is the base URL at which clients reach the HTTP listener, bound
+// at bound: http.advertise if set, else bound with a wildcard host
+// replaced by the host of raft.advertise.
+func (c *Config) APIURL(bound string) string {
+	scheme := "http"
+	if c.HTTP.TLS {
+		scheme = "https"
+	}
+	if c.HTTP.Advertise != "" {
+		return scheme + "://" + c.HTTP.Advertise
+	}
+	host, port, err := net.SplitHostPort(bound)
+	if err != nil {
+		return scheme + "://" + bound
+	}
+	if isUnspecified(host) {
+		host, _, _ = net.SplitHostPort(c.RaftAdvertise())
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
 }
 
 func (t *TrustConfig) validate() error {

@@ -254,3 +254,33 @@ func TestTrustWorkloadAPI(t *testing.T) {
 		}
 	}
 }
+
+func TestAPIURL(t *testing.T) {
+	for _, tc := range []struct {
+		name            string
+		advertise, raft string
+		tls             bool
+		bound, want     string
+	}{
+		{"bound address", "", "", false, "127.0.0.1:7101", "http://127.0.0.1:7101"},
+		{"https", "", "", true, "127.0.0.1:7101", "https://127.0.0.1:7101"},
+		{"wildcard takes raft's host", "", "hr-0.hr.svc:7201", false, "[::]:7101", "http://hr-0.hr.svc:7101"},
+		{"advertise wins", "api.hr-0.corp:443", "hr-0.hr.svc:7201", true, "0.0.0.0:7101", "https://api.hr-0.corp:443"},
+	} {
+		cfg, err := Parse(strings.NewReader(validYAML))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.HTTP.Advertise, cfg.HTTP.TLS = tc.advertise, tc.tls
+		if tc.raft != "" {
+			cfg.Raft.Advertise = tc.raft
+		}
+		if got := cfg.APIURL(tc.bound); got != tc.want {
+			t.Errorf("%s: APIURL(%s) = %s, want %s", tc.name, tc.bound, got, tc.want)
+		}
+	}
+	cfg, err := Parse(strings.NewReader(strings.Replace(validYAML, "  listen: 127.0.0.1:7101", "  listen: 127.0.0.1:7101\n  advertise: 0.0.0.0:7101", 1)))
+	if err == nil || !strings.Contains(err.Error(), "http.advertise") {
+		t.Errorf("wildcard http.advertise: %v, %+v", err, cfg.HTTP)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/cedar-policy/cedar-go"
+	xast "github.com/cedar-policy/cedar-go/x/exp/ast"
 )
 
 // A permit policy may ask for a human's approval of the calls it allows,
@@ -30,7 +31,8 @@ import (
 // Long tag per number (a fraction is rounded up, so that "> limit" never
 // lets a larger amount pass) and context.stringArguments a String tag per
 // string. Other values (booleans, objects, arrays, null) are not given.
-// Arguments are only built for a set whose text mentions them at all.
+// Arguments are only built for a set with a policy that reads them
+// (usesArguments).
 
 // AnnotationApproval is the policy annotation that asks for approval.
 const AnnotationApproval = "approval"
@@ -71,10 +73,47 @@ func (s *Set) approvalOfDecision(d *Decision) {
 	slices.Sort(d.ApprovalPolicies)
 }
 
-// usesArguments reports whether a policy text may read a call's
-// arguments; a false positive only costs building them.
-func usesArguments(text string) bool {
-	return bytes.Contains([]byte(text), []byte("rguments"))
+// usesArguments reports whether a policy reads a call's arguments: whether
+// its conditions (when or unless, of a permit or a forbid) access the
+// arguments or stringArguments attribute of context, with ".", "[…]" or
+// "has". It walks the parsed policy, so a comment, a string literal or an
+// attribute of an entity that happens to be named arguments does not count.
+// A use of context other than reading one of its attributes (context
+// compared as a whole, or chosen by an if) counts too, as it may reach
+// the arguments; a false positive only costs building them.
+func usesArguments(p *cedar.Policy) bool {
+	uses := false
+	for _, c := range (*xast.Policy)(p.AST()).Conditions {
+		xast.Inspect(xast.NewNode(c.Body), func(n xast.IsNode) bool {
+			if uses {
+				return false
+			}
+			var arg xast.IsNode
+			var attr string
+			switch n := n.(type) {
+			case xast.NodeTypeAccess:
+				arg, attr = n.Arg, string(n.Value)
+			case xast.NodeTypeHas:
+				arg, attr = n.Arg, string(n.Value)
+			case xast.NodeTypeVariable:
+				// Reached only when context is not the operand of an
+				// attribute access (those are not descended into below).
+				uses = n.Name == "context"
+				return false
+			default:
+				return true
+			}
+			if v, ok := arg.(xast.NodeTypeVariable); ok && v.Name == "context" {
+				uses = attr == "arguments" || attr == "stringArguments"
+				return false
+			}
+			return true
+		})
+		if uses {
+			return true
+		}
+	}
+	return false
 }
 
 // argumentsUID names the arguments entities of a request.

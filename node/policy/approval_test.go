@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cedar-policy/cedar-go"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -97,5 +98,76 @@ func BenchmarkDecideWithArguments(b *testing.B) {
 	r.Arguments = json.RawMessage(`{"amount": 1500, "to": "acct-1", "memo": "rent"}`)
 	for b.Loop() {
 		s.Authorize(r)
+	}
+}
+
+func TestUsesArguments(t *testing.T) {
+	for _, tc := range []struct {
+		text string
+		want bool
+	}{
+		{`permit (principal, action, resource) when { context.arguments.hasTag("amount") };`, true},
+		{`permit (principal, action, resource) when { context.arguments.getTag("amount") > 5 };`, true},
+		{`permit (principal, action, resource) when { context["arguments"].hasTag("a") };`, true},
+		{`permit (principal, action, resource) when { context has arguments };`, true},
+		{`permit (principal, action, resource) when { context has stringArguments };`, true},
+		{`permit (principal, action, resource) when { context.stringArguments.getTag("to") like "x*" };`, true},
+		{`forbid (principal, action, resource) when { context.arguments.hasTag("amount") };`, true},
+		{`permit (principal, action, resource) unless { context.stringArguments.hasTag("to") };`, true},
+		{`permit (principal, action, resource) when { true } unless { !(context.riskLevel > 1 || context.arguments.hasTag("x")) };`, true},
+		{`permit (principal, action, resource) when { if context.riskLevel > 1 then context.arguments.hasTag("x") else false };`, true},
+		{`permit (principal, action, resource) when { [context.arguments].contains(context.arguments) };`, true},
+		// context as a whole may reach its arguments.
+		{`permit (principal, action, resource) when { context == {"arguments": 1} };`, true},
+		{`permit (principal, action, resource) when { (if true then context else context).arguments.hasTag("x") };`, true},
+
+		{`permit (principal, action, resource);`, false},
+		{`permit (principal, action, resource) when { context.riskLevel < 3 };`, false},
+		// The words alone, in a comment, a string or an annotation.
+		{"// needs no context.arguments\npermit (principal, action, resource) when { context.riskTier == \"low\" };", false},
+		{`@note("context.arguments") permit (principal, action, resource) when { context.dataClassification != "arguments" };`, false},
+		// An attribute named arguments that is not context's.
+		{`permit (principal, action, resource) when { resource.arguments == 1 };`, false},
+		{`permit (principal, action, resource) when { principal has arguments && principal["stringArguments"] == "x" };`, false},
+		{`permit (principal, action, resource) when { context.annotations has arguments };`, false},
+		{`permit (principal, action, resource) when { {"arguments": 1}.arguments == 1 };`, false},
+	} {
+		list, err := cedar.NewPolicyListFromBytes("p.cedar", []byte(tc.text))
+		if err != nil || len(list) != 1 {
+			t.Fatalf("%s: %d policies, %v", tc.text, len(list), err)
+		}
+		if got := usesArguments(list[0]); got != tc.want {
+			t.Errorf("%s: usesArguments = %v, want %v", tc.text, got, tc.want)
+		}
+	}
+}
+
+// TestArgumentsOnlyWhenRead: a set builds arguments only when one of its
+// policies reads them, and then they decide, in a forbid's unless too.
+func TestArgumentsOnlyWhenRead(t *testing.T) {
+	quiet, err := Compile([]File{{Name: "p.cedar", Text: "// context.arguments are not read here\n" +
+		`permit (principal, action == Action::"call", resource) when { context.dataClassification != "arguments" };`}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if quiet.arguments {
+		t.Error("a set that mentions arguments only in a comment and a string builds them")
+	}
+	reads, err := Compile([]File{
+		{Name: "a.cedar", Text: `permit (principal, action == Action::"call", resource);`},
+		{Name: "b.cedar", Text: `forbid (principal, action == Action::"call", resource) unless { context has stringArguments && context.stringArguments.hasTag("ticket") };`},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reads.arguments {
+		t.Fatal("a set whose forbid reads context.stringArguments in unless does not build arguments")
+	}
+	for args, want := range map[string]bool{`{"ticket": "T-1"}`: true, `{"ticket": 1}`: false, `{}`: false} {
+		r := call(payroll, "finance", ledger, "transfer_funds", nil)
+		r.Arguments = json.RawMessage(args)
+		if d := reads.Authorize(r); d.Allowed != want {
+			t.Errorf("%s: allowed %v, want %v (%+v)", args, d.Allowed, want, d)
+		}
 	}
 }

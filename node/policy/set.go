@@ -97,7 +97,6 @@ func Compile(files []File) (*Set, error) {
 			continue
 		}
 		fmt.Fprintf(h, "%s\x00%d\x00%s", f.Name, len(f.Text), f.Text)
-		s.arguments = s.arguments || usesArguments(f.Text)
 		list, err := cedar.NewPolicyListFromBytes(f.Name, []byte(f.Text))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("policy file %s: %w", f.Name, err))
@@ -135,6 +134,7 @@ func Compile(files []File) (*Set, error) {
 			}
 			s.policies.Add(cedar.PolicyID(id), p)
 			s.ids = append(s.ids, id)
+			s.arguments = s.arguments || usesArguments(p)
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -79,6 +79,10 @@ type Config struct {
 	ApplyTimeout time.Duration
 	// NoSync disables fsync of the Raft log (tests only).
 	NoSync bool
+	// APIURL is the base URL of the node's admin API as clients reach it
+	// (http(s)://host:port). Optional; reported by Status and Members so
+	// that a client can reach every replica, e.g. `audit query -all`.
+	APIURL string
 }
 
 func (c *Config) setDefaults() {
@@ -682,6 +686,7 @@ type NodeStatus struct {
 	CommitIndex  uint64    `json:"commitIndex"`
 	AppliedIndex uint64    `json:"appliedIndex"`
 	LastContact  time.Time `json:"lastContact,omitzero"`
+	APIURL       string    `json:"apiUrl,omitempty"`
 }
 
 // Status returns this node's own view.
@@ -695,6 +700,7 @@ func (c *Cluster) Status() NodeStatus {
 		Term:         c.raft.CurrentTerm(),
 		CommitIndex:  c.raft.CommitIndex(),
 		AppliedIndex: c.raft.AppliedIndex(),
+		APIURL:       c.cfg.APIURL,
 	}
 	if c.raft.State() == raft.Leader {
 		st.LastContact = time.Now()
@@ -716,7 +722,10 @@ type Member struct {
 	// leader reports now); zero if unreachable.
 	LastContact  time.Time `json:"lastContact,omitzero"`
 	AppliedIndex uint64    `json:"appliedIndex"`
-	Error        string    `json:"error,omitempty"`
+	// APIURL is the member's admin API base URL as it reports it; empty
+	// when it is unreachable (or does not report one).
+	APIURL string `json:"apiUrl,omitempty"`
+	Error  string `json:"error,omitempty"`
 }
 
 // Members lists the Raft configuration and asks each member for its status.
@@ -749,7 +758,7 @@ func (c *Cluster) Members(ctx context.Context) ([]Member, error) {
 				}
 				st = *resp.Status
 			}
-			out[i].Role, out[i].LastContact, out[i].AppliedIndex = st.State, st.LastContact, st.AppliedIndex
+			out[i].Role, out[i].LastContact, out[i].AppliedIndex, out[i].APIURL = st.State, st.LastContact, st.AppliedIndex, st.APIURL
 		}()
 	}
 	wg.Wait()
