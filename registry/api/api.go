@@ -202,10 +202,25 @@ func (h *Handler) apply(r *http.Request, cmd any) (state.ApplyResult, error) {
 	}
 	res, err := h.cl.Apply(r.Context(), enc)
 	action, target, reason := describe(cmd)
-	if err == nil && res.Unchanged {
-		reason = strings.TrimPrefix(reason+"; unchanged (already so)", "; ")
+	reason, recErr := recordOf(reason, res, err)
+	if aerr := h.audit(r, action, target, reason, start, recErr); aerr != nil && aerr != recErr {
+		return res, aerr
 	}
-	return res, h.audit(r, action, target, reason, start, err)
+	return res, err
+}
+
+// recordOf gives what the audit record of an applied command says: its
+// reason and the error it records. A command committed in Raft but not
+// yet applied on this node when the wait ended is a change made (the
+// caller still gets the error, as its read-your-writes did not hold).
+func recordOf(reason string, res state.ApplyResult, err error) (string, error) {
+	switch {
+	case err == nil && res.Unchanged:
+		return strings.TrimPrefix(reason+"; unchanged (already so)", "; "), nil
+	case err != nil && res.Index > 0:
+		return strings.TrimPrefix(fmt.Sprintf("%s; committed at index %d, not yet applied on this node when it answered: %v", reason, res.Index, err), "; "), nil
+	}
+	return reason, err
 }
 
 // consistent runs a barrier when the request asks for ?consistent=true.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -248,5 +249,23 @@ func TestAuditLogAPI(t *testing.T) {
 	}
 	if rep.Node != "n1" || rep.OK || rep.Checkpoints != 2 || len(rep.Problems) != 1 || rep.Problems[0].Seq != 2 || rep.Problems[0].Kind != audit.ProblemCheckpoint {
 		t.Errorf("verify against a true and a forged checkpoint: %+v", rep)
+	}
+}
+
+// TestRecordOfCommittedButNotApplied: a write committed in Raft whose
+// application on this node outlasted the wait is recorded as made, with
+// its index; a refused one as refused; an identical one as unchanged.
+func TestRecordOfCommittedButNotApplied(t *testing.T) {
+	late := errors.New("context deadline exceeded")
+	reason, err := recordOf("off-boarding", state.ApplyResult{Index: 42}, fmt.Errorf("write committed at index 42 but not yet applied on this node: %w", late))
+	if err != nil || !strings.Contains(reason, "committed at index 42") || !strings.HasPrefix(reason, "off-boarding; ") {
+		t.Errorf("committed, not applied: %q %v; want a change made, with its index", reason, err)
+	}
+	refused := &state.Error{Kind: state.KindConflict, Message: "stale"}
+	if reason, err := recordOf("", state.ApplyResult{}, refused); err != refused || reason != "" {
+		t.Errorf("refused: %q %v; want the refusal recorded", reason, err)
+	}
+	if reason, err := recordOf("", state.ApplyResult{Index: 7, Unchanged: true}, nil); err != nil || reason != "unchanged (already so)" {
+		t.Errorf("unchanged: %q %v", reason, err)
 	}
 }
