@@ -658,8 +658,9 @@ func (g *Gateway) upstreamError(e *entry, err error) error {
 }
 
 // codeUpstreamUnavailable is the JSON-RPC server error for a call that
-// could not reach its upstream (implementation-defined range).
-const codeUpstreamUnavailable = -32002
+// could not reach its upstream, in mcpmesh's block of server errors
+// (not -32002, which MCP gives to "resource not found").
+const codeUpstreamUnavailable = -32019
 
 // ServeHTTP serves /mcp and /mcp/s/<namespace>/<server>. Requests must
 // have passed agentauth's middleware, which authenticates them; any other

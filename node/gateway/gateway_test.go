@@ -361,8 +361,9 @@ func TestUpstreamDownIsAClearError(t *testing.T) {
 	_, srv := newGateway(t, r)
 	s := connect(t, srv.URL+"/mcp", "2026-07-28")
 	_, err := s.CallTool(t.Context(), &mcp.CallToolParams{Name: "hr.lookup", Arguments: map[string]any{"q": "x"}})
-	if err == nil || !strings.Contains(err.Error(), "corp.hr/directory@1.0.0") {
-		t.Errorf("call to a dead upstream: err = %v, want one naming the upstream", err)
+	var je *jsonrpc.Error
+	if !errors.As(err, &je) || je.Code != codeUpstreamUnavailable || codeUpstreamUnavailable != -32019 || !strings.Contains(je.Message, "corp.hr/directory@1.0.0") {
+		t.Errorf("call to a dead upstream: err = %v, want error -32019 naming the upstream", err)
 	}
 }
 
