@@ -312,7 +312,7 @@ func DefaultConfig() Config {
 		Log:            LogConfig{Level: "info", Format: "text"},
 		UpstreamTokens: UpstreamTokensConfig{TTL: 60 * time.Second, RotateEvery: 24 * time.Hour, Leeway: 30 * time.Second},
 		Audit:          AuditConfig{CheckpointInterval: 30 * time.Second},
-		Governance:     GovernanceConfig{ApprovalHold: DefaultApprovalHold, ApprovalTTL: DefaultApprovalTTL},
+		Governance:     GovernanceConfig{ApprovalHold: DefaultApprovalHold, ApprovalTTL: DefaultApprovalTTL, ApprovalMaxHeld: DefaultApprovalMaxHeld},
 	}
 }
 

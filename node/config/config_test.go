@@ -100,6 +100,7 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"audit checkpoint interval too short", "admin:", "audit:\n  checkpoint_interval: 1ms\nadmin:", "audit.checkpoint_interval: 1ms is too short"},
 		{"audit key missing with workload-api", "trust:\n  ca_dir: /etc/mcpmesh/ca", "trust:\n  source: workload-api\n  workload_api_addr: unix:///run/spire/sockets/agent.sock", "audit.arguments_key_file: missing"},
 		{"unknown audit key", "admin:", "audit:\n  enabled: false\nadmin:", `unknown key "enabled"`},
+		{"approval max held negative", "admin:", "governance:\n  approval_max_held: -1\nadmin:", "governance.approval_max_held: -1"},
 		{"svid tenant outside prefix", "admin:", "mcp:\n  auth:\n    svid_tenants: [{ path_prefix: /robots/, tenant: payroll }]\nadmin:", "mcp.auth.svid_tenants[0].path_prefix"},
 	}
 	for _, tc := range cases {
