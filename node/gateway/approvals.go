@@ -128,6 +128,15 @@ type ApprovalData struct {
 	// NotHeld says why a pending call was answered at once rather than
 	// held: the node already held as many calls as it may.
 	NotHeld string `json:"notHeld,omitempty"`
+	// Fallback says why an administrator must approve a call that its
+	// policy would have the user confirm (@approval("confirm")): the
+	// agent's client cannot elicit.
+	Fallback string `json:"fallback,omitempty"`
+}
+
+// approvalNotes are what an answer says besides the approval's state.
+type approvalNotes struct {
+	notHeld, fallback string
 }
 
 // hold takes one of the node's slots for holding a call and returns how
@@ -161,8 +170,10 @@ func argumentsDigest(args json.RawMessage) (string, error) {
 
 // holdForApproval returns nil when the call may go to its upstream: it
 // needs no approval, or its approval was consumed for it now. Otherwise
-// it says why not, and rec says so too.
-func (g *Gateway) holdForApproval(ctx context.Context, req *mcp.CallToolRequest, e *entry, c callInfo, rec *audit.Record) error {
+// it says why not, and rec says so too. fallback, when set, says why a
+// call its policy would have the user confirm needs an administrator's
+// approval instead (confirm.go); the answers carry it.
+func (g *Gateway) holdForApproval(ctx context.Context, req *mcp.CallToolRequest, e *entry, c callInfo, rec *audit.Record, fallback string) error {
 	if c.decision.Approval == "" {
 		return nil
 	}
@@ -208,10 +219,10 @@ func (g *Gateway) holdForApproval(ctx context.Context, req *mcp.CallToolRequest,
 	rec.Reason = "approval " + id
 	hold, release := a.hold()
 	defer release()
-	notHeld := ""
+	notes := approvalNotes{fallback: fallback}
 	if hold == 0 && a.cfg.Hold > 0 {
-		notHeld = fmt.Sprintf("not held: this node already holds %d calls for approval (governance.approval_max_held)", a.cfg.MaxHeld)
-		rec.Reason += " (" + notHeld + ")"
+		notes.notHeld = fmt.Sprintf("not held: this node already holds %d calls for approval (governance.approval_max_held)", a.cfg.MaxHeld)
+		rec.Reason += " (" + notes.notHeld + ")"
 		g.metrics.approvals.overflow.WithLabelValues(g.cfg.Namespace).Inc()
 	} else if hold > 0 {
 		g.metrics.approvals.held.WithLabelValues(g.cfg.Namespace).Inc()
@@ -254,28 +265,35 @@ func (g *Gateway) holdForApproval(ctx context.Context, req *mcp.CallToolRequest,
 				Data: mustJSON(approvalData(ap, "", g.now()))})
 		}
 	}
-	return g.approvalRefusal(c, ap, b, notHeld, fail)
+	return g.approvalRefusal(c, ap, b, notes, fail)
 }
 
 // approvalRefusal is the answer to a call whose approval ap does not let
 // it run.
-func (g *Gateway) approvalRefusal(c callInfo, ap state.Approval, b state.ApprovalBinding, notHeld string, fail func(audit.Outcome, string, error) error) error {
+func (g *Gateway) approvalRefusal(c callInfo, ap state.Approval, b state.ApprovalBinding, notes approvalNotes, fail func(audit.Outcome, string, error) error) error {
+	withNotes := func(d ApprovalData) json.RawMessage {
+		d.Fallback = notes.fallback
+		return mustJSON(d)
+	}
 	if field := ap.Mismatch(b); field != "" {
 		return fail(audit.OutcomeApprovalDenied, "approval_denied", &jsonrpc.Error{Code: CodeApprovalRefused,
 			Message: fmt.Sprintf("approval %s is bound to another call (its %s differs); call again without _meta[%q] to ask for an approval of this one", ap.ID, field, MetaApproval),
-			Data:    mustJSON(approvalData(ap, field, g.now()))})
+			Data:    withNotes(approvalData(ap, field, g.now()))})
 	}
 	st := ap.StateAt(g.now())
-	data := mustJSON(approvalData(ap, "", g.now()))
+	data := withNotes(approvalData(ap, "", g.now()))
 	switch st {
 	case state.ApprovalPending:
 		msg := fmt.Sprintf("tools/call %s needs an administrator's approval (policy %s); approval %s is pending. Ask an administrator other than yourself to run `mcpmesh approvals approve %s`, then retry the same call with _meta[%q] = %q before %s",
 			c.exposed, strings.Join(ap.Policies, ", "), ap.ID, ap.ID, MetaApproval, ap.ID, ap.ExpiresAt.UTC().Format(time.RFC3339))
-		if notHeld != "" {
+		if notes.notHeld != "" {
 			d := approvalData(ap, "", g.now())
-			d.NotHeld = notHeld
-			data = mustJSON(d)
-			msg += " (" + notHeld + ")"
+			d.NotHeld = notes.notHeld
+			data = withNotes(d)
+			msg += " (" + notes.notHeld + ")"
+		}
+		if notes.fallback != "" {
+			msg += ". " + notes.fallback
 		}
 		return fail(audit.OutcomeApprovalPending, "approval_pending", &jsonrpc.Error{Code: CodeApprovalPending, Message: msg, Data: data})
 	case state.ApprovalDenied:

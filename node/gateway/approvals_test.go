@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -169,5 +170,128 @@ func TestApprovalHoldCap(t *testing.T) {
 	up.mu.Unlock()
 	if calls != "first,second" {
 		t.Errorf("the upstream saw %q, want first,second once each", calls)
+	}
+}
+
+// confirmSome asks the user to confirm calls of lookup for q "risky".
+const confirmSome = `permit (principal, action, resource);
+@id("confirm-risky")
+@approval("confirm")
+permit (principal, action == Action::"call", resource)
+when { context.stringArguments.hasTag("q") && context.stringArguments.getTag("q") == "risky" };
+`
+
+// TestConfirmByTheUser: a call its policy marks @approval("confirm") is
+// confirmed by the user through elicitation, in every era: accepted it
+// runs once, declined or cancelled it is refused with -32017 and never
+// reaches the upstream; a client that cannot elicit is held for an
+// administrator instead, and told why.
+func TestConfirmByTheUser(t *testing.T) {
+	r := newRegistry(t)
+	up := newUpstream(t, "dir")
+	r.register("example.com/dir", "1.0.0", up.URL, lookupTool, true)
+	r.setPolicies(confirmSome)
+	_, srv, _ := newApprovalGateway(t, r, ApprovalConfig{Hold: 0, TTL: time.Hour})
+	upstreamSaw := func(q string) int {
+		up.mu.Lock()
+		defer up.mu.Unlock()
+		n := 0
+		for _, c := range up.calls {
+			if c == q {
+				n++
+			}
+		}
+		return n
+	}
+	for _, era := range eras {
+		for _, action := range []string{"accept", "decline", "cancel"} {
+			t.Run(era+"/"+action, func(t *testing.T) {
+				var asked []string
+				c := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1"}, &mcp.ClientOptions{
+					ElicitationHandler: func(ctx context.Context, req *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+						asked = append(asked, req.Params.Message)
+						return &mcp.ElicitResult{Action: action}, nil
+					},
+				})
+				s, err := c.Connect(t.Context(), &mcp.StreamableClientTransport{Endpoint: srv.URL + "/mcp",
+					HTTPClient: &http.Client{Transport: headerTransport{bearer(testKey)}}}, &mcp.ClientSessionOptions{ProtocolVersion: era})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer s.Close()
+				before := upstreamSaw("risky")
+				// A call no policy asks to confirm is not asked about.
+				if res, err := s.CallTool(t.Context(), &mcp.CallToolParams{Name: "hr.lookup", Arguments: map[string]any{"q": "safe"}}); err != nil || res.IsError || len(asked) != 0 {
+					t.Fatalf("unconfirmed call: %v %+v, asked %q", err, res, asked)
+				}
+				res, err := s.CallTool(t.Context(), &mcp.CallToolParams{Name: "hr.lookup", Arguments: map[string]any{"q": "risky"}})
+				if len(asked) != 1 || !strings.Contains(asked[0], "hr.lookup (example.com/dir/lookup, version 1.0.0)") ||
+					!strings.Contains(asked[0], `q="risky"`) || !strings.Contains(asked[0], "confirm-risky") {
+					t.Fatalf("the user was asked %q, want one question naming the tool, version, arguments and policy", asked)
+				}
+				if action == "accept" {
+					if err != nil || res.IsError || res.Content[0].(*mcp.TextContent).Text != "dir:risky" {
+						t.Fatalf("accepted call: %v %+v", err, res)
+					}
+					if n := upstreamSaw("risky") - before; n != 1 {
+						t.Errorf("the upstream saw the confirmed call %d times, want 1", n)
+					}
+					return
+				}
+				code, msg, data := approvalError(t, err)
+				if code != CodeApprovalRefused || !strings.Contains(msg, "declined by the user") || data.Reason != "declined by the user" || data.State != "declined" {
+					t.Errorf("%s: %d %q %+v", action, code, msg, data)
+				}
+				if n := upstreamSaw("risky") - before; n != 0 {
+					t.Errorf("the upstream saw a declined call %d times", n)
+				}
+			})
+		}
+	}
+	// A client without elicitation: held for an administrator (answered
+	// at once here: the hold is 0s), with the reason in the data.
+	for _, era := range eras {
+		s := connect(t, srv.URL+"/mcp", era)
+		_, err := s.CallTool(t.Context(), &mcp.CallToolParams{Name: "hr.lookup", Arguments: map[string]any{"q": "risky"}})
+		code, msg, data := approvalError(t, err)
+		if code != CodeApprovalPending || !strings.HasPrefix(data.ID, "apr-") || !strings.Contains(data.Fallback, "declared no (form) elicitation capability") ||
+			!strings.Contains(msg, "an administrator approves it instead") {
+			t.Errorf("%s: client without elicitation: %d %q %+v", era, code, msg, data)
+		}
+	}
+}
+
+// TestConfirmedCallKeepsItsConfirmation: when a confirmed call's upstream
+// asks for input of its own, the user is not asked to confirm again.
+func TestConfirmedCallKeepsItsConfirmation(t *testing.T) {
+	r := newRegistry(t)
+	url, _ := inputUpstream(t)
+	r.register("example.com/asker", "1.0.0", url, greetTool, true)
+	r.setPolicies(`permit (principal, action, resource);
+@id("confirm-all") @approval("confirm") permit (principal, action == Action::"call", resource);`)
+	_, srv, _ := newApprovalGateway(t, r, ApprovalConfig{TTL: time.Hour})
+	for _, era := range eras {
+		t.Run(era, func(t *testing.T) {
+			var asked []string
+			c := mcp.NewClient(&mcp.Implementation{Name: "agent", Version: "1"}, &mcp.ClientOptions{
+				ElicitationHandler: func(ctx context.Context, req *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+					asked = append(asked, req.Params.Message)
+					return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"name": "Ada"}}, nil
+				},
+			})
+			s, err := c.Connect(t.Context(), &mcp.StreamableClientTransport{Endpoint: srv.URL + "/mcp",
+				HTTPClient: &http.Client{Transport: headerTransport{bearer(testKey)}}}, &mcp.ClientSessionOptions{ProtocolVersion: era})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			res, err := s.CallTool(t.Context(), &mcp.CallToolParams{Name: "hr.greet"})
+			if err != nil || res.IsError || res.Content[0].(*mcp.TextContent).Text != "hello Ada" {
+				t.Fatalf("call: %v %+v", err, res)
+			}
+			if len(asked) != 2 || !strings.HasPrefix(asked[0], "Confirm that hr.greet") || asked[1] != "Your name?" {
+				t.Errorf("the user was asked %q; want the confirmation, then the upstream's question, once each", asked)
+			}
+		})
 	}
 }
