@@ -113,7 +113,7 @@ func New(cfg config.Config, opts ...Option) (n *Node, err error) {
 	nodeSVID, bundle := n.identity.svid, n.identity.bundle
 	authz := mtls.NodeAuthorizer(td, n.logger)
 
-	n.auth, err = adminauth.New(adminauth.Config{TokenFile: cfg.Admin.TokenFile, TrustDomain: td, PathPrefix: cfg.Admin.SPIFFEPathPrefix}, n.logger)
+	n.auth, err = adminauth.New(adminauth.Config{TokenFile: cfg.Admin.TokenFile, TrustDomain: td, PathPrefix: cfg.Admin.SPIFFEPathPrefix, OIDC: adminOIDC(cfg)}, n.logger)
 	if err != nil {
 		return nil, err
 	}
