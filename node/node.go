@@ -113,7 +113,7 @@ func New(cfg config.Config, opts ...Option) (n *Node, err error) {
 	nodeSVID, bundle := n.identity.svid, n.identity.bundle
 	authz := mtls.NodeAuthorizer(td, n.logger)
 
-	n.auth, err = adminauth.New(adminauth.Config{TokenFile: cfg.Admin.TokenFile, TrustDomain: td, PathPrefix: cfg.Admin.SPIFFEPathPrefix}, n.logger)
+	n.auth, err = adminauth.New(adminauth.Config{TokenFile: cfg.Admin.TokenFile, TrustDomain: td, PathPrefix: cfg.Admin.SPIFFEPathPrefix, OIDC: adminOIDC(cfg)}, n.logger)
 	if err != nil {
 		return nil, err
 	}
@@ -191,7 +191,7 @@ func New(cfg config.Config, opts ...Option) (n *Node, err error) {
 		n.cluster.FSM, n.pool, gateway.WithLogger(n.logger), gateway.WithMetrics(n.registry),
 		gateway.WithQuarantine(auditedQuarantine(n.audit, cfg.Namespace, nodeID.String(), propose, n.logger), n.cluster.IsLeader),
 		gateway.WithAudit(n.audit, auditArgs, nodeID.String()), gateway.WithUsage(n.usage),
-		gateway.WithApprovals(gateway.ApprovalConfig{Hold: cfg.Governance.ApprovalHold, TTL: cfg.Governance.ApprovalTTL}, propose))
+		gateway.WithApprovals(gateway.ApprovalConfig{Hold: cfg.Governance.ApprovalHold, TTL: cfg.Governance.ApprovalTTL, MaxHeld: cfg.Governance.ApprovalMaxHeld}, propose))
 
 	n.server = &http.Server{
 		Handler:           n.handler(),

@@ -299,7 +299,7 @@ func policyEval(_ context.Context, args []string, stdout io.Writer) error {
 	} else {
 		fmt.Fprintf(stdout, "%s: %s\n", decisionWord(d), d.Reason(true))
 		if d.Allowed && d.Approval != "" {
-			fmt.Fprintf(stdout, "approval %s by %s: the node holds the call until an administrator approves it\n", d.Approval, strings.Join(d.ApprovalPolicies, ", "))
+			fmt.Fprintf(stdout, "approval %s by %s: %s\n", d.Approval, strings.Join(d.ApprovalPolicies, ", "), approvalMeaning(d.Approval))
 		}
 		for _, e := range d.Errors {
 			fmt.Fprintf(stdout, "error in %s\n", e)
@@ -330,7 +330,7 @@ func policyExplain(_ context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%s: %s\n", decisionWord(d), d.Reason(true))
 	if d.Allowed && d.Approval != "" {
-		fmt.Fprintf(stdout, "approval %s by %s: the node holds the call until an administrator approves it\n", d.Approval, strings.Join(d.ApprovalPolicies, ", "))
+		fmt.Fprintf(stdout, "approval %s by %s: %s\n", d.Approval, strings.Join(d.ApprovalPolicies, ", "), approvalMeaning(d.Approval))
 	}
 	fmt.Fprintln(stdout)
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -346,4 +346,12 @@ func policyExplain(_ context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	return r.check(d)
+}
+
+// approvalMeaning says what a call's approval tier makes the node do.
+func approvalMeaning(tier string) string {
+	if tier == policy.ApprovalConfirm {
+		return "the node asks the calling user to confirm the call (an administrator approves it when the agent's client cannot elicit)"
+	}
+	return "the node holds the call until an administrator approves it"
 }

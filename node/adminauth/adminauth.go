@@ -1,9 +1,14 @@
 // Package adminauth authenticates callers of a node's admin API: a
-// bootstrap admin token read from a file, or an admin X.509-SVID presented
-// over mTLS. Nothing under /v1/ is open.
+// bootstrap admin token read from a file, an admin X.509-SVID presented
+// over mTLS, or an access token of the BU's OIDC provider whose subject or
+// group is listed as an administrator. Nothing under /v1/ is open.
 //
 // It owns admin authentication only. Agent authentication at the MCP front
-// door (OAuth, JWT-SVID, API keys) is a different job and lives elsewhere.
+// door (OAuth, JWT-SVID, API keys) is a different job and lives in
+// trust/agentauth, whose OIDC verifier it borrows: an administrator
+// signed in with OIDC is "oidc:<sub>", the same identity as that person's
+// agent, which is what lets the registry refuse a decision on one's own
+// held call (registry/state SamePerson).
 package adminauth
 
 import (
@@ -14,11 +19,13 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/mcpmesh/mcpmesh/registry/api"
+	"github.com/mcpmesh/mcpmesh/trust/agentauth"
 	"github.com/mcpmesh/mcpmesh/trust/mtls"
 )
 
@@ -33,7 +40,18 @@ type Authenticator struct {
 	tokenHash   []byte
 	trustDomain spiffeid.TrustDomain
 	pathPrefix  string
+	oidc        *OIDCAdmins
 	logger      *slog.Logger
+}
+
+// OIDCAdmins are the administrators who sign in with the BU's OIDC
+// provider's access tokens.
+type OIDCAdmins struct {
+	// Verifier checks the tokens; its audience is the admin API's.
+	Verifier *agentauth.OIDCVerifier
+	// Subjects (sub) and Groups (the provider's groups claim) name the
+	// administrators; a token matching neither is refused.
+	Subjects, Groups []string
 }
 
 // Config configures an Authenticator.
@@ -44,11 +62,14 @@ type Config struct {
 	TrustDomain spiffeid.TrustDomain
 	// PathPrefix is the SPIFFE ID path prefix of administrators, e.g. "/admin/".
 	PathPrefix string
+	// OIDC, when set, accepts OIDC access tokens of the listed
+	// administrators as bearer tokens.
+	OIDC *OIDCAdmins
 }
 
 // New reads the token file (if any) and returns an Authenticator.
 func New(cfg Config, logger *slog.Logger) (*Authenticator, error) {
-	a := &Authenticator{trustDomain: cfg.TrustDomain, pathPrefix: cfg.PathPrefix, logger: logger}
+	a := &Authenticator{trustDomain: cfg.TrustDomain, pathPrefix: cfg.PathPrefix, oidc: cfg.OIDC, logger: logger}
 	if cfg.TokenFile != "" {
 		raw, err := os.ReadFile(cfg.TokenFile)
 		if err != nil {
@@ -87,14 +108,36 @@ func (a *Authenticator) Authenticate(r *http.Request) (api.Principal, error) {
 	if !ok {
 		return api.Principal{}, fmt.Errorf("%w: Authorization must be \"Bearer <token>\"", ErrUnauthenticated)
 	}
+	tok = strings.TrimSpace(tok)
+	if a.oidc != nil && strings.Count(tok, ".") == 2 {
+		return a.oidcAdmin(r, tok)
+	}
 	if a.tokenHash == nil {
 		return api.Principal{}, fmt.Errorf("%w: this node has no bootstrap token configured; use an admin SVID", ErrUnauthenticated)
 	}
-	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+	sum := sha256.Sum256([]byte(tok))
 	if subtle.ConstantTimeCompare(sum[:], a.tokenHash) != 1 {
 		return api.Principal{}, fmt.Errorf("%w: admin token not accepted", ErrUnauthenticated)
 	}
 	return api.Principal{ID: "token:bootstrap", Method: "token"}, nil
+}
+
+// oidcAdmin signs in the administrator whose OIDC access token is tok (a
+// JWT: a bootstrap token has no dots).
+func (a *Authenticator) oidcAdmin(r *http.Request, tok string) (api.Principal, error) {
+	p, err := a.oidc.Verifier.Verify(r.Context(), tok)
+	if err != nil {
+		return api.Principal{}, fmt.Errorf("%w: OIDC access token refused: %v", ErrUnauthenticated, err)
+	}
+	sub := strings.TrimPrefix(p.ID, "oidc:")
+	admin := slices.Contains(a.oidc.Subjects, sub)
+	for _, g := range p.Groups {
+		admin = admin || slices.Contains(a.oidc.Groups, g)
+	}
+	if !admin {
+		return api.Principal{}, fmt.Errorf("%w: %s is not an administrator of this BU (neither its subject nor a group of it is in admin.oidc)", ErrUnauthenticated, p.ID)
+	}
+	return api.Principal{ID: p.ID, Method: "oidc"}, nil
 }
 
 // Middleware authenticates every request before next; failures get 401 and

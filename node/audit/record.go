@@ -71,12 +71,16 @@ const (
 	OutcomeApprovalDenied Outcome = "approval_denied"
 	// OutcomeApprovalExpired is a call whose approval expired.
 	OutcomeApprovalExpired Outcome = "approval_expired"
+	// OutcomeApprovalDeclined is a call the calling user declined (or
+	// cancelled) when asked to confirm it (@approval("confirm")).
+	OutcomeApprovalDeclined Outcome = "approval_declined"
 )
 
 // Outcomes are the outcomes a record can have, in the order above.
 var Outcomes = []Outcome{OutcomeOK, OutcomeToolError, OutcomeInputRequired, OutcomeDenied, OutcomeRefused,
 	OutcomeKilled, OutcomeInvalidArguments, OutcomeUpstreamError, OutcomeError,
-	OutcomeRateLimited, OutcomeOverQuota, OutcomeApprovalPending, OutcomeApprovalDenied, OutcomeApprovalExpired}
+	OutcomeRateLimited, OutcomeOverQuota, OutcomeApprovalPending, OutcomeApprovalDenied, OutcomeApprovalExpired,
+	OutcomeApprovalDeclined}
 
 // OutcomeNames is Outcomes as one comma-separated list, for messages.
 func OutcomeNames() string {

@@ -289,6 +289,9 @@ type AdminConfig struct {
 	// SPIFFEPathPrefix is the path prefix of SPIFFE IDs of this trust domain
 	// that count as administrators when presented over mTLS. Default "/admin/".
 	SPIFFEPathPrefix string `yaml:"spiffe_path_prefix"`
+	// OIDC signs administrators in with access tokens of the BU's OIDC
+	// provider (mcp.auth.oidc's issuer and key set). Optional.
+	OIDC AdminOIDCConfig `yaml:"oidc"`
 }
 
 // LogConfig controls the node's logging.
@@ -317,7 +320,7 @@ func DefaultConfig() Config {
 		Log:            LogConfig{Level: "info", Format: "text"},
 		UpstreamTokens: UpstreamTokensConfig{TTL: 60 * time.Second, RotateEvery: 24 * time.Hour, Leeway: 30 * time.Second},
 		Audit:          AuditConfig{CheckpointInterval: 30 * time.Second},
-		Governance:     GovernanceConfig{ApprovalHold: DefaultApprovalHold, ApprovalTTL: DefaultApprovalTTL},
+		Governance:     GovernanceConfig{ApprovalHold: DefaultApprovalHold, ApprovalTTL: DefaultApprovalTTL, ApprovalMaxHeld: DefaultApprovalMaxHeld},
 	}
 }
 
@@ -484,6 +487,9 @@ func (c *Config) Validate() error {
 	}
 	if !strings.HasPrefix(c.Admin.SPIFFEPathPrefix, "/") {
 		return fmt.Errorf("admin.spiffe_path_prefix: %q must start with /", c.Admin.SPIFFEPathPrefix)
+	}
+	if err := c.Admin.OIDC.validate(c.MCP.Auth.OIDC); err != nil {
+		return err
 	}
 	for i, r := range c.MCP.AnonymousRoutes {
 		if r != "/mcp" && !strings.HasPrefix(r, "/mcp/") {

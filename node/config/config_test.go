@@ -100,6 +100,10 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"audit checkpoint interval too short", "admin:", "audit:\n  checkpoint_interval: 1ms\nadmin:", "audit.checkpoint_interval: 1ms is too short"},
 		{"audit key missing with workload-api", "trust:\n  ca_dir: /etc/mcpmesh/ca", "trust:\n  source: workload-api\n  workload_api_addr: unix:///run/spire/sockets/agent.sock", "audit.arguments_key_file: missing"},
 		{"unknown audit key", "admin:", "audit:\n  enabled: false\nadmin:", `unknown key "enabled"`},
+		{"approval max held negative", "admin:", "governance:\n  approval_max_held: -1\nadmin:", "governance.approval_max_held: -1"},
+		{"admin oidc without provider", "admin:\n", "admin:\n  oidc: { audience: https://mcp.example/v1, subjects: [alice] }\n", "admin.oidc: needs the BU's provider in mcp.auth.oidc"},
+		{"admin oidc without audience", "admin:\n", "mcp:\n  auth:\n    oidc: { issuer: https://idp.example, jwks_url: https://idp.example/keys, audience: https://mcp.example/mcp }\nadmin:\n  oidc: { groups: [ops] }\n", "admin.oidc.audience: missing"},
+		{"admin oidc with the agents' audience", "admin:\n", "mcp:\n  auth:\n    oidc: { issuer: https://idp.example, jwks_url: https://idp.example/keys, audience: https://mcp.example/mcp }\nadmin:\n  oidc: { audience: https://mcp.example/mcp, groups: [ops] }\n", "is mcp.auth.oidc.audience too"},
 		{"svid tenant outside prefix", "admin:", "mcp:\n  auth:\n    svid_tenants: [{ path_prefix: /robots/, tenant: payroll }]\nadmin:", "mcp.auth.svid_tenants[0].path_prefix"},
 	}
 	for _, tc := range cases {

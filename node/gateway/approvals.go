@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -65,7 +66,14 @@ type ApprovalConfig struct {
 	Hold time.Duration
 	// TTL is how long an approval request is valid. Default 15m.
 	TTL time.Duration
+	// MaxHeld bounds how many calls the node holds at once. A call beyond
+	// it is not held: its approval is still requested, and it is answered
+	// at once with CodeApprovalPending and the id. Default 256.
+	MaxHeld int
 }
+
+// defaultMaxHeld is ApprovalConfig.MaxHeld's default.
+const defaultMaxHeld = 256
 
 // approvalRetention is how long after its expiry an approval stays in the
 // registry (for `mcpmesh approvals list` and late retries) before the
@@ -80,6 +88,9 @@ func WithApprovals(cfg ApprovalConfig, propose Proposer) Option {
 		if cfg.TTL <= 0 {
 			cfg.TTL = 15 * time.Minute
 		}
+		if cfg.MaxHeld <= 0 {
+			cfg.MaxHeld = defaultMaxHeld
+		}
 		g.approvals.cfg, g.approvals.propose = cfg, propose
 	})
 }
@@ -89,6 +100,9 @@ func WithApprovals(cfg ApprovalConfig, propose Proposer) Option {
 type approvals struct {
 	cfg     ApprovalConfig
 	propose Proposer
+
+	// held counts the calls held now, at most cfg.MaxHeld.
+	held atomic.Int64
 
 	mu        sync.Mutex
 	known     map[string]state.Approval // by id, as last loaded
@@ -111,6 +125,32 @@ type ApprovalData struct {
 	Reason    string    `json:"reason,omitempty"`
 	// RetryMeta is the _meta key to retry with.
 	RetryMeta string `json:"retryMeta,omitempty"`
+	// NotHeld says why a pending call was answered at once rather than
+	// held: the node already held as many calls as it may.
+	NotHeld string `json:"notHeld,omitempty"`
+	// Fallback says why an administrator must approve a call that its
+	// policy would have the user confirm (@approval("confirm")): the
+	// agent's client cannot elicit.
+	Fallback string `json:"fallback,omitempty"`
+}
+
+// approvalNotes are what an answer says besides the approval's state.
+type approvalNotes struct {
+	notHeld, fallback string
+}
+
+// hold takes one of the node's slots for holding a call and returns how
+// long to hold it and the function that gives the slot back. With every
+// slot taken it returns a zero hold: the call is answered at once.
+func (a *approvals) hold() (time.Duration, func()) {
+	if a.cfg.Hold <= 0 {
+		return 0, func() {}
+	}
+	if a.held.Add(1) > int64(a.cfg.MaxHeld) {
+		a.held.Add(-1)
+		return 0, func() {}
+	}
+	return a.cfg.Hold, func() { a.held.Add(-1) }
 }
 
 // newApprovalID returns a fresh random approval id.
@@ -130,8 +170,10 @@ func argumentsDigest(args json.RawMessage) (string, error) {
 
 // holdForApproval returns nil when the call may go to its upstream: it
 // needs no approval, or its approval was consumed for it now. Otherwise
-// it says why not, and rec says so too.
-func (g *Gateway) holdForApproval(ctx context.Context, req *mcp.CallToolRequest, e *entry, c callInfo, rec *audit.Record) error {
+// it says why not, and rec says so too. fallback, when set, says why a
+// call its policy would have the user confirm needs an administrator's
+// approval instead (confirm.go); the answers carry it.
+func (g *Gateway) holdForApproval(ctx context.Context, req *mcp.CallToolRequest, e *entry, c callInfo, rec *audit.Record, fallback string) error {
 	if c.decision.Approval == "" {
 		return nil
 	}
@@ -175,7 +217,18 @@ func (g *Gateway) holdForApproval(ctx context.Context, req *mcp.CallToolRequest,
 			"tool", e.server+"/"+e.tool, "version", e.version, "policies", c.decision.ApprovalPolicies)
 	}
 	rec.Reason = "approval " + id
-	ap, found, err := g.awaitDecision(ctx, id, b)
+	hold, release := a.hold()
+	defer release()
+	notes := approvalNotes{fallback: fallback}
+	if hold == 0 && a.cfg.Hold > 0 {
+		notes.notHeld = fmt.Sprintf("not held: this node already holds %d calls for approval (governance.approval_max_held)", a.cfg.MaxHeld)
+		rec.Reason += " (" + notes.notHeld + ")"
+		g.metrics.approvals.overflow.WithLabelValues(g.cfg.Namespace).Inc()
+	} else if hold > 0 {
+		g.metrics.approvals.held.WithLabelValues(g.cfg.Namespace).Inc()
+		defer g.metrics.approvals.held.WithLabelValues(g.cfg.Namespace).Dec()
+	}
+	ap, found, err := g.awaitDecision(ctx, id, b, hold)
 	if err != nil {
 		return fail(audit.OutcomeRefused, "refused", err)
 	}
@@ -212,25 +265,37 @@ func (g *Gateway) holdForApproval(ctx context.Context, req *mcp.CallToolRequest,
 				Data: mustJSON(approvalData(ap, "", g.now()))})
 		}
 	}
-	return g.approvalRefusal(c, ap, b, fail)
+	return g.approvalRefusal(c, ap, b, notes, fail)
 }
 
 // approvalRefusal is the answer to a call whose approval ap does not let
 // it run.
-func (g *Gateway) approvalRefusal(c callInfo, ap state.Approval, b state.ApprovalBinding, fail func(audit.Outcome, string, error) error) error {
+func (g *Gateway) approvalRefusal(c callInfo, ap state.Approval, b state.ApprovalBinding, notes approvalNotes, fail func(audit.Outcome, string, error) error) error {
+	withNotes := func(d ApprovalData) json.RawMessage {
+		d.Fallback = notes.fallback
+		return mustJSON(d)
+	}
 	if field := ap.Mismatch(b); field != "" {
 		return fail(audit.OutcomeApprovalDenied, "approval_denied", &jsonrpc.Error{Code: CodeApprovalRefused,
 			Message: fmt.Sprintf("approval %s is bound to another call (its %s differs); call again without _meta[%q] to ask for an approval of this one", ap.ID, field, MetaApproval),
-			Data:    mustJSON(approvalData(ap, field, g.now()))})
+			Data:    withNotes(approvalData(ap, field, g.now()))})
 	}
 	st := ap.StateAt(g.now())
-	data := mustJSON(approvalData(ap, "", g.now()))
+	data := withNotes(approvalData(ap, "", g.now()))
 	switch st {
 	case state.ApprovalPending:
-		return fail(audit.OutcomeApprovalPending, "approval_pending", &jsonrpc.Error{Code: CodeApprovalPending,
-			Message: fmt.Sprintf("tools/call %s needs an administrator's approval (policy %s); approval %s is pending. Ask an administrator other than yourself to run `mcpmesh approvals approve %s`, then retry the same call with _meta[%q] = %q before %s",
-				c.exposed, strings.Join(ap.Policies, ", "), ap.ID, ap.ID, MetaApproval, ap.ID, ap.ExpiresAt.UTC().Format(time.RFC3339)),
-			Data: data})
+		msg := fmt.Sprintf("tools/call %s needs an administrator's approval (policy %s); approval %s is pending. Ask an administrator other than yourself to run `mcpmesh approvals approve %s`, then retry the same call with _meta[%q] = %q before %s",
+			c.exposed, strings.Join(ap.Policies, ", "), ap.ID, ap.ID, MetaApproval, ap.ID, ap.ExpiresAt.UTC().Format(time.RFC3339))
+		if notes.notHeld != "" {
+			d := approvalData(ap, "", g.now())
+			d.NotHeld = notes.notHeld
+			data = withNotes(d)
+			msg += " (" + notes.notHeld + ")"
+		}
+		if notes.fallback != "" {
+			msg += ". " + notes.fallback
+		}
+		return fail(audit.OutcomeApprovalPending, "approval_pending", &jsonrpc.Error{Code: CodeApprovalPending, Message: msg, Data: data})
 	case state.ApprovalDenied:
 		return fail(audit.OutcomeApprovalDenied, "approval_denied", &jsonrpc.Error{Code: CodeApprovalRefused,
 			Message: fmt.Sprintf("tools/call %s was denied: approval %s denied by %s: %q", c.exposed, ap.ID, ap.DecidedBy, ap.Reason), Data: data})
@@ -249,13 +314,13 @@ func approvalData(ap state.Approval, mismatch string, now time.Time) ApprovalDat
 		DecidedBy: ap.DecidedBy, Reason: ap.Reason, RetryMeta: MetaApproval}
 }
 
-// awaitDecision waits, up to the hold and at most until the approval
+// awaitDecision waits, up to hold and at most until the approval
 // expires, for approval id to be decided, waking on each registry entry
 // this replica applies. It returns the approval as last seen. A binding
 // mismatch or an approval that is no longer pending returns at once; so
 // does an id this replica does not know once the hold is over.
-func (g *Gateway) awaitDecision(ctx context.Context, id string, b state.ApprovalBinding) (state.Approval, bool, error) {
-	wctx, cancel := context.WithTimeout(ctx, g.approvals.cfg.Hold)
+func (g *Gateway) awaitDecision(ctx context.Context, id string, b state.ApprovalBinding, hold time.Duration) (state.Approval, bool, error) {
+	wctx, cancel := context.WithTimeout(ctx, hold)
 	defer cancel()
 	for {
 		next := g.fsm.AppliedIndex() + 1
@@ -292,6 +357,9 @@ type approvalMetrics struct {
 	pending *prometheus.GaugeVec
 	wait    *prometheus.HistogramVec
 	total   *prometheus.CounterVec
+	// held and overflow are this node's own: sum them across replicas.
+	held     *prometheus.GaugeVec
+	overflow *prometheus.CounterVec
 }
 
 func newApprovalMetrics(reg prometheus.Registerer) *approvalMetrics {
@@ -309,9 +377,17 @@ func newApprovalMetrics(reg prometheus.Registerer) *approvalMetrics {
 			Name: "mcpmesh_approvals_total",
 			Help: "Approvals by namespace and outcome (approved, denied, consumed: the approved call ran; expired: undecided or unused at its expiry), counted by every replica from the replicated state since it started; aggregate with max.",
 		}, []string{"namespace", "outcome"}),
+		held: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "mcpmesh_approval_held_calls",
+			Help: "Calls this node holds now, waiting for an approval decision (at most governance.approval_max_held).",
+		}, []string{"namespace"}),
+		overflow: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mcpmesh_approval_hold_overflow_total",
+			Help: "Calls needing approval that this node answered at once with their approval id, without holding them, because it already held governance.approval_max_held calls.",
+		}, []string{"namespace"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.pending, m.wait, m.total)
+		reg.MustRegister(m.pending, m.wait, m.total, m.held, m.overflow)
 	}
 	return m
 }

@@ -56,7 +56,7 @@ func FuzzServeHTTP(f *testing.F) {
 // gateway's unwrapping: it must never panic, must accept what wrapState
 // made unchanged, and whatever it accepts must name a version.
 func FuzzUnwrapState(f *testing.F) {
-	for _, seed := range []string{wrapState("1.0.0", "s"), wrapState("2.0.0", ""), "mcpmesh1.", "mcpmesh1.e30", "asked-once", ""} {
+	for _, seed := range []string{wrapState("1.0.0", "s"), wrapState("2.0.0", ""), wrappedState{Version: "1.0.0", Ask: "ab"}.wrap(), "mcpmesh1.", "mcpmesh1.e30", "asked-once", ""} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -65,7 +65,7 @@ func FuzzUnwrapState(f *testing.F) {
 			t.Errorf("unwrapState(%q) accepted a state without a version", s)
 		}
 		if err == nil {
-			if back, err := unwrapState(wrapState(w.Version, w.State)); err != nil || back != w {
+			if back, err := unwrapState(w.wrap()); err != nil || back != w {
 				t.Errorf("round trip of %+v: %+v, %v", w, back, err)
 			}
 		}

@@ -41,11 +41,21 @@ const statePrefix = "mcpmesh1."
 type wrappedState struct {
 	Version string `json:"v"`
 	State   string `json:"s,omitempty"`
+	// Ask and Confirmed carry the user's confirmation of a call
+	// (confirm.go): the digest of the call the gateway asked about, and
+	// of the call the user confirmed.
+	Ask       string `json:"a,omitempty"`
+	Confirmed string `json:"c,omitempty"`
 }
 
 // wrapState binds an upstream's requestState to the version that issued it.
 func wrapState(version, state string) string {
-	b, _ := json.Marshal(wrappedState{Version: version, State: state})
+	return wrappedState{Version: version, State: state}.wrap()
+}
+
+// wrap encodes w as a requestState.
+func (w wrappedState) wrap() string {
+	b, _ := json.Marshal(w)
 	return statePrefix + base64.RawURLEncoding.EncodeToString(b)
 }
 

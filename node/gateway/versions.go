@@ -112,6 +112,8 @@ type callInfo struct {
 	// decision is the policy's; tenant is the caller's (approvals.go).
 	decision policy.Decision
 	tenant   string
+	// confirmed is the digest of the call the user confirmed (confirm.go).
+	confirmed string
 }
 
 // call serves one tools/call by version e of its tool.
@@ -132,8 +134,8 @@ func (g *Gateway) call(ctx context.Context, ep *endpoint, req *mcp.CallToolReque
 		return nil, err
 	}
 	// Held for approval last: an approved call must be one the budget allows.
-	if err := g.holdForApproval(ctx, req, e, c, rec); err != nil {
-		return nil, err
+	if res, err := g.approve(ctx, req, e, &c, rec); res != nil || err != nil {
+		return res, err
 	}
 	res, err := g.callUpstream(ctx, ep, e, req, c.upstreamState)
 	outcome := "ok"
@@ -145,7 +147,7 @@ func (g *Gateway) call(ctx context.Context, ep *endpoint, req *mcp.CallToolReque
 		outcome, rec.Outcome = "tool_error", audit.OutcomeToolError
 	case res.InputRequests != nil:
 		outcome, rec.Outcome = "input_required", audit.OutcomeInputRequired
-		res.RequestState = wrapState(e.version, res.RequestState)
+		res.RequestState = wrappedState{Version: e.version, State: res.RequestState, Confirmed: c.confirmed}.wrap()
 	}
 	if err == nil {
 		charged(rec, e)

@@ -26,6 +26,12 @@ import (
 // allowed it (Decision.Policies). The gateway then holds it until an
 // administrator decides (node/gateway approvals.go).
 //
+// The lower tier, @approval("confirm"), asks the calling user instead: the
+// gateway asks the agent's client to confirm the call through elicitation
+// and runs it once on accept (node/gateway confirm.go). A client that
+// cannot elicit gets the "required" flow. When several annotated policies
+// allowed a call, "required" wins over "confirm".
+//
 // Policies see a call's top-level arguments as tags, since a Cedar schema
 // cannot declare the arguments of every tool: context.arguments has a
 // Long tag per number (a fraction is rounded up, so that "> limit" never
@@ -37,10 +43,15 @@ import (
 // AnnotationApproval is the policy annotation that asks for approval.
 const AnnotationApproval = "approval"
 
-// ApprovalRequired is the one value of @approval that is implemented: an
-// administrator must approve the call. A lower tier ("confirm": the user
-// confirms through elicitation) is not implemented yet.
-const ApprovalRequired = "required"
+// The values of @approval.
+const (
+	// ApprovalRequired: an administrator must approve the call.
+	ApprovalRequired = "required"
+	// ApprovalConfirm: the calling user confirms the call through
+	// elicitation; an administrator approves it when the agent's client
+	// cannot elicit.
+	ApprovalConfirm = "confirm"
+)
 
 // approvalOf checks a policy's @approval annotation and returns its value
 // ("" when it has none).
@@ -49,8 +60,8 @@ func approvalOf(p *cedar.Policy, pos, id string) (string, error) {
 	if !ok {
 		return "", nil
 	}
-	if string(v) != ApprovalRequired {
-		return "", fmt.Errorf("%s: policy %q: @approval(%q): want @approval(%q) (an administrator approves each call it allows)", pos, id, v, ApprovalRequired)
+	if string(v) != ApprovalRequired && string(v) != ApprovalConfirm {
+		return "", fmt.Errorf("%s: policy %q: @approval(%q): want @approval(%q) (an administrator approves each call it allows) or @approval(%q) (the calling user confirms each call through elicitation)", pos, id, v, ApprovalRequired, ApprovalConfirm)
 	}
 	if p.Effect() != cedar.Permit {
 		return "", fmt.Errorf("%s: policy %q: @approval is only meaningful on a permit policy: it asks for approval of the calls the permit allows", pos, id)
@@ -66,7 +77,9 @@ func (s *Set) approvalOfDecision(d *Decision) {
 	}
 	for _, id := range d.Policies {
 		if tier, ok := s.approvals[id]; ok {
-			d.Approval = tier
+			if d.Approval != ApprovalRequired {
+				d.Approval = tier
+			}
 			d.ApprovalPolicies = append(d.ApprovalPolicies, id)
 		}
 	}

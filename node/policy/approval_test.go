@@ -74,14 +74,44 @@ func TestApprovalAnnotation(t *testing.T) {
 
 func TestApprovalAnnotationErrors(t *testing.T) {
 	for text, want := range map[string]string{
-		`@approval("confirm") permit (principal, action, resource);`:                  `want @approval("required")`,
-		`@approval("") permit (principal, action, resource);`:                         `want @approval("required")`,
+		`@id("p1") @approval("ask") permit (principal, action, resource);`:            `policy "p1": @approval("ask"): want @approval("required")`,
+		`@approval("") permit (principal, action, resource);`:                         `or @approval("confirm")`,
 		`@approval("required") forbid (principal, action, resource);`:                 "only meaningful on a permit",
 		`permit (principal, action, resource) when { context.arguments.amount > 1 };`: "does not match the mcpmesh schema",
 	} {
 		_, err := Compile([]File{{Name: "p.cedar", Text: text}})
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: err = %v, want %q", text, err, want)
+		}
+	}
+}
+
+// TestApprovalConfirmTier: @approval("confirm") asks for the user's
+// confirmation; where a "required" policy allowed the call too, the
+// administrator's approval wins.
+func TestApprovalConfirmTier(t *testing.T) {
+	s, err := Compile([]File{{Name: "p.cedar", Text: approvalPolicies + `
+@id("confirm-transfers")
+@approval("confirm")
+permit (principal, action == Action::"call", resource)
+when { resource in Tool::"corp.finance/ledger/transfer_funds" };
+`}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args     string
+		want     string
+		policies []string
+	}{
+		{`{"amount": 10}`, ApprovalConfirm, []string{"confirm-transfers"}},
+		{`{"amount": 5000}`, ApprovalRequired, []string{"big-transfers", "confirm-transfers"}},
+	} {
+		r := call(payroll, "finance", ledger, "transfer_funds", nil)
+		r.Arguments = json.RawMessage(tc.args)
+		d := s.Authorize(r)
+		if !d.Allowed || d.Approval != tc.want || !cmp.Equal(d.ApprovalPolicies, tc.policies) {
+			t.Errorf("%s: %+v, want approval %q by %v", tc.args, d, tc.want, tc.policies)
 		}
 	}
 }

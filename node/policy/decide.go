@@ -20,8 +20,9 @@ type Decision struct {
 	Errors []string `json:"errors,omitempty"`
 	// Digest names the policy set that decided.
 	Digest string `json:"digest"`
-	// Approval is "required" when a policy that allowed the request asks
-	// for a human's approval (@approval, approval.go); "" otherwise.
+	// Approval is "required" or "confirm" when a policy that allowed the
+	// request asks for a human's approval or the user's confirmation
+	// (@approval, approval.go; "required" wins); "" otherwise.
 	Approval string `json:"approval,omitempty"`
 	// ApprovalPolicies are the allowing policies that ask for it.
 	ApprovalPolicies []string `json:"approvalPolicies,omitempty"`

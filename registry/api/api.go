@@ -26,9 +26,10 @@ const maxSnapshotBytes = 64 << 20
 
 // Principal is an authenticated administrator.
 type Principal struct {
-	// ID is the administrator's identity: a SPIFFE ID, or "token:bootstrap".
+	// ID is the administrator's identity: a SPIFFE ID, "oidc:<sub>" (an
+	// OIDC access token, node/adminauth), or "token:bootstrap".
 	ID string `json:"id"`
-	// Method is how it authenticated: "token" or "svid".
+	// Method is how it authenticated: "token", "svid" or "oidc".
 	Method string `json:"method"`
 }
 

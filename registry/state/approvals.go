@@ -195,7 +195,8 @@ func ValidateApprovalReason(approve bool, reason string) error {
 }
 
 // SamePerson reports whether an administrator (by, the id its admin
-// credential gives: an admin SVID's SPIFFE ID or "token:<name>") is the
+// credential gives: an admin SVID's SPIFFE ID, "oidc:<sub>" or
+// "token:<name>") is the
 // caller of an approval (a principal id: a SPIFFE ID, apikey:<id>,
 // oidc:<subject> or anonymous). Identities are compared exactly, after
 // trimming a trailing slash: mcpmesh knows no mapping between an admin

@@ -21,6 +21,8 @@ type NodeOverrides struct {
 	// WorkloadAPIAddr takes the node's identity from the Workload API at
 	// this address (trust.source: workload-api) instead of the CA.
 	WorkloadAPIAddr string
+	// AdminPathPrefix replaces admin.spiffe_path_prefix (default /admin/).
+	AdminPathPrefix string
 }
 
 // WriteConfigWith (re)writes the node's config with the given bootstrap
@@ -42,6 +44,10 @@ func (n *Node) WriteConfigWith(o NodeOverrides, bootstrapYAML string) {
 		audit += fmt.Sprintf("  arguments_key_file: %q\n", c.auditKeyFile())
 	}
 	audit += c.Opts.AuditYAML
+	admin := fmt.Sprintf("  token_file: %q", c.TokenFile)
+	if o.AdminPathPrefix != "" {
+		admin += fmt.Sprintf("\n  spiffe_path_prefix: %q", o.AdminPathPrefix)
+	}
 	cfg := fmt.Sprintf(`node_id: %s
 namespace: %s
 trust_domain: %s
@@ -56,13 +62,13 @@ raft:
 trust:
 %s
 admin:
-  token_file: %q
+%s
 log:
   level: debug
 audit:
 %s
 %s
-%s`, n.ID, c.Opts.Namespace, td, n.DataDir, n.HTTPAddr, o.HTTPTLS, n.RaftAddr, c.Opts.NoSync, trust, c.TokenFile, audit, bootstrapYAML, c.Opts.ExtraYAML)
+%s`, n.ID, c.Opts.Namespace, td, n.DataDir, n.HTTPAddr, o.HTTPTLS, n.RaftAddr, c.Opts.NoSync, trust, admin, audit, bootstrapYAML, c.Opts.ExtraYAML)
 	if err := os.WriteFile(n.ConfigPath, []byte(cfg), 0o600); err != nil {
 		c.t.Fatalf("write config: %v", err)
 	}
