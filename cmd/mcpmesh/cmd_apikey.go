@@ -65,7 +65,7 @@ func apikeyList(ctx context.Context, args []string, stdout io.Writer) error {
 	var cf clientFlags
 	cf.register(fs)
 	tenant := fs.String("tenant", "", "only this tenant's keys")
-	consistent := fs.Bool("consistent", false, "read through the leader (sees every committed write)")
+	consistent := consistentFlag(fs, "write")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}

@@ -23,7 +23,7 @@ func approvalsList(ctx context.Context, args []string, stdout io.Writer) error {
 	var cf clientFlags
 	cf.register(fs)
 	st := fs.String("state", "", "only approvals in this state: pending, approved, denied, consumed or expired")
-	consistent := fs.Bool("consistent", false, "read through the leader (sees every committed write)")
+	consistent := consistentFlag(fs, "write")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err

@@ -41,7 +41,7 @@ func runKill(ctx context.Context, args []string, stdout io.Writer) error {
 	cf.register(fs)
 	reason := fs.String("reason", "", "why, in one line; refused callers see it (required)")
 	list := fs.Bool("list", false, "list the switches pulled instead")
-	consistent := fs.Bool("consistent", false, "with -list: read through the leader (sees every committed write)")
+	consistent := consistentFlag(fs, "write")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err

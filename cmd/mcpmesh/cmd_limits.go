@@ -22,7 +22,7 @@ func runLimits(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlagSet("limits", limitsUsage)
 	var cf clientFlags
 	cf.register(fs)
-	consistent := fs.Bool("consistent", false, "read through the leader (sees every committed write)")
+	consistent := consistentFlag(fs, "write")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err

@@ -39,7 +39,7 @@ func policyShow(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlagSet("policy show", "policy show [-consistent] [-text]")
 	var cf clientFlags
 	cf.register(fs)
-	consistent := fs.Bool("consistent", false, "read through the leader (sees every committed write)")
+	consistent := consistentFlag(fs, "write")
 	text := fs.Bool("text", false, "print the policy files themselves")
 	if _, err := parse(fs, args); err != nil {
 		return err

@@ -63,7 +63,7 @@ func profileShow(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlagSet("profile show", "profile show PRINCIPAL [-consistent]")
 	var cf clientFlags
 	cf.register(fs)
-	consistent := fs.Bool("consistent", false, "read through the leader (sees every committed write)")
+	consistent := consistentFlag(fs, "write")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -91,7 +91,7 @@ func profileList(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlagSet("profile list", "profile list [-consistent]")
 	var cf clientFlags
 	cf.register(fs)
-	consistent := fs.Bool("consistent", false, "read through the leader (sees every committed write)")
+	consistent := consistentFlag(fs, "write")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}

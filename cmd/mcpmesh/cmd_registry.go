@@ -73,7 +73,7 @@ func registryList(ctx context.Context, args []string, stdout io.Writer) error {
 	var cf clientFlags
 	cf.register(fs)
 	st := fs.String("state", "", "only versions in this state (submitted, approved, deprecated, retired, rejected, quarantined)")
-	consistent := fs.Bool("consistent", false, "read through the leader (sees every committed write)")
+	consistent := consistentFlag(fs, "write")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -98,7 +98,7 @@ func registryShow(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlagSet("registry show", "registry show NAME[@VERSION] [-consistent]")
 	var cf clientFlags
 	cf.register(fs)
-	consistent := fs.Bool("consistent", false, "read through the leader (sees every committed write)")
+	consistent := consistentFlag(fs, "write")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err

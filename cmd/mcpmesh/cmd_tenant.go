@@ -58,7 +58,7 @@ func tenantList(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlagSet("tenant list", "tenant list [-consistent]")
 	var cf clientFlags
 	cf.register(fs)
-	consistent := fs.Bool("consistent", false, "read through the leader (sees every committed write)")
+	consistent := consistentFlag(fs, "write")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}

@@ -33,7 +33,7 @@ func usageReport(ctx context.Context, args []string, stdout io.Writer) error {
 	cf.register(fs)
 	month := fs.String("month", time.Now().UTC().Format("2006-01"), "the UTC month, YYYY-MM (default: this month)")
 	tenant := fs.String("tenant", "", "only this tenant")
-	consistent := fs.Bool("consistent", false, "read through the leader (sees every committed flush)")
+	consistent := consistentFlag(fs, "flush")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -116,7 +116,7 @@ func usageQuotas(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlagSet("usage quotas", "usage quotas [-consistent]   (the tenants' monthly limits; set them in a catalog's quotas.yaml with mcpmesh apply)")
 	var cf clientFlags
 	cf.register(fs)
-	consistent := fs.Bool("consistent", false, "read through the leader (sees every committed write)")
+	consistent := consistentFlag(fs, "write")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err

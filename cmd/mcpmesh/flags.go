@@ -74,6 +74,12 @@ func (c *clientFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "request timeout")
 }
 
+// consistentFlag declares -consistent, which reads through the leader; what
+// names what such a read sees (every committed write, or flush).
+func consistentFlag(fs *flag.FlagSet, what string) *bool {
+	return fs.Bool("consistent", false, "read through the leader (sees every committed "+what+")")
+}
+
 func (c *clientFlags) client() (*api.Client, error) {
 	if c.output != "table" && c.output != "json" {
 		return nil, usagef("-o %q: use table or json", c.output)
