@@ -57,6 +57,10 @@ const (
 	OutcomeUpstreamError Outcome = "upstream_error"
 	// OutcomeError is an admin change that was not applied.
 	OutcomeError Outcome = "error"
+	// OutcomeRequested is an admin change about to be proposed, recorded
+	// before it is; the record with the same request id that follows says
+	// how it ended (none follows if the node stopped in between).
+	OutcomeRequested Outcome = "requested"
 	// OutcomeRateLimited is a call a rate limit refused; the record's
 	// reason names the limit.
 	OutcomeRateLimited Outcome = "rate_limited"
@@ -80,7 +84,7 @@ const (
 var Outcomes = []Outcome{OutcomeOK, OutcomeToolError, OutcomeInputRequired, OutcomeDenied, OutcomeRefused,
 	OutcomeKilled, OutcomeInvalidArguments, OutcomeUpstreamError, OutcomeError,
 	OutcomeRateLimited, OutcomeOverQuota, OutcomeApprovalPending, OutcomeApprovalDenied, OutcomeApprovalExpired,
-	OutcomeApprovalDeclined}
+	OutcomeApprovalDeclined, OutcomeRequested}
 
 // OutcomeNames is Outcomes as one comma-separated list, for messages.
 func OutcomeNames() string {

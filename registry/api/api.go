@@ -201,10 +201,14 @@ func (h *Handler) apply(r *http.Request, cmd any) (state.ApplyResult, error) {
 	if err != nil {
 		return state.ApplyResult{}, err
 	}
-	res, err := h.cl.Apply(r.Context(), enc)
 	action, target, reason := describe(cmd)
+	change, err := h.intend(r, action, target, reason)
+	if err != nil {
+		return state.ApplyResult{}, err
+	}
+	res, err := h.cl.Apply(r.Context(), enc)
 	reason, recErr := recordOf(reason, res, err)
-	if aerr := h.audit(r, action, target, reason, start, recErr); aerr != nil && aerr != recErr {
+	if aerr := h.audit(r, change, action, target, reason, start, recErr); aerr != nil && aerr != recErr {
 		return res, aerr
 	}
 	return res, err
@@ -531,7 +535,11 @@ func (h *Handler) addMember(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := time.Now()
-	if err := h.audit(r, "operator.add-member", req.ID, req.Address, start, h.cl.AddVoter(r.Context(), req.ID, req.Address)); err != nil {
+	change, err := h.intend(r, "operator.add-member", req.ID, req.Address)
+	if err == nil {
+		err = h.audit(r, change, "operator.add-member", req.ID, req.Address, start, h.cl.AddVoter(r.Context(), req.ID, req.Address))
+	}
+	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
@@ -542,7 +550,11 @@ func (h *Handler) addMember(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) removeMember(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	start := time.Now()
-	if err := h.audit(r, "operator.remove-member", id, "", start, h.cl.RemoveServer(r.Context(), id)); err != nil {
+	change, err := h.intend(r, "operator.remove-member", id, "")
+	if err == nil {
+		err = h.audit(r, change, "operator.remove-member", id, "", start, h.cl.RemoveServer(r.Context(), id))
+	}
+	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
@@ -566,11 +578,16 @@ func (h *Handler) saveSnapshot(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) restoreSnapshot(w http.ResponseWriter, r *http.Request) {
 	body := http.MaxBytesReader(w, r.Body, maxSnapshotBytes)
 	start := time.Now()
-	err := h.cl.RestoreSnapshot(r.Context(), body)
+	change, err := h.intend(r, "operator.restore-snapshot", "namespace", "")
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	err = h.cl.RestoreSnapshot(r.Context(), body)
 	if errors.Is(err, state.ErrCorruptSnapshot) {
 		err = badRequest("%v", err)
 	}
-	if err := h.audit(r, "operator.restore-snapshot", "namespace", "", start, err); err != nil {
+	if err := h.audit(r, change, "operator.restore-snapshot", "namespace", "", start, err); err != nil {
 		h.fail(w, r, err)
 		return
 	}

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,21 +51,64 @@ func (e *auditFailedError) Error() string {
 
 func (e *auditFailedError) Unwrap() error { return e.err }
 
-// audit records an admin change (action on target, for reason) and how it
-// ended (err nil: applied). It returns err, or the failure to record.
-func (h *Handler) audit(r *http.Request, action, target, reason string, start time.Time, err error) error {
+// unrecordedError is an admin change refused because the record that it
+// is about to be made could not be written: nothing was changed.
+type unrecordedError struct {
+	action string
+	err    error
+}
+
+func (e *unrecordedError) Error() string {
+	return fmt.Sprintf("%s was not done: the audit log cannot take its record (%v); retry when it can, or tell the BU's operators", e.action, e.err)
+}
+
+func (e *unrecordedError) Unwrap() error { return e.err }
+
+// intend durably records that an admin change (action on target, for
+// reason) is about to be proposed, before it is: a node that crashes
+// between the commit and the outcome's record still leaves the change on
+// record, as requested, under the change id that the outcome's record
+// (audit) repeats as its request id. A change whose intent cannot be
+// recorded is not made.
+func (h *Handler) intend(r *http.Request, action, target, reason string) (change string, err error) {
 	if h.auditor == nil {
-		return err
+		return "", nil
 	}
+	change = rand.Text()
+	rec := h.adminRecord(r, action, target, reason, change)
+	rec.Outcome = audit.OutcomeRequested
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), auditTimeout)
+	defer cancel()
+	if _, err := h.auditor.Append(ctx, rec); err != nil {
+		h.logger.Error("admin API: a change was refused, its audit record could not be written", "action", action, "target", target, "by", rec.Principal, "error", err)
+		return "", &unrecordedError{action: action + " " + target, err: err}
+	}
+	return change, nil
+}
+
+// adminRecord is the record of an admin change by r's principal.
+func (h *Handler) adminRecord(r *http.Request, action, target, reason, change string) audit.Record {
 	p, _ := PrincipalFrom(r.Context())
 	rec := audit.Record{
 		Kind: audit.KindAdmin, Namespace: h.namespace, Principal: p.ID, AuthMethod: p.Method, Remote: r.RemoteAddr,
-		Action: action, Target: target, Reason: reason, Outcome: audit.OutcomeOK,
-		DurationMs: float64(time.Since(start).Microseconds()) / 1000,
+		Action: action, Target: target, Reason: reason, RequestID: change,
 	}
 	if p.ID != "" {
 		rec.Actors = []string{p.ID}
 	}
+	return rec
+}
+
+// audit records an admin change (action on target, for reason, under the
+// change id intend gave) and how it ended (err nil: applied). It returns
+// err, or the failure to record.
+func (h *Handler) audit(r *http.Request, change, action, target, reason string, start time.Time, err error) error {
+	if h.auditor == nil {
+		return err
+	}
+	rec := h.adminRecord(r, action, target, reason, change)
+	rec.Outcome = audit.OutcomeOK
+	rec.DurationMs = float64(time.Since(start).Microseconds()) / 1000
 	if err != nil {
 		rec.Outcome = audit.OutcomeError
 		rec.ErrorCode, _ = statusOf(err)
@@ -74,7 +118,7 @@ func (h *Handler) audit(r *http.Request, action, target, reason string, start ti
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), auditTimeout)
 	defer cancel()
 	if _, aerr := h.auditor.Append(ctx, rec); aerr != nil {
-		h.logger.Error("admin API: the audit record of a change could not be written", "action", action, "target", target, "by", p.ID, "applied", err == nil, "error", aerr)
+		h.logger.Error("admin API: the audit record of a change could not be written", "action", action, "target", target, "by", rec.Principal, "applied", err == nil, "error", aerr)
 		if err != nil {
 			return err
 		}
@@ -162,6 +206,8 @@ func statusOf(err error) (int, string) {
 		return http.StatusServiceUnavailable, "no_leader"
 	case errors.As(err, new(*badRequestError)):
 		return http.StatusBadRequest, "bad_request"
+	case errors.As(err, new(*unrecordedError)):
+		return http.StatusServiceUnavailable, "audit_unavailable"
 	}
 	return http.StatusInternalServerError, "internal"
 }

@@ -64,9 +64,10 @@ func newOneNodeCluster(t *testing.T) *cluster.Cluster {
 
 // memAuditor keeps records in memory, or fails every one with err.
 type memAuditor struct {
-	mu   sync.Mutex
-	recs []audit.Record
-	err  error
+	mu        sync.Mutex
+	recs      []audit.Record
+	err       error
+	failAfter int // when > 0, appends fail once this many records are held
 }
 
 func (m *memAuditor) Append(_ context.Context, r audit.Record) (uint64, error) {
@@ -74,6 +75,9 @@ func (m *memAuditor) Append(_ context.Context, r audit.Record) (uint64, error) {
 	defer m.mu.Unlock()
 	if m.err != nil {
 		return 0, m.err
+	}
+	if m.failAfter > 0 && len(m.recs) >= m.failAfter {
+		return 0, errors.New("disk full")
 	}
 	m.recs = append(m.recs, r)
 	return uint64(len(m.recs)), nil
@@ -157,10 +161,37 @@ func TestAdminChangesAreAudited(t *testing.T) {
 		t.Errorf("a read made a record (HTTP %d, %d records, want %d)", w.Code, len(a.recs), n)
 	}
 
+	// Each change is on record before it is proposed, as requested, under
+	// the id its outcome's record repeats.
+	for i := 0; i+1 < len(a.recs); i += 2 {
+		intent, outcome := a.recs[i], a.recs[i+1]
+		if intent.Outcome != audit.OutcomeRequested || intent.RequestID == "" || intent.RequestID != outcome.RequestID ||
+			intent.Action != outcome.Action || intent.Target != outcome.Target || outcome.Outcome == audit.OutcomeRequested {
+			t.Errorf("records %d and %d are not a change's intent and outcome:\n%+v\n%+v", i, i+1, intent, outcome)
+		}
+	}
+	if len(a.recs)%2 != 0 || len(a.recs) < 6 {
+		t.Errorf("%d records for 3 changes, want an intent and an outcome each", len(a.recs))
+	}
+
+	// The log cannot take the intent: the change is not made.
 	a.err = errors.New("disk full")
 	w := do(t, h, "POST", "/v1/tenants", `{"name":"benefits","owners":["bob@corp.example"]}`)
-	if w.Code != http.StatusInternalServerError || !strings.Contains(w.Body.String(), "tenant.put benefits was done, but its audit record could not be written (disk full)") {
-		t.Errorf("change whose record fails: HTTP %d %s", w.Code, w.Body)
+	if w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), "tenant.put benefits was not done: the audit log cannot take its record (disk full)") {
+		t.Errorf("change whose intent cannot be recorded: HTTP %d %s", w.Code, w.Body)
+	}
+	if _, err := c.FSM.Tenant("benefits"); !errors.Is(err, state.ErrNotFound) {
+		t.Errorf("a change that could not be recorded was made: %v", err)
+	}
+	// The log takes the intent, then fails: the change is made, and the
+	// answer says it is not fully on record.
+	a.err, a.failAfter = nil, len(a.recs)+1
+	w = do(t, h, "POST", "/v1/tenants", `{"name":"benefits","owners":["bob@corp.example"]}`)
+	if w.Code != http.StatusInternalServerError || !strings.Contains(w.Body.String(), "tenant.put benefits was done, but its audit record could not be written") {
+		t.Errorf("change whose outcome's record fails: HTTP %d %s", w.Code, w.Body)
+	}
+	if last := a.recs[len(a.recs)-1]; last.Outcome != audit.OutcomeRequested || last.Target != "benefits" {
+		t.Errorf("the change's intent is not on record: %+v", last)
 	}
 }
 

@@ -197,7 +197,7 @@ when { resource in Tool::"corp.bank/payments/transfer" &&
 	recs := decode[api.AuditRecords](t, "audit query", as(bob, "audit", "query", "-kind", "admin", "-principal", "spiffe://hr.example.corp/people/alice", "-o", "json"))
 	refused := 0
 	for _, r := range recs.Records {
-		if strings.HasPrefix(r.Action, "approval.") && r.Outcome != "ok" {
+		if strings.HasPrefix(r.Action, "approval.") && r.Outcome == "error" {
 			refused++
 		}
 	}
