@@ -130,6 +130,12 @@ type Pool struct {
 	logSessions map[*mcp.ClientSession]leasedSession
 	logOnce     sync.Once
 	logCl       *mcp.Client
+
+	// watches are the watch sessions of resource subscriptions (watch.go).
+	watchMu   sync.Mutex
+	watches   map[*conn]*watch
+	watchOnce sync.Once
+	watchCl   *mcp.Client
 }
 
 // Option configures NewPool.
@@ -153,7 +159,7 @@ func WithTokens(m Minter) Option { return optionFunc(func(p *Pool) { p.tokens = 
 // NewPool returns an empty pool; sessions are dialled on first use.
 func NewPool(cfg Config, opts ...Option) *Pool {
 	cfg.setDefaults()
-	p := &Pool{cfg: cfg, logger: slog.New(slog.DiscardHandler), conns: map[string]*conn{}, progress: map[string]*progressWatch{}, logSessions: map[*mcp.ClientSession]leasedSession{}}
+	p := &Pool{cfg: cfg, logger: slog.New(slog.DiscardHandler), conns: map[string]*conn{}, progress: map[string]*progressWatch{}, logSessions: map[*mcp.ClientSession]leasedSession{}, watches: map[*conn]*watch{}}
 	for _, o := range opts {
 		o.apply(p)
 	}
@@ -643,5 +649,6 @@ func (p *Pool) Close() error {
 	for _, c := range conns {
 		c.close(p)
 	}
+	p.closeWatches()
 	return nil
 }
