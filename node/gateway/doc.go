@@ -58,6 +58,7 @@
 //
 // # What is not here yet
 //
-// subscriptions/listen relayed from upstreams and log messages of
-// 2026-07-28 upstreams; see the README's status.
+// Prompts and resources list_changed relayed from upstreams, and resource
+// updates of legacy upstreams to 2026-07-28 listeners; see the README's
+// status. What is relayed to 2026-07-28 agents: logs.go, listen.go.
 package gateway

@@ -113,8 +113,9 @@ type Gateway struct {
 	schemas *validate.Cache
 	sunset  time.Time // the earliest future sunset among live versions
 	agg     *endpoint
-	servers sync.Map // server name → *endpoint
-	links   sync.Map // *mcp.ServerSession → *agentLink (legacy agents; relay.go)
+	servers sync.Map    // server name → *endpoint
+	links   sync.Map    // *mcp.ServerSession → *agentLink (legacy agents; relay.go)
+	listen  listenRelay // 2026-07-28 agents' resource subscriptions (listen.go)
 }
 
 // Option configures New.
@@ -218,7 +219,7 @@ func (g *Gateway) newEndpoint(name string, perServer bool) *endpoint {
 	}
 	// Outermost: every request below knows its caller (caller.go).
 	s.AddReceivingMiddleware(g.withCaller)
-	s.AddSendingMiddleware(ep.onlyToMiddleware)
+	s.AddSendingMiddleware(ep.onlyToMiddleware, g.listenFilter(ep))
 	get := func(*http.Request) *mcp.Server { return s }
 	ep.server = s
 	// In the 2026-07-28 era the POST is the whole request: an agent that

@@ -22,6 +22,9 @@ type metrics struct {
 	quota *quotaMetrics
 	// approvals are the approvals' (approvals.go).
 	approvals *approvalMetrics
+	// relayDropped counts what the gateway dropped instead of blocking an
+	// upstream (logs.go, listen.go).
+	relayDropped *prometheus.CounterVec
 }
 
 // newMetrics creates the gateway's metrics and registers them with reg
@@ -64,6 +67,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.rateLimited, m.liveReplicas = newRateLimitMetrics(reg)
 	m.quota = newQuotaMetrics(reg)
 	m.approvals = newApprovalMetrics(reg)
+	m.relayDropped = newRelayMetrics(reg)
 	return m
 }
 

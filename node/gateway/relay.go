@@ -200,11 +200,18 @@ func (g *Gateway) subscribe(ep *endpoint, resolve func(uri string) (upstream.Tar
 		return err
 	}
 	sub = func(ctx context.Context, req *mcp.SubscribeRequest) error {
+		if !legacySession(req.Session) { // a 2026-07-28 agent's subscriptions/listen (listen.go)
+			return g.listenSubscribe(ctx, ep, req.Session, req.Params.URI, resolve)
+		}
 		return forward(ctx, req.Session, req.Params.URI, func(ctx context.Context, s *mcp.ClientSession, uri string) error {
 			return s.Subscribe(ctx, &mcp.SubscribeParams{URI: uri})
 		})
 	}
 	unsub = func(ctx context.Context, req *mcp.UnsubscribeRequest) error {
+		if !legacySession(req.Session) {
+			g.listenUnsubscribe(ep, req.Session, req.Params.URI)
+			return nil
+		}
 		return forward(ctx, req.Session, req.Params.URI, func(ctx context.Context, s *mcp.ClientSession, uri string) error {
 			return s.Unsubscribe(ctx, &mcp.UnsubscribeParams{URI: uri})
 		})

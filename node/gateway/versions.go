@@ -286,38 +286,58 @@ func (g *Gateway) callUpstream(ctx context.Context, ep *endpoint, e *entry, req 
 	params := &mcp.CallToolParams{Name: e.tool, Arguments: req.Params.Arguments, Meta: forwardMeta(req.Params.Meta, req.Session),
 		InputResponses: req.Params.InputResponses, RequestState: upstreamState}
 	token := req.Params.GetProgressToken()
-	if token == nil || req.Session == nil {
+	level := agentLogLevel(req)
+	if (token == nil && level == "") || req.Session == nil {
 		return via.CallTool(ctx, e.target, params, nil)
 	}
-	progress := make(chan *mcp.ProgressNotificationParams, 256)
+	// Progress and log messages (logs.go) come back through one bounded
+	// queue, relayed from here.
+	events := make(chan mcp.Params, 256)
+	send := func(kind string, p mcp.Params) {
+		select {
+		case events <- p:
+		default: // the agent is not keeping up: drop an update, never block the upstream
+			g.metrics.relayDropped.WithLabelValues(g.cfg.Namespace, kind).Inc()
+		}
+	}
+	var onProgress func(*mcp.ProgressNotificationParams)
+	if token != nil {
+		onProgress = func(p *mcp.ProgressNotificationParams) { send("progress", p) }
+	}
 	type outcome struct {
 		res *mcp.CallToolResult
 		err error
 	}
 	done := make(chan outcome, 1)
 	go func() {
-		res, err := via.CallTool(ctx, e.target, params, func(p *mcp.ProgressNotificationParams) {
-			select {
-			case progress <- p:
-			default: // the agent is not keeping up: drop an update, never block the upstream
-			}
-		})
-		done <- outcome{res, err}
+		var o outcome
+		if level != "" {
+			o.res, o.err = g.pool.CallToolLogged(ctx, e.target, params, level, func(p *mcp.LoggingMessageParams) { send("log", p) }, onProgress)
+		} else {
+			o.res, o.err = via.CallTool(ctx, e.target, params, onProgress)
+		}
+		done <- o
 	}()
-	relay := func(p *mcp.ProgressNotificationParams) {
-		req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: token, Progress: p.Progress, Total: p.Total, Message: p.Message})
+	relay := func(ev mcp.Params) {
+		switch p := ev.(type) {
+		case *mcp.ProgressNotificationParams:
+			req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: token, Progress: p.Progress, Total: p.Total, Message: p.Message})
+		case *mcp.LoggingMessageParams:
+			// go-sdk filters by the level of the agent's request.
+			req.Session.Log(ctx, p)
+		}
 	}
 	for {
 		select {
-		case p := <-progress:
-			relay(p)
+		case ev := <-events:
+			relay(ev)
 		case o := <-done:
-			// The pool settles the call's progress before returning; what
-			// is buffered now is all there is.
+			// The pool settles the call's progress and logs before
+			// returning; what is buffered now is all there is.
 			for {
 				select {
-				case p := <-progress:
-					relay(p)
+				case ev := <-events:
+					relay(ev)
 				default:
 					return o.res, o.err
 				}

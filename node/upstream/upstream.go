@@ -123,6 +123,19 @@ type Pool struct {
 	progressMu  sync.Mutex
 	progress    map[string]*progressWatch
 	progressSeq uint64
+
+	// logSessions are the sessions of calls that want log messages, and
+	// the call holding each (logged.go); logCl is their client.
+	logMu       sync.Mutex
+	logSessions map[*mcp.ClientSession]leasedSession
+	logOnce     sync.Once
+	logCl       *mcp.Client
+
+	// watches are the watch sessions of resource subscriptions (watch.go).
+	watchMu   sync.Mutex
+	watches   map[*conn]*watch
+	watchOnce sync.Once
+	watchCl   *mcp.Client
 }
 
 // Option configures NewPool.
@@ -146,7 +159,7 @@ func WithTokens(m Minter) Option { return optionFunc(func(p *Pool) { p.tokens = 
 // NewPool returns an empty pool; sessions are dialled on first use.
 func NewPool(cfg Config, opts ...Option) *Pool {
 	cfg.setDefaults()
-	p := &Pool{cfg: cfg, logger: slog.New(slog.DiscardHandler), conns: map[string]*conn{}, progress: map[string]*progressWatch{}}
+	p := &Pool{cfg: cfg, logger: slog.New(slog.DiscardHandler), conns: map[string]*conn{}, progress: map[string]*progressWatch{}, logSessions: map[*mcp.ClientSession]leasedSession{}, watches: map[*conn]*watch{}}
 	for _, o := range opts {
 		o.apply(p)
 	}
@@ -183,6 +196,9 @@ type conn struct {
 	openedAt time.Time
 	nextDial time.Time
 	lastErr  error
+	// logIdle are sessions kept for calls that want log messages
+	// (logged.go).
+	logIdle []*mcp.ClientSession
 }
 
 func (p *Pool) conn(t Target) *conn {
@@ -191,7 +207,7 @@ func (p *Pool) conn(t Target) *conn {
 	c, ok := p.conns[t.Key()]
 	if !ok || !sameTarget(c.target, t) {
 		if ok {
-			c.close()
+			c.close(p)
 		}
 		c = &conn{target: t, slots: make(chan struct{}, p.cfg.MaxConcurrent)}
 		p.conns[t.Key()] = c
@@ -610,13 +626,14 @@ func (p *Pool) Forget(key string) {
 	delete(p.conns, key)
 	p.mu.Unlock()
 	if ok {
-		c.close()
+		c.close(p)
 	}
 }
 
-func (c *conn) close() {
+func (c *conn) close(p *Pool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	p.closeLogSessions(c)
 	if c.session != nil {
 		c.session.Close()
 		c.session = nil
@@ -630,7 +647,8 @@ func (p *Pool) Close() error {
 	p.conns = map[string]*conn{}
 	p.mu.Unlock()
 	for _, c := range conns {
-		c.close()
+		c.close(p)
 	}
+	p.closeWatches()
 	return nil
 }

@@ -40,6 +40,8 @@ func startUpstream(t *testing.T, label string) *testUpstream {
 	s.AddTool(&def, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		var args struct{ Q string }
 		json.Unmarshal(req.Params.Arguments, &args)
+		// Sent only to a caller that asked for log messages.
+		req.Session.Log(ctx, &mcp.LoggingMessageParams{Level: "info", Logger: label, Data: "looked up " + args.Q})
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: label + ":" + args.Q}}}, nil
 	})
 	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil)
