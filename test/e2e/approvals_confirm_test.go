@@ -48,11 +48,7 @@ permit (principal, action == Action::"call", resource)
 when { resource in Tool::"corp.bank/payments/transfer" };
 `))
 	mustCLI(t, c, n, "apply", "-f", dir)
-	card := fmt.Sprintf(`{"name":"corp.bank/payments","description":"Test bank","version":"1.0.0","_meta":{
-"io.mcpmesh/governance":{"owner":"o@corp.example","team":"t","dataClassification":"internal","riskTier":"high","costPerCall":0,
-"upstream":{"transport":"streamable-http","url":%q}},
-"io.mcpmesh/tools":[%s]}}`, up.URL, transferTool)
-	mustCLI(t, c, n, "registry", "submit", "-f", writeCard(t, []byte(card)))
+	mustCLI(t, c, n, "registry", "submit", "-f", writeCard(t, []byte(bankCard(up.URL))))
 	mustCLI(t, c, n, "registry", "approve", "corp.bank/payments@1.0.0")
 	alice := createKey(t, c, n, "payroll", "alice")
 

@@ -61,23 +61,9 @@ func TestApprovalSelfApprovalRefused(t *testing.T) {
 		return out
 	}
 	as(alice, "tenant", "add", "payroll", "-owner", "alice@corp.example")
-	dir := t.TempDir()
-	writeFile(t, dir, "policies.cedar", []byte(`
-@id("call-all")
-permit (principal, action, resource);
-
-@id("big-transfers")
-@approval("required")
-permit (principal, action == Action::"call", resource)
-when { resource in Tool::"corp.bank/payments/transfer" &&
-       context.arguments.hasTag("amount") && context.arguments.getTag("amount") > 1000 };
-`))
+	dir := bankPolicyDir(t)
 	as(alice, "apply", "-f", dir)
-	card := fmt.Sprintf(`{"name":"corp.bank/payments","description":"Test bank","version":"1.0.0","_meta":{
-"io.mcpmesh/governance":{"owner":"o@corp.example","team":"t","dataClassification":"internal","riskTier":"high","costPerCall":0,
-"upstream":{"transport":"streamable-http","url":%q}},
-"io.mcpmesh/tools":[%s]}}`, up.URL, transferTool)
-	as(alice, "registry", "submit", "-f", writeCard(t, []byte(card)))
+	as(alice, "registry", "submit", "-f", writeCard(t, []byte(bankCard(up.URL))))
 	as(alice, "registry", "approve", "corp.bank/payments@1.0.0")
 
 	_, bundle, err := ca.LoadSVID(alice)
@@ -266,22 +252,8 @@ func TestApprovalSelfApprovalOIDC(t *testing.T) {
 		return c.Run(append(args, "-addr", n.URL(), "-token-file", file)...)
 	}
 	// alice, signed in with OIDC, sets the BU up.
-	dir := t.TempDir()
-	writeFile(t, dir, "policies.cedar", []byte(`
-@id("call-all")
-permit (principal, action, resource);
-
-@id("big-transfers")
-@approval("required")
-permit (principal, action == Action::"call", resource)
-when { resource in Tool::"corp.bank/payments/transfer" &&
-       context.arguments.hasTag("amount") && context.arguments.getTag("amount") > 1000 };
-`))
-	card := fmt.Sprintf(`{"name":"corp.bank/payments","description":"Test bank","version":"1.0.0","_meta":{
-"io.mcpmesh/governance":{"owner":"o@corp.example","team":"t","dataClassification":"internal","riskTier":"high","costPerCall":0,
-"upstream":{"transport":"streamable-http","url":%q}},
-"io.mcpmesh/tools":[%s]}}`, up.URL, transferTool)
-	for _, args := range [][]string{{"tenant", "add", "payroll", "-owner", "alice@corp.example"}, {"apply", "-f", dir}, {"registry", "submit", "-f", writeCard(t, []byte(card))}, {"registry", "approve", "corp.bank/payments@1.0.0"}} {
+	dir := bankPolicyDir(t)
+	for _, args := range [][]string{{"tenant", "add", "payroll", "-owner", "alice@corp.example"}, {"apply", "-f", dir}, {"registry", "submit", "-f", writeCard(t, []byte(bankCard(up.URL)))}, {"registry", "approve", "corp.bank/payments@1.0.0"}} {
 		if out, code := as(aliceAdmin, args...); code != 0 {
 			t.Fatalf("%v as alice: exit %d: %s", args, code, out)
 		}

@@ -89,23 +89,9 @@ func TestApprovals(t *testing.T) {
 	fs := c.Followers(leader)
 	a, b := fs[0], fs[1]
 	mustCLI(t, c, a, "tenant", "add", "payroll", "-owner", "alice@corp.example")
-	dir := t.TempDir()
-	writeFile(t, dir, "policies.cedar", []byte(`
-@id("call-all")
-permit (principal, action, resource);
-
-@id("big-transfers")
-@approval("required")
-permit (principal, action == Action::"call", resource)
-when { resource in Tool::"corp.bank/payments/transfer" &&
-       context.arguments.hasTag("amount") && context.arguments.getTag("amount") > 1000 };
-`))
+	dir := bankPolicyDir(t)
 	mustCLI(t, c, a, "apply", "-f", dir)
-	card := fmt.Sprintf(`{"name":"corp.bank/payments","description":"Test bank","version":"1.0.0","_meta":{
-"io.mcpmesh/governance":{"owner":"o@corp.example","team":"t","dataClassification":"internal","riskTier":"high","costPerCall":0,
-"upstream":{"transport":"streamable-http","url":%q}},
-"io.mcpmesh/tools":[%s]}}`, up.URL, transferTool)
-	mustCLI(t, c, a, "registry", "submit", "-f", writeCard(t, []byte(card)))
+	mustCLI(t, c, a, "registry", "submit", "-f", writeCard(t, []byte(bankCard(up.URL))))
 	mustCLI(t, c, a, "registry", "approve", "corp.bank/payments@1.0.0")
 	alice := createKey(t, c, a, "payroll", "alice")
 	mallory := createKey(t, c, a, "payroll", "mallory")
@@ -346,4 +332,30 @@ when { resource in Tool::"corp.bank/payments/transfer" &&
 			t.Errorf("metrics of %s lack %s", a.ID, want)
 		}
 	}
+}
+
+// bankPolicyDir is a catalog directory whose policies let every call
+// through and hold transfers above 1000 for an administrator's approval.
+func bankPolicyDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	writeFile(t, dir, "policies.cedar", []byte(`
+@id("call-all")
+permit (principal, action, resource);
+
+@id("big-transfers")
+@approval("required")
+permit (principal, action == Action::"call", resource)
+when { resource in Tool::"corp.bank/payments/transfer" &&
+       context.arguments.hasTag("amount") && context.arguments.getTag("amount") > 1000 };
+`))
+	return dir
+}
+
+// bankCard is the card of the test bank, whose transfer tool is at url.
+func bankCard(url string) string {
+	return fmt.Sprintf(`{"name":"corp.bank/payments","description":"Test bank","version":"1.0.0","_meta":{
+"io.mcpmesh/governance":{"owner":"o@corp.example","team":"t","dataClassification":"internal","riskTier":"high","costPerCall":0,
+"upstream":{"transport":"streamable-http","url":%q}},
+"io.mcpmesh/tools":[%s]}}`, url, transferTool)
 }
