@@ -2,23 +2,17 @@ package e2e
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -199,21 +193,13 @@ func TestApprovalSelfApprovalRefused(t *testing.T) {
 // approves it, and alice's retry runs once.
 func TestApprovalSelfApprovalOIDC(t *testing.T) {
 	t.Parallel()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "idp-1", Algorithm: "ES256", Use: "sig"}}})
-	}))
-	t.Cleanup(jwks.Close)
-	const issuer = "https://idp.corp.example"
+	idp := startIdP(t)
 	up := startCountingUpstream(t)
 	c := testcluster.New(t, testcluster.Options{NoSync: true, Nodes: 1})
 	n := c.Nodes[0]
 	mcpAud, adminAud := n.URL()+"/mcp", n.URL()+"/v1"
 	c.Opts.ExtraYAML = fmt.Sprintf("mcp:\n  auth:\n    oidc:\n      issuer: %s\n      jwks_url: %s\n      audience: %s\n"+
-		"governance:\n  approval_hold: 0s\n  approval_ttl: 5m\n", issuer, jwks.URL, mcpAud)
+		"governance:\n  approval_hold: 0s\n  approval_ttl: 5m\n", idpIssuer, idp.jwksURL, mcpAud)
 	n.WriteConfigWith(testcluster.NodeOverrides{}, "bootstrap:\n  expect: 1\n  peers:\n    - { id: n1, address: \""+n.RaftAddr+"\" }\n")
 	// admin.oidc goes into the admin section the cluster writes.
 	raw, err := os.ReadFile(n.ConfigPath)
@@ -228,17 +214,9 @@ func TestApprovalSelfApprovalOIDC(t *testing.T) {
 	c.Leader(leaderTimeout)
 	c.WaitAllReady(leaderTimeout)
 
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: "idp-1"}}, (&jose.SignerOptions{}).WithType("JWT"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	sign := func(sub, aud string) string {
-		tok, err := jwt.Signed(signer).Claims(map[string]any{"iss": issuer, "aud": aud, "sub": sub, "tenant": "payroll",
-			"exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix()}).Serialize()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
+		return idp.sign(t, map[string]any{"iss": idpIssuer, "aud": aud, "sub": sub, "tenant": "payroll",
+			"exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix()})
 	}
 	tokenFile := func(sub string) string {
 		path := filepath.Join(t.TempDir(), "admin.jwt")

@@ -25,21 +25,13 @@ import (
 // scope, and refuses expired, foreign-audience and under-scoped ones.
 func TestAgentOIDC(t *testing.T) {
 	t.Parallel()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "idp-1", Algorithm: "ES256", Use: "sig"}}})
-	}))
-	t.Cleanup(jwks.Close)
-	const issuer = "https://idp.corp.example"
+	idp := startIdP(t)
 	up := startUpstream(t, "directory")
 
 	c := testcluster.New(t, testcluster.Options{NoSync: true, Nodes: 1})
 	n := c.Nodes[0]
 	audience := n.URL() + "/mcp"
-	c.Opts.ExtraYAML = fmt.Sprintf("mcp:\n  auth:\n    oidc:\n      issuer: %s\n      jwks_url: %s\n      audience: %s\n      required_scopes: [mcp:tools]\n", issuer, jwks.URL, audience)
+	c.Opts.ExtraYAML = fmt.Sprintf("mcp:\n  auth:\n    oidc:\n      issuer: %s\n      jwks_url: %s\n      audience: %s\n      required_scopes: [mcp:tools]\n", idpIssuer, idp.jwksURL, audience)
 	n.WriteConfig("bootstrap:\n  expect: 1\n  peers:\n    - { id: n1, address: \"" + n.RaftAddr + "\" }\n")
 	c.Start()
 	c.Leader(leaderTimeout)
@@ -48,20 +40,9 @@ func TestAgentOIDC(t *testing.T) {
 	mustCLI(t, c, n, "registry", "submit", "-f", writeCard(t, upstreamCard("corp.hr/directory", "1.0.0", up.URL)))
 	mustCLI(t, c, n, "registry", "approve", "corp.hr/directory@1.0.0")
 
-	sign := func(claims map[string]any) string {
-		t.Helper()
-		signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: "idp-1"}}, (&jose.SignerOptions{}).WithType("JWT"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		tok, err := jwt.Signed(signer).Claims(claims).Serialize()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
-	}
+	sign := func(claims map[string]any) string { return idp.sign(t, claims) }
 	claims := func(over map[string]any) map[string]any {
-		m := map[string]any{"iss": issuer, "aud": audience, "sub": "alice@corp.example", "tenant": "payroll",
+		m := map[string]any{"iss": idpIssuer, "aud": audience, "sub": "alice@corp.example", "tenant": "payroll",
 			"scope": "openid mcp:tools", "exp": time.Now().Add(time.Hour).Unix(), "iat": time.Now().Unix()}
 		for k, v := range over {
 			m[k] = v
@@ -77,7 +58,7 @@ func TestAgentOIDC(t *testing.T) {
 		AuthorizationServers []string `json:"authorization_servers"`
 		ScopesSupported      []string `json:"scopes_supported"`
 	}
-	if json.Unmarshal([]byte(body), &prm); code != http.StatusOK || prm.Resource != audience || len(prm.AuthorizationServers) != 1 || prm.AuthorizationServers[0] != issuer || len(prm.ScopesSupported) != 1 {
+	if json.Unmarshal([]byte(body), &prm); code != http.StatusOK || prm.Resource != audience || len(prm.AuthorizationServers) != 1 || prm.AuthorizationServers[0] != idpIssuer || len(prm.ScopesSupported) != 1 {
 		t.Errorf("GET %s = %d %s", prmURL, code, body)
 	}
 	resp, _ := rawPost(t, audience, nil, legacyInit)
@@ -125,4 +106,41 @@ func TestAgentOIDC(t *testing.T) {
 		// Headers are shared by every token of this key; a logged token would contain it.
 		t.Error("the node's log contains an access token")
 	}
+}
+
+// idpIssuer is the issuer of the tokens of startIdP's provider.
+const idpIssuer = "https://idp.corp.example"
+
+// testIdP is an OIDC provider for tests: an ES256 key, its key set served
+// at jwksURL, and the tokens it signs.
+type testIdP struct {
+	jwksURL string
+	signer  jose.Signer
+}
+
+func startIdP(t *testing.T) *testIdP {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "idp-1", Algorithm: "ES256", Use: "sig"}}})
+	}))
+	t.Cleanup(jwks.Close)
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: "idp-1"}}, (&jose.SignerOptions{}).WithType("JWT"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testIdP{jwksURL: jwks.URL, signer: signer}
+}
+
+// sign is a token with claims, signed by the provider's key.
+func (p *testIdP) sign(t *testing.T, claims map[string]any) string {
+	t.Helper()
+	tok, err := jwt.Signed(p.signer).Claims(claims).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
