@@ -39,30 +39,23 @@ func WithAudit(a AuditLog, ns, node string) Option {
 // auditTimeout bounds the wait for an admin change's record.
 const auditTimeout = 10 * time.Second
 
-// auditFailedError is an admin change whose record could not be written.
+// auditFailedError is an admin change whose record could not be written:
+// the record that it was about to be made (done false: it was not made),
+// or the record of its outcome (done true: it was made).
 type auditFailedError struct {
 	action string
+	done   bool
 	err    error
 }
 
 func (e *auditFailedError) Error() string {
+	if !e.done {
+		return fmt.Sprintf("%s was not done: the audit log cannot take its record (%v); retry when it can, or tell the BU's operators", e.action, e.err)
+	}
 	return fmt.Sprintf("%s was done, but its audit record could not be written (%v); tell the BU's operators", e.action, e.err)
 }
 
 func (e *auditFailedError) Unwrap() error { return e.err }
-
-// unrecordedError is an admin change refused because the record that it
-// is about to be made could not be written: nothing was changed.
-type unrecordedError struct {
-	action string
-	err    error
-}
-
-func (e *unrecordedError) Error() string {
-	return fmt.Sprintf("%s was not done: the audit log cannot take its record (%v); retry when it can, or tell the BU's operators", e.action, e.err)
-}
-
-func (e *unrecordedError) Unwrap() error { return e.err }
 
 // intend durably records that an admin change (action on target, for
 // reason) is about to be proposed, before it is: a node that crashes
@@ -81,7 +74,7 @@ func (h *Handler) intend(r *http.Request, action, target, reason string) (change
 	defer cancel()
 	if _, err := h.auditor.Append(ctx, rec); err != nil {
 		h.logger.Error("admin API: a change was refused, its audit record could not be written", "action", action, "target", target, "by", rec.Principal, "error", err)
-		return "", &unrecordedError{action: action + " " + target, err: err}
+		return "", &auditFailedError{action: action + " " + target, err: err}
 	}
 	return change, nil
 }
@@ -122,7 +115,7 @@ func (h *Handler) audit(r *http.Request, change, action, target, reason string, 
 		if err != nil {
 			return err
 		}
-		return &auditFailedError{action: action + " " + target, err: aerr}
+		return &auditFailedError{action: action + " " + target, done: true, err: aerr}
 	}
 	return err
 }
@@ -193,6 +186,7 @@ func verbOf(s card.State) string {
 // statusOf is the HTTP status and error code an error is answered with.
 func statusOf(err error) (int, string) {
 	var ve *card.ValidationError
+	var af *auditFailedError
 	switch {
 	case errors.As(err, &ve):
 		return http.StatusBadRequest, "invalid"
@@ -206,7 +200,7 @@ func statusOf(err error) (int, string) {
 		return http.StatusServiceUnavailable, "no_leader"
 	case errors.As(err, new(*badRequestError)):
 		return http.StatusBadRequest, "bad_request"
-	case errors.As(err, new(*unrecordedError)):
+	case errors.As(err, &af) && !af.done:
 		return http.StatusServiceUnavailable, "audit_unavailable"
 	}
 	return http.StatusInternalServerError, "internal"
