@@ -51,6 +51,8 @@ type Config struct {
 	Audit AuditConfig `yaml:"audit"`
 	// Governance holds the per-call controls: approval hold and TTL, usage flush.
 	Governance GovernanceConfig `yaml:"governance"`
+	// Federation joins the node to the mesh of all BUs. Off by default.
+	Federation FederationConfig `yaml:"federation"`
 }
 
 // AuditConfig controls the node's audit log: a hash chain of one record
@@ -321,6 +323,8 @@ func DefaultConfig() Config {
 		UpstreamTokens: UpstreamTokensConfig{TTL: 60 * time.Second, RotateEvery: 24 * time.Hour, Leeway: 30 * time.Second},
 		Audit:          AuditConfig{CheckpointInterval: 30 * time.Second},
 		Governance:     GovernanceConfig{ApprovalHold: DefaultApprovalHold, ApprovalTTL: DefaultApprovalTTL, ApprovalMaxHeld: DefaultApprovalMaxHeld},
+		Federation: FederationConfig{Mesh: DefaultMesh, AssertionTTL: DefaultAssertionTTL,
+			CallTimeout: DefaultFederationCallTimeout, SyncInterval: DefaultFederationSyncInterval},
 	}
 }
 
@@ -414,6 +418,9 @@ var namespacePattern = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
 // Validate reports the first problem with c as one line naming the key.
 func (c *Config) Validate() error {
 	if err := c.Governance.validate(); err != nil {
+		return err
+	}
+	if err := c.Federation.validate(); err != nil {
 		return err
 	}
 	if c.NodeID == "" {
