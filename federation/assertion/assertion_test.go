@@ -23,6 +23,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/mcpmesh/mcpmesh/trust/agentauth"
 	"github.com/mcpmesh/mcpmesh/trust/ca"
 )
 
@@ -533,5 +534,42 @@ func TestVerifierConfig(t *testing.T) {
 	c.TargetNode = finNode
 	if _, err := v.Verify(mustMint(t, m, financeTD, c), hrNode, now); !errors.Is(err, ErrAudience) {
 		t.Errorf("pinned, verifier without a node: %v; want ErrAudience", err)
+	}
+}
+
+// TestCallOf: an agent principal of the calling BU becomes the assertion's
+// subject, tenant, groups and scopes.
+func TestCallOf(t *testing.T) {
+	ms := newMesh(t)
+	now := t0
+	m := newTestMinter(t, ms.hr, hrNode, &now)
+	agent := agentauth.Principal{ID: "apikey:k1", TrustDomain: "hr.example.corp", Tenant: "acme", Groups: []string{"g"}, Scopes: []string{"s"}, Method: agentauth.MethodAPIKey}
+	c := CallOf(agent, "corp.finance/reports/generate_report", "1.0.0")
+	got, err := newTestVerifier(t, ms.bundles, finNode).Verify(mustMint(t, m, financeTD, c), hrNode, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := PrincipalOf(got).Agent()
+	want := agentauth.Principal{ID: "hr.example.corp/apikey:k1", TrustDomain: "hr.example.corp", Tenant: "hr.example.corp/acme",
+		Groups: []string{"hr.example.corp/g"}, Scopes: []string{"s"}, Method: MethodFederation}
+	if diff := cmp.Diff(want, p); diff != "" {
+		t.Errorf("agent principal (-want +got):\n%s", diff)
+	}
+}
+
+// TestReplayAtTheLastInstant: an assertion accepted at the last instant of
+// its validity (exp + leeway) is still refused when replayed then.
+func TestReplayAtTheLastInstant(t *testing.T) {
+	ms := newMesh(t)
+	now := t0
+	m := newTestMinter(t, ms.hr, hrNode, &now)
+	v := newTestVerifier(t, ms.bundles, finNode)
+	tok := mustMint(t, m, financeTD, aliceCall)
+	last := t0.Add(MaxTTL + DefaultLeeway)
+	if _, err := v.Verify(tok, hrNode, last); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(tok, hrNode, last); !errors.Is(err, ErrReplayed) {
+		t.Fatalf("replayed at the same instant: %v; want ErrReplayed", err)
 	}
 }

@@ -78,3 +78,10 @@ func (p Principal) Agent() agentauth.Principal {
 	return agentauth.Principal{ID: p.ID, TrustDomain: p.TrustDomain, Tenant: p.Tenant, Groups: slices.Clone(p.Groups),
 		Scopes: slices.Clone(p.Scopes), Method: MethodFederation}
 }
+
+// CallOf returns the Call of agent principal p (as the calling node's
+// gateway authenticated it) calling tool, the exporter's "<server>/<tool>",
+// at version; the caller adds RequestID, Trace and TargetNode.
+func CallOf(p agentauth.Principal, tool, version string) Call {
+	return Call{Principal: p.ID, Tenant: p.Tenant, Groups: p.Groups, Scopes: p.Scopes, Tool: tool, Version: version}
+}

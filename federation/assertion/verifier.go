@@ -181,7 +181,8 @@ func (v *Verifier) verify(token string, peer spiffeid.ID, now time.Time) (Claims
 	if err != nil {
 		return Claims{}, err
 	}
-	if err := v.replay.add(c.Issuer.TrustDomain().Name()+" "+c.ID, c.Expiry.Add(v.cfg.Leeway), now); err != nil {
+	// Remembered a second past the last instant check accepts it.
+	if err := v.replay.add(c.Issuer.TrustDomain().Name()+" "+c.ID, c.Expiry.Add(v.cfg.Leeway+time.Second), now); err != nil {
 		if errors.Is(err, ErrReplayed) {
 			return Claims{}, refuse(ErrReplayed, "jti %q from %s was already used (request id %q)", c.ID, c.Issuer, c.RequestID)
 		}
