@@ -155,7 +155,8 @@ func TestVerifyReplayCacheFull(t *testing.T) {
 	if !errors.Is(full, ErrReplayCacheFull) {
 		t.Fatalf("after many assertions in a cache of 16: %v; want ErrReplayCacheFull", full)
 	}
-	now = t0.Add(MaxTTL + DefaultLeeway)
+	// Ids are remembered a second past exp + leeway (replay.go).
+	now = t0.Add(MaxTTL + DefaultLeeway + time.Second)
 	if _, err := v.Verify(mustMint(t, m, financeTD, aliceCall), hrNode, now); err != nil {
 		t.Fatalf("after the ids expired: %v", err)
 	}
