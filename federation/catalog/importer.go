@@ -26,7 +26,7 @@ const (
 	DefaultRetryMin       = time.Second
 	DefaultRetryMax       = 30 * time.Second
 	DefaultStatusInterval = time.Minute
-	DefaultStaleAfter     = 3 * time.Minute
+	DefaultStaleAfter     = state.DefaultStaleAfter
 	DefaultLeaderCheck    = time.Second
 )
 

@@ -27,6 +27,10 @@ var (
 func importsKey(ns string) []byte    { return []byte("i\x00" + ns) }
 func peerStatusKey(ns string) []byte { return []byte("o\x00" + ns) }
 
+// DefaultStaleAfter is how long an origin may go without a successful
+// catalog sync before its imports are shown stale.
+const DefaultStaleAfter = 3 * time.Minute
+
 // Import bounds.
 const (
 	// MaxImportedTools bounds the tools imported from one origin.
