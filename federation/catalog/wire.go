@@ -69,6 +69,7 @@ type DecodeError struct {
 	Reason string
 }
 
+// Error says what was refused and why.
 func (e *DecodeError) Error() string {
 	if e.Field == "" {
 		return "catalog refused: " + e.Reason
