@@ -128,8 +128,8 @@ func NewImporter(cfg ImporterConfig, opts ...Option) (*Importer, error) {
 // relationships in which this BU is the caller). The first call arms the
 // removal of imports: from then on, the leader deletes the imports and
 // status of every namespace not in the list (a revoked relationship).
-// Before it, nothing is deleted. An origin whose Fetch or trust domain
-// changed is restarted.
+// Before it, nothing is deleted. An origin whose trust domain changed is
+// restarted; a changed Fetch is used from the origin's next fetch on.
 func (im *Importer) SetOrigins(origins []Origin) error {
 	m := make(map[string]Origin, len(origins))
 	for _, o := range origins {
@@ -192,7 +192,7 @@ func (im *Importer) Run(ctx context.Context) error {
 		if im.cfg.IsLeader() && origins != nil {
 			for ns, w := range workers {
 				o, keep := origins[ns]
-				if !keep || o.TrustDomain != w.origin.TrustDomain || !sameFetcher(o.Fetch, w.origin.Fetch) {
+				if !keep || o.TrustDomain != w.origin.TrustDomain {
 					w.cancel()
 					<-w.done
 					delete(workers, ns)
@@ -220,13 +220,6 @@ func (im *Importer) Run(ctx context.Context) error {
 		case <-im.changed:
 		}
 	}
-}
-
-// sameFetcher compares two fetchers by identity (funcs are not
-// comparable): the lead passes the same func value for an unchanged
-// origin.
-func sameFetcher(a, b Fetcher) bool {
-	return fmt.Sprintf("%p", a) == fmt.Sprintf("%p", b)
 }
 
 // removeRevoked deletes the imports and status of origins not in the list.
@@ -273,6 +266,11 @@ func (im *Importer) propose(ctx context.Context, cmd any) (state.ApplyResult, er
 func (im *Importer) syncLoop(ctx context.Context, o Origin) {
 	backoff := im.cfg.RetryMin
 	for ctx.Err() == nil {
+		im.mu.Lock()
+		if cur, ok := im.origins[o.Namespace]; ok && cur.TrustDomain == o.TrustDomain {
+			o = cur // the latest Fetch
+		}
+		im.mu.Unlock()
 		retry, err := im.syncOnce(ctx, o)
 		if ctx.Err() != nil {
 			return
