@@ -42,6 +42,10 @@ const (
 	CmdDecideApproval   CommandType = 21
 	CmdConsumeApproval  CommandType = 22
 	CmdPruneApprovals   CommandType = 23
+	// 24-26 are taken by the federation manifest and peer bundles.
+	CmdPutExports    CommandType = 27
+	CmdPutImports    CommandType = 28
+	CmdPutPeerStatus CommandType = 29
 )
 
 // String names the command type for logs and errors.
@@ -91,6 +95,12 @@ func (t CommandType) String() string {
 		return "consume-approval"
 	case CmdPruneApprovals:
 		return "prune-approvals"
+	case CmdPutExports:
+		return "put-exports"
+	case CmdPutImports:
+		return "put-imports"
+	case CmdPutPeerStatus:
+		return "put-peer-status"
 	}
 	return fmt.Sprintf("unknown(%d)", uint8(t))
 }
@@ -173,6 +183,12 @@ func Encode(cmd any) ([]byte, error) {
 		t = CmdConsumeApproval
 	case PruneApprovals, *PruneApprovals:
 		t = CmdPruneApprovals
+	case PutExports, *PutExports:
+		t = CmdPutExports
+	case PutImports, *PutImports:
+		t = CmdPutImports
+	case PutPeerStatus, *PutPeerStatus:
+		t = CmdPutPeerStatus
 	default:
 		return nil, fmt.Errorf("encode command: unsupported type %T", cmd)
 	}
