@@ -42,6 +42,7 @@ const (
 	CmdDecideApproval   CommandType = 21
 	CmdConsumeApproval  CommandType = 22
 	CmdPruneApprovals   CommandType = 23
+	CmdPutManifest      CommandType = 24
 )
 
 // String names the command type for logs and errors.
@@ -91,6 +92,8 @@ func (t CommandType) String() string {
 		return "consume-approval"
 	case CmdPruneApprovals:
 		return "prune-approvals"
+	case CmdPutManifest:
+		return "put-manifest"
 	}
 	return fmt.Sprintf("unknown(%d)", uint8(t))
 }
@@ -173,6 +176,8 @@ func Encode(cmd any) ([]byte, error) {
 		t = CmdConsumeApproval
 	case PruneApprovals, *PruneApprovals:
 		t = CmdPruneApprovals
+	case PutManifest, *PutManifest:
+		t = CmdPutManifest
 	default:
 		return nil, fmt.Errorf("encode command: unsupported type %T", cmd)
 	}

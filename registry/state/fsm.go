@@ -224,6 +224,8 @@ func (f *FSM) applyCommand(b *pebble.Batch, l *raft.Log) any {
 		return applyJSON(b, l.Index, t, body, f.applyConsumeApproval)
 	case CmdPruneApprovals:
 		return applyJSON(b, l.Index, t, body, f.applyPruneApprovals)
+	case CmdPutManifest:
+		return applyJSON(b, l.Index, t, body, f.applyPutManifest)
 	case CmdNoop:
 		return ApplyResult{Index: l.Index, Unchanged: true}
 	}
