@@ -75,8 +75,8 @@ type Source interface {
 
 // Follow keeps h holding the manifest stored in src, opened with central
 // security's public key pub, until ctx ends (it then returns nil). It
-// loads at once, then again after every registry change that touches
-// the manifest. A stored manifest that does not open with pub (the node
+// reads the stored manifest at once and again after every registry
+// change, and opens (verifies) it only when its bytes changed. A stored manifest that does not open with pub (the node
 // is configured with another key than the one that accepted it) is
 // logged as an error and leaves h holding nil: the node does not
 // federate on a manifest it cannot check. logger may be nil.
