@@ -13,6 +13,13 @@ func TestHolder(t *testing.T) {
 	if h.Load() != nil || h.Current(beforeExpiry) != nil {
 		t.Fatal("a zero Holder holds a manifest")
 	}
+	// None in force: the queries answer no, without a nil check.
+	if none := h.Current(beforeExpiry); none.Allows(hrTD, financeTD) || len(none.Peers(hrTD)) != 0 || !none.Expired(beforeExpiry) {
+		t.Error("a nil manifest allows something")
+	}
+	if _, ok := h.Current(beforeExpiry).Domain(hrTD); ok {
+		t.Error("a nil manifest declares a domain")
+	}
 	changed := h.Changed()
 	m := mustParse(t, testYAML(t))
 	h.Store(m)

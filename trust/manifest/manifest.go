@@ -323,8 +323,13 @@ func parseRoots(bundle string) (roots []*x509.Certificate, msg string) {
 	return roots, ""
 }
 
-// Domain returns the BU of trust domain td.
+// Domain returns the BU of trust domain td. The query methods are safe
+// on a nil *Manifest (none in force): it declares and allows nothing, and
+// has expired.
 func (m *Manifest) Domain(td spiffeid.TrustDomain) (Domain, bool) {
+	if m == nil {
+		return Domain{}, false
+	}
 	i, ok := m.byTD[td]
 	if !ok {
 		return Domain{}, false
@@ -334,6 +339,9 @@ func (m *Manifest) Domain(td spiffeid.TrustDomain) (Domain, bool) {
 
 // DomainByNamespace returns the BU of namespace ns.
 func (m *Manifest) DomainByNamespace(ns string) (Domain, bool) {
+	if m == nil {
+		return Domain{}, false
+	}
 	i, ok := m.byNS[ns]
 	if !ok {
 		return Domain{}, false
@@ -346,6 +354,9 @@ func (m *Manifest) DomainByNamespace(ns string) (Domain, bool) {
 // nothing; a trust domain's calls to itself are not the manifest's
 // business and are reported false.
 func (m *Manifest) Allows(from, to spiffeid.TrustDomain) bool {
+	if m == nil {
+		return false
+	}
 	return m.allowed[[2]spiffeid.TrustDomain{from, to}]
 }
 
@@ -353,6 +364,9 @@ func (m *Manifest) Allows(from, to spiffeid.TrustDomain) bool {
 // direction, sorted by name: the foreign bundles td's nodes need, to
 // accept calls from them or to call them.
 func (m *Manifest) Peers(td spiffeid.TrustDomain) []spiffeid.TrustDomain {
+	if m == nil {
+		return nil
+	}
 	var out []spiffeid.TrustDomain
 	for k := range m.allowed {
 		var other spiffeid.TrustDomain
@@ -373,8 +387,13 @@ func (m *Manifest) Peers(td spiffeid.TrustDomain) []spiffeid.TrustDomain {
 }
 
 // Expired reports whether the manifest has expired at now.
-func (m *Manifest) Expired(now time.Time) bool { return !now.Before(m.Expires) }
+func (m *Manifest) Expired(now time.Time) bool { return m == nil || !now.Before(m.Expires) }
 
 // Signed returns the signed form the manifest was verified from, nil for
 // one that was not (from Parse). Callers must not modify it.
-func (m *Manifest) Signed() []byte { return m.signed }
+func (m *Manifest) Signed() []byte {
+	if m == nil {
+		return nil
+	}
+	return m.signed
+}
