@@ -31,7 +31,7 @@ func commands() []command {
 	return []command{
 		{"node", "run one node of a BU's cluster (-config FILE)", runNode},
 		{"dev", "run a two-BU dev mesh on loopback with the example catalog", runDev},
-		{"trust", "manage the trust domain's CA and SVIDs (init, issue)", runTrust},
+		{"trust", "manage the trust domain's CA and SVIDs (init, issue) and central security's federation manifest (manifest)", runTrust},
 		{"registry", "submit and review server cards (submit, list, show, approve, reject, deprecate, retire, quarantine)", runRegistry},
 		{"tenant", "manage tenants (add, list)", runTenant},
 		{"apikey", "manage tenants' API keys for agents (create, list, revoke)", runAPIKey},

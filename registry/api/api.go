@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -57,6 +58,9 @@ type Handler struct {
 	auditor   AuditLog
 	namespace string
 	node      string
+	// manifestKey is central security's public key; nil turns the
+	// federation manifest routes off (manifest.go).
+	manifestKey crypto.PublicKey
 }
 
 // Option configures New.
@@ -119,6 +123,8 @@ func (h *Handler) routes() {
 	m.HandleFunc("DELETE /v1/operator/members/{id}", h.removeMember)
 	m.HandleFunc("GET /v1/operator/snapshot", h.saveSnapshot)
 	m.HandleFunc("PUT /v1/operator/snapshot", h.restoreSnapshot)
+	m.HandleFunc("GET "+manifestPath, h.showManifest)
+	m.HandleFunc("PUT "+manifestPath, h.putManifest)
 	h.auditRoutes(m)
 	m.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no API route %s %s; see the README for the admin API", r.Method, r.URL.Path), nil)

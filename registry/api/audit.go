@@ -175,6 +175,8 @@ func describe(cmd any) (action, target, reason string) {
 			verb = "approve"
 		}
 		return "approval." + verb, c.ID, c.Reason
+	case state.PutManifest:
+		return "federation.manifest.put", fmt.Sprintf("v%d", c.Version), ""
 	}
 	return fmt.Sprintf("registry.%T", cmd), "", ""
 }

@@ -42,7 +42,8 @@ const (
 	CmdDecideApproval   CommandType = 21
 	CmdConsumeApproval  CommandType = 22
 	CmdPruneApprovals   CommandType = 23
-	// 24-26 are taken by the federation manifest and peer bundles.
+	CmdPutManifest      CommandType = 24
+	// 25-26 are taken by the peer bundles.
 	CmdPutExports    CommandType = 27
 	CmdPutImports    CommandType = 28
 	CmdPutPeerStatus CommandType = 29
@@ -95,6 +96,8 @@ func (t CommandType) String() string {
 		return "consume-approval"
 	case CmdPruneApprovals:
 		return "prune-approvals"
+	case CmdPutManifest:
+		return "put-manifest"
 	case CmdPutExports:
 		return "put-exports"
 	case CmdPutImports:
@@ -183,6 +186,8 @@ func Encode(cmd any) ([]byte, error) {
 		t = CmdConsumeApproval
 	case PruneApprovals, *PruneApprovals:
 		t = CmdPruneApprovals
+	case PutManifest, *PutManifest:
+		t = CmdPutManifest
 	case PutExports, *PutExports:
 		t = CmdPutExports
 	case PutImports, *PutImports:

@@ -227,6 +227,8 @@ func (f *FSM) applyCommand(b *pebble.Batch, l *raft.Log) any {
 		return applyJSON(b, l.Index, t, body, f.applyConsumeApproval)
 	case CmdPruneApprovals:
 		return applyJSON(b, l.Index, t, body, f.applyPruneApprovals)
+	case CmdPutManifest:
+		return applyJSON(b, l.Index, t, body, f.applyPutManifest)
 	case CmdPutExports:
 		return applyJSON(b, l.Index, t, body, f.applyPutExports)
 	case CmdPutImports:
