@@ -35,6 +35,9 @@ type (
 // mint returns the token of a request to t on behalf of the caller in ctx
 // (the node itself when there is none), or "" when the pool mints none.
 func (p *Pool) mint(ctx context.Context, t Target) (string, error) {
+	if t.Transport == TransportFederation {
+		return p.assert(ctx, t)
+	}
 	if p.tokens == nil {
 		return "", nil
 	}
@@ -57,7 +60,7 @@ func withToken(ctx context.Context, t Target, tok string) context.Context {
 	if t.Transport != TransportStdio {
 		ctx = context.WithValue(ctx, headerTokenKey{}, tok)
 	}
-	if t.Transport != TransportStreamableHTTP {
+	if t.Transport != TransportStreamableHTTP && t.Transport != TransportFederation {
 		ctx = context.WithValue(ctx, metaTokenKey{}, tok)
 	}
 	return ctx

@@ -56,6 +56,9 @@ const (
 
 // Target identifies one upstream server version and how to reach it.
 type Target struct {
+	// Namespace is set on a tool of another BU (TransportFederation): the
+	// exporting namespace, whose registry names Server.
+	Namespace string
 	Server    string
 	Version   string
 	Transport string
@@ -67,8 +70,14 @@ type Target struct {
 	Env map[string]string
 }
 
-// Key names the target in logs, metrics and the pool.
-func (t Target) Key() string { return t.Server + "@" + t.Version }
+// Key names the target in logs, metrics and the pool: "<server>@<version>",
+// and for a tool of another BU "<namespace>:<server>@<version>".
+func (t Target) Key() string {
+	if t.Namespace != "" {
+		return t.Namespace + ":" + t.Server + "@" + t.Version
+	}
+	return t.Server + "@" + t.Version
+}
 
 // Config bounds the pool. Zero values take the defaults listed.
 type Config struct {
@@ -114,6 +123,8 @@ type Pool struct {
 	client *mcp.Client
 	// tokens mints the token of each upstream request; nil sends none.
 	tokens Minter
+	// fed reaches other BUs' tools (federation.go); nil reaches none.
+	fed Federation
 
 	mu    sync.Mutex
 	conns map[string]*conn
@@ -246,6 +257,9 @@ func (p *Pool) callTool(ctx context.Context, t Target, src source, params *mcp.C
 		token, done := p.watchProgress(onProgress)
 		defer done()
 		params.SetProgressToken(token)
+	}
+	if t.Transport == TransportFederation {
+		ctx = context.WithValue(ctx, callToolKey{}, params.Name)
 	}
 	var res *mcp.CallToolResult
 	err := p.do(ctx, t, src, func(ctx context.Context, s *mcp.ClientSession) error {
@@ -561,6 +575,12 @@ func (p *Pool) transport(t Target, standalone bool) (mcp.Transport, error) {
 		return &mcp.StreamableClientTransport{Endpoint: t.URL, HTTPClient: p.httpFor(t), MaxRetries: 1, DisableStandaloneSSE: !standalone}, nil
 	case TransportSSE:
 		return &mcp.SSEClientTransport{Endpoint: t.URL, HTTPClient: p.httpFor(t)}, nil
+	case TransportFederation:
+		hc, err := p.federationClient()
+		if err != nil {
+			return nil, fmt.Errorf("upstream %s: %w", t.Key(), err)
+		}
+		return &mcp.StreamableClientTransport{Endpoint: t.URL, HTTPClient: hc, MaxRetries: 1, DisableStandaloneSSE: !standalone}, nil
 	case TransportStdio:
 		cmd := exec.Command(t.Command, t.Args...)
 		cmd.Env = stdioEnv(t.Env)
