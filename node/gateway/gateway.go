@@ -395,7 +395,11 @@ func (g *Gateway) Sync() (err error) {
 		}
 	}
 	g.checkVersions(live)
-	fp := fingerprintOf(live)
+	imported, importsFP, err := g.importedRoutes()
+	if err != nil {
+		return err
+	}
+	fp := fingerprintOf(live) + importsFP
 	if fp == g.fingerprint {
 		return nil
 	}
@@ -455,7 +459,7 @@ func (g *Gateway) Sync() (err error) {
 			agg[name] = r
 		}
 	}
-	g.apply(g.agg, agg)
+	g.apply(g.agg, withImports(agg, imported))
 	seen := map[string]bool{}
 	newest := map[string]state.ServerVersion{}
 	for _, sv := range live {
