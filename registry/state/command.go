@@ -42,6 +42,8 @@ const (
 	CmdDecideApproval   CommandType = 21
 	CmdConsumeApproval  CommandType = 22
 	CmdPruneApprovals   CommandType = 23
+	CmdPutBundle        CommandType = 25
+	CmdDeleteBundle     CommandType = 26
 )
 
 // String names the command type for logs and errors.
@@ -91,6 +93,10 @@ func (t CommandType) String() string {
 		return "consume-approval"
 	case CmdPruneApprovals:
 		return "prune-approvals"
+	case CmdPutBundle:
+		return "put-bundle"
+	case CmdDeleteBundle:
+		return "delete-bundle"
 	}
 	return fmt.Sprintf("unknown(%d)", uint8(t))
 }
@@ -173,6 +179,10 @@ func Encode(cmd any) ([]byte, error) {
 		t = CmdConsumeApproval
 	case PruneApprovals, *PruneApprovals:
 		t = CmdPruneApprovals
+	case PutBundle, *PutBundle:
+		t = CmdPutBundle
+	case DeleteBundle, *DeleteBundle:
+		t = CmdDeleteBundle
 	default:
 		return nil, fmt.Errorf("encode command: unsupported type %T", cmd)
 	}

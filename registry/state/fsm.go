@@ -224,6 +224,10 @@ func (f *FSM) applyCommand(b *pebble.Batch, l *raft.Log) any {
 		return applyJSON(b, l.Index, t, body, f.applyConsumeApproval)
 	case CmdPruneApprovals:
 		return applyJSON(b, l.Index, t, body, f.applyPruneApprovals)
+	case CmdPutBundle:
+		return applyJSON(b, l.Index, t, body, f.applyPutBundle)
+	case CmdDeleteBundle:
+		return applyJSON(b, l.Index, t, body, f.applyDeleteBundle)
 	case CmdNoop:
 		return ApplyResult{Index: l.Index, Unchanged: true}
 	}
