@@ -194,3 +194,60 @@ func waitFor(t *testing.T, what string, cond func() (bool, string)) {
 
 func ftoa(f float64) string { return fmt.Sprint(f) }
 func itoa(i int) string     { return fmt.Sprint(i) }
+
+func newBUF(f *testing.F, name string) *bu {
+	td := spiffeid.RequireTrustDomainFromString(name)
+	c, err := ca.Init(f.TempDir(), td)
+	if err != nil {
+		f.Fatal(err)
+	}
+	own, err := bundles.OwnBundle(0, c)
+	if err != nil {
+		f.Fatal(err)
+	}
+	set, err := bundles.NewSet(own, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	return &bu{td: td, ca: c, set: set}
+}
+
+func (b *bu) trustF(f *testing.F, other *bu) {
+	if err := b.set.Replace(b.set.Own(), []*spiffebundle.Bundle{other.set.Own()}); err != nil {
+		f.Fatal(err)
+	}
+}
+
+func mustNodeID(b *bu, name string) spiffeid.ID {
+	return spiffeid.RequireFromPath(b.td, "/mcpmesh/node/"+name)
+}
+
+func newBUB(b *testing.B, td spiffeid.TrustDomain) *bu {
+	c, err := ca.Init(b.TempDir(), td)
+	if err != nil {
+		b.Fatal(err)
+	}
+	own, err := bundles.OwnBundle(0, c)
+	if err != nil {
+		b.Fatal(err)
+	}
+	set, err := bundles.NewSet(own, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &bu{td: td, ca: c, set: set}
+}
+
+func (b *bu) trustB(tb testing.TB, other *bu) {
+	if err := b.set.Replace(b.set.Own(), []*spiffebundle.Bundle{other.set.Own()}); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func (b *bu) nodeB(tb testing.TB, name string) *x509svid.SVID {
+	s, err := b.ca.IssueX509SVID(mustNodeID(b, name), time.Hour)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}

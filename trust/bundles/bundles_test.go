@@ -252,3 +252,9 @@ func deadURL(t *testing.T) string {
 	l.Close()
 	return "https://" + addr + "/"
 }
+
+func memFS() vfs.FS { return vfs.NewMem() }
+
+func newCAForFuzz(f *testing.F) (*ca.CA, error) {
+	return ca.Init(f.TempDir(), financeTD)
+}

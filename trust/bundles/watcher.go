@@ -317,9 +317,10 @@ func (w *Watcher) refresh(ctx context.Context, t Target) time.Duration {
 	if have && seq <= storedSeq {
 		return next
 	}
-	raw, err := fetched.Marshal()
+	raw, err := encodeFetched(fetched)
 	if err != nil {
-		w.log.Error("bundle watcher: marshal fetched bundle", "trust_domain", td.Name(), "error", err)
+		w.fetchErrors.WithLabelValues(td.Name()).Inc()
+		w.log.Warn("bundle watcher: refusing the fetched bundle; keeping the stored one", "trust_domain", td.Name(), "error", err)
 		return w.cfg.MinRefresh
 	}
 	cmd, err := state.Encode(state.PutBundle{TrustDomain: td.Name(), Sequence: seq, Bundle: raw, By: w.cfg.By, At: w.now()})
@@ -335,6 +336,21 @@ func (w *Watcher) refresh(ctx context.Context, t Target) time.Duration {
 	}
 	w.log.Info("stored a newer trust bundle", "trust_domain", td.Name(), "sequence", seq, "previous_sequence", storedSeq)
 	return next
+}
+
+// encodeFetched checks a fetched bundle and returns the document to
+// store. A bundle without X.509 authorities is refused: storing it would
+// silently stop trusting every node of the trust domain, which is what
+// removing the trust domain from the manifest is for.
+func encodeFetched(b *spiffebundle.Bundle) ([]byte, error) {
+	if len(b.X509Authorities()) == 0 {
+		return nil, fmt.Errorf("the bundle of %s holds no X.509 authority", b.TrustDomain().Name())
+	}
+	raw, err := b.Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("marshal the bundle of %s: %w", b.TrustDomain().Name(), err)
+	}
+	return raw, nil
 }
 
 // stored returns the stored bundle of td, parsed, and its stored
