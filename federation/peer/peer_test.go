@@ -315,3 +315,33 @@ func TestRevocationClosesConnections(t *testing.T) {
 		t.Error("request to a revoked trust domain succeeded")
 	}
 }
+
+func TestServerClosesWithClientsConnected(t *testing.T) {
+	finance, hr := newBU(t, financeTD), newBU(t, hrTD)
+	finance.trust(t, hr)
+	hr.trust(t, finance)
+	srv, err := NewServer(ServerConfig{Listen: "127.0.0.1:0", TrustDomain: financeTD, SVID: finance.node(t, "s"),
+		Bundles: finance.set, OwnBundle: finance.set, Handler: whoami})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	c := newClient(t, hr, hr.node(t, "n1"), nil)
+	if _, _, err := get(t, c, financeTD, srv.Addr().String(), "/federation/v1/whoami"); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return within 10s with a client connected")
+	}
+	if _, _, err := get(t, c, financeTD, srv.Addr().String(), "/federation/v1/whoami"); err == nil {
+		t.Error("a closed server answered")
+	}
+}

@@ -340,6 +340,8 @@ func (s *Server) Close() error {
 		s.mu.Unlock()
 		close(s.done)
 		errs := []error{}
+		// http3.Server.Close ends the request handling of the connections
+		// given to ServeQUICConn; closing them is ours.
 		if s.h3 != nil {
 			errs = append(errs, s.h3.Close())
 		}
