@@ -16,6 +16,7 @@ func runTrust(ctx context.Context, args []string, stdout io.Writer) error {
 	return dispatch(ctx, "trust", args, stdout, []subcommand{
 		{"init", func(_ context.Context, args []string, stdout io.Writer) error { return trustInit(args, stdout) }},
 		{"issue", trustIssue},
+		{"manifest", runTrustManifest},
 	})
 }
 

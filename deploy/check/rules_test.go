@@ -126,6 +126,17 @@ var alertCases = map[string]alertCase{
 		quiet:  `mcpmesh_tokens_rotation_failures_total{instance="n1"} 0+0.05x40`,
 		labels: map[string]string{"instance": "n1"},
 	},
+	"McpmeshFederationManifestExpiring": {
+		// Evaluated at 40m (2400 s): 3 days ahead fires, 30 days does not.
+		fire:   `mcpmesh_federation_manifest_expiry_timestamp_seconds{namespace="hr",instance="n1"} 261600x40`,
+		quiet:  `mcpmesh_federation_manifest_expiry_timestamp_seconds{namespace="hr",instance="n1"} 2594400x40`,
+		labels: map[string]string{"namespace": "hr"},
+	},
+	"McpmeshFederationManifestExpired": {
+		fire:   `mcpmesh_federation_manifest_expiry_timestamp_seconds{namespace="hr",instance="n1"} 1000x40`,
+		quiet:  `mcpmesh_federation_manifest_expiry_timestamp_seconds{namespace="hr",instance="n1"} 261600x40`,
+		labels: map[string]string{"namespace": "hr"},
+	},
 	"McpmeshNoSigningKey": {
 		fire:   `mcpmesh_tokens_minted_total{instance="n1",audience="ledger",outcome="no_key"} 0+1x40`,
 		quiet:  `mcpmesh_tokens_minted_total{instance="n1",audience="ledger",outcome="ok"} 0+100x40`,

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -57,6 +58,9 @@ type Handler struct {
 	auditor   AuditLog
 	namespace string
 	node      string
+	// manifestKey is central security's public key; nil turns the
+	// federation manifest routes off (manifest.go).
+	manifestKey crypto.PublicKey
 }
 
 // Option configures New.
@@ -109,6 +113,9 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET /v1/quotas", h.showQuotas)
 	m.HandleFunc("PUT /v1/quotas", h.putQuotas)
 	m.HandleFunc("GET /v1/usage", h.usageReport)
+	m.HandleFunc("GET /v1/federation/exports", h.showExports)
+	m.HandleFunc("PUT /v1/federation/exports", h.putExports)
+	m.HandleFunc("GET /v1/federation/peers", h.peers)
 	m.HandleFunc("GET /v1/approvals", h.listApprovals)
 	m.HandleFunc("POST /v1/approvals/{id}/{action}", h.decideApproval)
 	m.HandleFunc("GET /v1/operator/members", h.members)
@@ -116,6 +123,8 @@ func (h *Handler) routes() {
 	m.HandleFunc("DELETE /v1/operator/members/{id}", h.removeMember)
 	m.HandleFunc("GET /v1/operator/snapshot", h.saveSnapshot)
 	m.HandleFunc("PUT /v1/operator/snapshot", h.restoreSnapshot)
+	m.HandleFunc("GET "+manifestPath, h.showManifest)
+	m.HandleFunc("PUT "+manifestPath, h.putManifest)
 	h.auditRoutes(m)
 	m.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no API route %s %s; see the README for the admin API", r.Method, r.URL.Path), nil)

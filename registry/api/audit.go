@@ -163,12 +163,20 @@ func describe(cmd any) (action, target, reason string) {
 			names = append(names, q.Tenant)
 		}
 		return "quota.put", "quotas", strings.Join(names, " ")
+	case state.PutExports:
+		servers := make([]string, 0, len(c.Exports))
+		for _, e := range c.Exports {
+			servers = append(servers, e.Server)
+		}
+		return "exports.put", "exports", strings.Join(servers, " ")
 	case state.DecideApproval:
 		verb := "deny"
 		if c.Approve {
 			verb = "approve"
 		}
 		return "approval." + verb, c.ID, c.Reason
+	case state.PutManifest:
+		return "federation.manifest.put", fmt.Sprintf("v%d", c.Version), ""
 	}
 	return fmt.Sprintf("registry.%T", cmd), "", ""
 }

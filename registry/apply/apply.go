@@ -55,6 +55,10 @@ func Apply(ctx context.Context, c Client, p *Plan) (*Plan, error) {
 			if _, err := c.PutQuotas(ctx, ch.quotas); err != nil {
 				return &out, fmt.Errorf("put the quota set (%s): %w", ch.File, err)
 			}
+		case KindExports:
+			if _, err := c.PutExports(ctx, ch.exports); err != nil {
+				return &out, fmt.Errorf("put the export set (%s): %w", ch.File, err)
+			}
 		}
 		ch.Applied = true
 	}

@@ -31,7 +31,8 @@ type fakeRegistry struct {
 	failSubmit map[string]error // by NAME@VERSION
 	policies   []state.PolicyFile
 	limits     []state.Limit
-	quotas     state.Quotas // quotas_test.go
+	quotas     state.Quotas  // quotas_test.go
+	exports    state.Exports // exports_test.go
 }
 
 func newFake() *fakeRegistry {

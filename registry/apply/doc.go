@@ -33,6 +33,14 @@
 // whole (a "quotas" change naming each tenant added, changed or removed);
 // when absent, the registry's quotas are left alone.
 //
+// DIR/exports.yaml ([ExportsFile], [ParseExports]), when present, declares
+// what the namespace shares with other BUs (server, tools by name,
+// optional version patterns, consumer trust domains with optional
+// principal prefixes and scopes) and replaces the registry's export set
+// whole (an "exports" change naming each server added, changed or
+// removed); when absent, the exports are left alone, and an empty file
+// stops all sharing.
+//
 // Choices, recorded for operators:
 //
 //   - All or nothing before the first write. An invalid card aborts Load,

@@ -54,6 +54,11 @@ type Catalog struct {
 	// is no such file, and then applying the catalog leaves the registry's
 	// quotas alone (an empty file gives an empty, non-nil list).
 	Quotas []QuotaSpec
+	// Exports are the entries of exports.yaml, in file order; nil when
+	// there is no such file, and then applying the catalog leaves the
+	// registry's exports alone (an empty file gives an empty, non-nil
+	// list, which stops all sharing).
+	Exports []ExportSpec
 }
 
 // CardFile is one server card of a catalog.
@@ -231,6 +236,9 @@ func Load(dir string) (*Catalog, error) {
 	qs, _, qps := loadQuotasFile(dir)
 	cat.Quotas = qs
 	ps = append(ps, qps...)
+	es, _, eps := loadExportsFile(dir)
+	cat.Exports = es
+	ps = append(ps, eps...)
 	if len(ps) > 0 {
 		return nil, &InvalidError{Problems: ps}
 	}

@@ -37,6 +37,10 @@ type Client interface {
 	Quotas(ctx context.Context, consistent bool) (state.Quotas, error)
 	// PutQuotas replaces the quota set.
 	PutQuotas(ctx context.Context, quotas []state.Quota) (state.Quotas, error)
+	// Exports returns the export set.
+	Exports(ctx context.Context, consistent bool) (state.Exports, error)
+	// PutExports replaces the export set.
+	PutExports(ctx context.Context, exports []state.Export) (state.Exports, error)
 }
 
 var _ Client = (*api.Client)(nil)
@@ -107,6 +111,7 @@ type Change struct {
 	policies []state.PolicyFile
 	limits   []state.Limit
 	quotas   []state.Quota
+	exports  []state.Export
 }
 
 // Ref names the object: "corp.hr/directory@1.0.0" or "tenant payroll".
@@ -120,6 +125,8 @@ func (c Change) Ref() string {
 		return "limits"
 	case KindQuotas:
 		return "quotas"
+	case KindExports:
+		return "exports"
 	}
 	return c.Name + "@" + c.Version
 }
@@ -222,6 +229,9 @@ func NewPlan(ctx context.Context, c Client, cat *Catalog) (*Plan, error) {
 		return nil, err
 	}
 	if err := planQuotas(ctx, c, cat, p); err != nil {
+		return nil, err
+	}
+	if err := planExports(ctx, c, cat, p); err != nil {
 		return nil, err
 	}
 	return p, nil

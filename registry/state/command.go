@@ -42,8 +42,12 @@ const (
 	CmdDecideApproval   CommandType = 21
 	CmdConsumeApproval  CommandType = 22
 	CmdPruneApprovals   CommandType = 23
+	CmdPutManifest      CommandType = 24
 	CmdPutBundle        CommandType = 25
 	CmdDeleteBundle     CommandType = 26
+	CmdPutExports       CommandType = 27
+	CmdPutImports       CommandType = 28
+	CmdPutPeerStatus    CommandType = 29
 )
 
 // String names the command type for logs and errors.
@@ -93,6 +97,14 @@ func (t CommandType) String() string {
 		return "consume-approval"
 	case CmdPruneApprovals:
 		return "prune-approvals"
+	case CmdPutManifest:
+		return "put-manifest"
+	case CmdPutExports:
+		return "put-exports"
+	case CmdPutImports:
+		return "put-imports"
+	case CmdPutPeerStatus:
+		return "put-peer-status"
 	case CmdPutBundle:
 		return "put-bundle"
 	case CmdDeleteBundle:
@@ -179,6 +191,14 @@ func Encode(cmd any) ([]byte, error) {
 		t = CmdConsumeApproval
 	case PruneApprovals, *PruneApprovals:
 		t = CmdPruneApprovals
+	case PutManifest, *PutManifest:
+		t = CmdPutManifest
+	case PutExports, *PutExports:
+		t = CmdPutExports
+	case PutImports, *PutImports:
+		t = CmdPutImports
+	case PutPeerStatus, *PutPeerStatus:
+		t = CmdPutPeerStatus
 	case PutBundle, *PutBundle:
 		t = CmdPutBundle
 	case DeleteBundle, *DeleteBundle:

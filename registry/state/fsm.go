@@ -158,6 +158,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 			continue
 		}
 		out[i] = f.applyCommand(b, l)
+		if len(l.Data) > 0 {
+			f.markCatalogs(b, l.Index, CommandType(l.Data[0]), out[i])
+		}
 	}
 	if last == applied {
 		return out
@@ -224,6 +227,14 @@ func (f *FSM) applyCommand(b *pebble.Batch, l *raft.Log) any {
 		return applyJSON(b, l.Index, t, body, f.applyConsumeApproval)
 	case CmdPruneApprovals:
 		return applyJSON(b, l.Index, t, body, f.applyPruneApprovals)
+	case CmdPutManifest:
+		return applyJSON(b, l.Index, t, body, f.applyPutManifest)
+	case CmdPutExports:
+		return applyJSON(b, l.Index, t, body, f.applyPutExports)
+	case CmdPutImports:
+		return applyJSON(b, l.Index, t, body, f.applyPutImports)
+	case CmdPutPeerStatus:
+		return applyJSON(b, l.Index, t, body, f.applyPutPeerStatus)
 	case CmdPutBundle:
 		return applyJSON(b, l.Index, t, body, f.applyPutBundle)
 	case CmdDeleteBundle:

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"slices"
 	"time"
 
@@ -87,6 +88,26 @@ func (c *CA) AuditKey() ([]byte, error) {
 // modify it.
 func (c *CA) JWTBundle() *jwtbundle.Bundle {
 	return jwtbundle.FromJWTAuthorities(c.td, map[string]crypto.PublicKey{c.jwt.kid: &c.jwt.priv.PublicKey})
+}
+
+// JWTSigner returns the key id and a signer of the key JWTBundle publishes,
+// for code that signs its own JWTs with the trust domain's JWT authority
+// (federation assertions, package federation/assertion). The signer signs
+// SHA-256 digests with ECDSA P-256 (ES256) and returns ASN.1 DER signatures,
+// as crypto.Signer does; it exposes the public key and never the private
+// one. It is safe for concurrent use.
+func (c *CA) JWTSigner() (kid string, signer crypto.Signer) {
+	return c.jwt.kid, jwtSigner{c.jwt.priv}
+}
+
+// jwtSigner signs with the JWT key without exposing it: a caller that type-
+// asserts the crypto.Signer finds no *ecdsa.PrivateKey.
+type jwtSigner struct{ priv *ecdsa.PrivateKey }
+
+func (s jwtSigner) Public() crypto.PublicKey { return &s.priv.PublicKey }
+
+func (s jwtSigner) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	return s.priv.Sign(rand, digest, opts)
 }
 
 // IssueJWTSVID issues a JWT-SVID for id, which must be a workload ID in the

@@ -1,6 +1,10 @@
 package ca
 
 import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/sha256"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -152,5 +156,28 @@ func TestAuditKey(t *testing.T) {
 	}
 	if d := c.jwt.priv.D.Bytes(); string(d) == string(k1) {
 		t.Error("the audit key is the JWT signing key")
+	}
+}
+
+func TestJWTSigner(t *testing.T) {
+	c := mustInit(t, filepath.Join(t.TempDir(), "ca"), hrTD)
+	kid, signer := c.JWTSigner()
+	pub, ok := c.JWTBundle().FindJWTAuthority(kid)
+	if !ok {
+		t.Fatalf("JWTBundle has no key %q, the key id JWTSigner names", kid)
+	}
+	if !signer.Public().(*ecdsa.PublicKey).Equal(pub) {
+		t.Fatal("JWTSigner's public key is not the one JWTBundle publishes under its key id")
+	}
+	if _, leaked := signer.(*ecdsa.PrivateKey); leaked {
+		t.Fatal("JWTSigner hands out the private key itself")
+	}
+	digest := sha256.Sum256([]byte("payload"))
+	sig, err := signer.Sign(rand.Reader, digest[:], crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ecdsa.VerifyASN1(pub.(*ecdsa.PublicKey), digest[:], sig) {
+		t.Fatal("a signature by JWTSigner does not verify with the bundle's key")
 	}
 }

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+)
+
+const peersUsage = `peers [-consistent] [-o json]
+
+Shows the BU's peer BUs: each origin it imports tools from (imported
+count, catalog version, last successful sync, last error, stale when no
+sync succeeded for 3 minutes: its tools stay listed, marked stale) and each
+trust domain it exports to (exported count). The leader pulls each origin's
+catalog; every node answers from its replicated state. Cross-BU calls to
+imported tools are being wired.`
+
+func runPeers(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := newFlagSet("peers", peersUsage)
+	var cf clientFlags
+	cf.register(fs)
+	consistent := consistentFlag(fs, "write")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return usagef("peers takes no arguments (got %q)", pos[0])
+	}
+	c, ctx, cancel, err := cf.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	res, err := c.Peers(ctx, *consistent)
+	if err != nil {
+		return err
+	}
+	return cf.print(stdout, res, func(tw *tabwriter.Writer) {
+		if len(res.Peers) == 0 {
+			fmt.Fprintln(tw, "no peer BU: nothing is imported or exported (declare exports in exports.yaml and run mcpmesh apply)")
+			return
+		}
+		fmt.Fprintln(tw, "NAMESPACE\tTRUST DOMAIN\tIMPORTED\tEXPORTED\tLAST SYNC\tSTATUS")
+		for _, p := range res.Peers {
+			ns, status, imported := p.Namespace, "ok", fmt.Sprint(p.Imported)
+			if ns == "" {
+				ns, status, imported = "-", "export only", "-"
+			} else {
+				if p.Stale {
+					status = "stale"
+				}
+				if p.LastError != "" {
+					status += ": " + p.LastError
+				}
+				if len(p.Refused) > 0 {
+					var names []string
+					for _, r := range p.Refused {
+						names = append(names, r.Server+"@"+r.Version+" "+r.Name)
+					}
+					status += fmt.Sprintf("; refused changed definitions under the same version (kept the pinned ones): %s", strings.Join(names, ", "))
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", ns, p.TrustDomain, imported, p.Exported, fmtTime(p.LastSync), status)
+		}
+	})
+}
+
+const exportsUsage = `exports [-consistent] [-o json]
+
+Shows what the BU exports to other BUs, as declared in exports.yaml at the
+top of the catalog directory given to mcpmesh apply (deny by default: only
+the tools named reach the trust domains listed, and only live versions).
+To change the exports, edit exports.yaml and run mcpmesh apply -f DIR.`
+
+func runExports(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := newFlagSet("exports", exportsUsage)
+	var cf clientFlags
+	cf.register(fs)
+	consistent := consistentFlag(fs, "write")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return usagef("exports takes no arguments (got %q)", pos[0])
+	}
+	c, ctx, cancel, err := cf.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	es, err := c.Exports(ctx, *consistent)
+	if err != nil {
+		return err
+	}
+	return cf.print(stdout, es, func(tw *tabwriter.Writer) {
+		if len(es.Exports) == 0 {
+			fmt.Fprintln(tw, "nothing is exported (declare exports in exports.yaml and run mcpmesh apply)")
+			return
+		}
+		fmt.Fprintln(tw, "SERVER\tTOOLS\tVERSIONS\tTO\tPRINCIPALS\tSCOPES")
+		for _, e := range es.Exports {
+			versions := strings.Join(e.Versions, ",")
+			if versions == "" {
+				versions = "all"
+			}
+			for _, c := range e.To {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Server, strings.Join(e.Tools, ","), versions, c.TrustDomain,
+					orDash(strings.Join(c.Principals, ",")), orDash(strings.Join(c.Scopes, ",")))
+			}
+		}
+	})
+}
