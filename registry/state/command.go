@@ -43,10 +43,11 @@ const (
 	CmdConsumeApproval  CommandType = 22
 	CmdPruneApprovals   CommandType = 23
 	CmdPutManifest      CommandType = 24
-	// 25-26 are taken by the peer bundles.
-	CmdPutExports    CommandType = 27
-	CmdPutImports    CommandType = 28
-	CmdPutPeerStatus CommandType = 29
+	CmdPutBundle        CommandType = 25
+	CmdDeleteBundle     CommandType = 26
+	CmdPutExports       CommandType = 27
+	CmdPutImports       CommandType = 28
+	CmdPutPeerStatus    CommandType = 29
 )
 
 // String names the command type for logs and errors.
@@ -104,6 +105,10 @@ func (t CommandType) String() string {
 		return "put-imports"
 	case CmdPutPeerStatus:
 		return "put-peer-status"
+	case CmdPutBundle:
+		return "put-bundle"
+	case CmdDeleteBundle:
+		return "delete-bundle"
 	}
 	return fmt.Sprintf("unknown(%d)", uint8(t))
 }
@@ -194,6 +199,10 @@ func Encode(cmd any) ([]byte, error) {
 		t = CmdPutImports
 	case PutPeerStatus, *PutPeerStatus:
 		t = CmdPutPeerStatus
+	case PutBundle, *PutBundle:
+		t = CmdPutBundle
+	case DeleteBundle, *DeleteBundle:
+		t = CmdDeleteBundle
 	default:
 		return nil, fmt.Errorf("encode command: unsupported type %T", cmd)
 	}

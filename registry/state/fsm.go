@@ -235,6 +235,10 @@ func (f *FSM) applyCommand(b *pebble.Batch, l *raft.Log) any {
 		return applyJSON(b, l.Index, t, body, f.applyPutImports)
 	case CmdPutPeerStatus:
 		return applyJSON(b, l.Index, t, body, f.applyPutPeerStatus)
+	case CmdPutBundle:
+		return applyJSON(b, l.Index, t, body, f.applyPutBundle)
+	case CmdDeleteBundle:
+		return applyJSON(b, l.Index, t, body, f.applyDeleteBundle)
 	case CmdNoop:
 		return ApplyResult{Index: l.Index, Unchanged: true}
 	}
