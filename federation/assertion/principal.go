@@ -11,7 +11,7 @@ import (
 
 // MethodFederation is the agentauth method of a principal that another BU
 // vouched for with a federation assertion.
-const MethodFederation agentauth.Method = "federation"
+const MethodFederation = agentauth.MethodFederation
 
 // Principal is who calls, as the exporting BU's pipeline (policy, limits,
 // usage, audit) sees a caller of another BU. Every name the calling BU

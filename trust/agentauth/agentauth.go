@@ -62,6 +62,10 @@ const (
 	MethodJWTSVID   Method = "jwt-svid"
 	MethodAPIKey    Method = "api-key"
 	MethodAnonymous Method = "anonymous"
+	// MethodFederation is a caller of another BU, vouched for by its node
+	// with a federation assertion (federation/assertion), or that node
+	// itself for the requests of a session that call no tool.
+	MethodFederation Method = "federation"
 )
 
 // Principal is who is calling.
@@ -322,6 +326,27 @@ const CodeUnauthenticated = -32001
 // auth.TokenInfo (FromTokenInfo); go-sdk then also refuses a session's
 // requests from any other principal than the one that opened it.
 func (a *Authenticator) Middleware(next http.Handler) http.Handler {
+	withInfo := Established(next)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := a.Authenticate(r)
+		if err != nil {
+			a.refused(w, r, err)
+			return
+		}
+		a.observe(p.Method, "ok")
+		ctx := context.WithValue(r.Context(), principalKey{}, p)
+		ctx = context.WithValue(ctx, origAuthKey{}, r.Header["Authorization"])
+		r = r.WithContext(ctx)
+		r.Header.Set("Authorization", "Bearer mcpmesh-authenticated")
+		withInfo.ServeHTTP(w, r)
+	})
+}
+
+// Established hands a principal that is already in the request's context
+// (NewContext, put there by whoever authenticated the request) on to
+// go-sdk handlers in the request's auth.TokenInfo, as Middleware does for
+// agents. The request's own Authorization header reaches next unchanged.
+func Established(next http.Handler) http.Handler {
 	// go-sdk offers no way to put a TokenInfo in a context but its own
 	// RequireBearerToken middleware, which reads the token from the
 	// Authorization header. So the header is set to a placeholder for its
@@ -341,15 +366,13 @@ func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 	})
 	withInfo := info(restore)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, err := a.Authenticate(r)
-		if err != nil {
-			a.refused(w, r, err)
+		if _, ok := FromContext(r.Context()); !ok {
+			http.Error(w, "internal error: request not authenticated", http.StatusInternalServerError)
 			return
 		}
-		a.observe(p.Method, "ok")
-		ctx := context.WithValue(r.Context(), principalKey{}, p)
-		ctx = context.WithValue(ctx, origAuthKey{}, r.Header["Authorization"])
-		r = r.WithContext(ctx)
+		if r.Context().Value(origAuthKey{}) == nil {
+			r = r.WithContext(context.WithValue(r.Context(), origAuthKey{}, r.Header["Authorization"]))
+		}
 		r.Header.Set("Authorization", "Bearer mcpmesh-authenticated")
 		withInfo.ServeHTTP(w, r)
 	})
