@@ -23,8 +23,21 @@ func (g *Gateway) withCaller(next mcp.MethodHandler) mcp.MethodHandler {
 		if !ok {
 			return next(ctx, method, req)
 		}
-		return next(tokens.ContextWithCaller(ctx, tokens.Caller{Principal: p.ID, Tenant: p.Tenant, RequestID: tokens.NewRequestID()}), method, req)
+		id, _ := ctx.Value(requestIDKey{}).(string)
+		if id == "" {
+			id = tokens.NewRequestID()
+		}
+		return next(tokens.ContextWithCaller(ctx, tokens.Caller{Principal: p.ID, Tenant: p.Tenant, RequestID: id}), method, req)
 	}
+}
+
+type requestIDKey struct{}
+
+// ContextWithRequestID returns a context whose request is recorded under
+// id rather than a new request id: a call another BU forwarded keeps the
+// id its calling node gave it, so both BUs' audit records name one call.
+func ContextWithRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, requestIDKey{}, id)
 }
 
 // principalOf returns the principal of an agent's request: go-sdk hands it

@@ -107,6 +107,9 @@ type Gateway struct {
 	currencyWarned sync.Map
 	// approvals holds calls for approval (approvals.go).
 	approvals approvals
+	// exportCheck decides the calls other BUs forward (forwarded.go); nil
+	// refuses them all.
+	exportCheck ExportCheck
 	// govs is what the policy knows of each served server: its newest
 	// live version's governance.
 	govs    atomic.Pointer[map[string]serverPolicy]
@@ -652,6 +655,9 @@ func (g *Gateway) upstreamError(e *entry, err error) error {
 		return je
 	}
 	g.logger.Warn("gateway: upstream call failed", "server", e.server, "version", e.version, "tool", e.tool, "error", err)
+	if ns := e.target.Namespace; ns != "" {
+		return &jsonrpc.Error{Code: CodeRemoteUnavailable, Message: fmt.Sprintf("namespace %s did not answer the call of %s@%s: %v; this BU's own tools are unaffected; retry later", ns, e.server, e.version, err)}
+	}
 	msg := fmt.Sprintf("upstream %s@%s failed: %v", e.server, e.version, err)
 	switch {
 	case errors.Is(err, upstream.ErrBusy), errors.Is(err, upstream.ErrUnavailable):
@@ -666,6 +672,10 @@ func (g *Gateway) upstreamError(e *entry, err error) error {
 // could not reach its upstream, in mcpmesh's block of server errors
 // (not -32002, which MCP gives to "resource not found").
 const codeUpstreamUnavailable = -32019
+
+// CodeRemoteUnavailable is the JSON-RPC error of a call of another BU's
+// tool when no node of that BU answered.
+const CodeRemoteUnavailable = -32021
 
 // ServeHTTP serves /mcp and /mcp/s/<namespace>/<server>. Requests must
 // have passed agentauth's middleware, which authenticates them; any other

@@ -135,6 +135,9 @@ func (g *Gateway) guard(ep *endpoint, perServer bool) mcp.Middleware {
 		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
 			p, _ := principalOf(ctx, req)
 			ctx = agentauth.NewContext(ctx, p)
+			if err := g.refuseForwarded(p, method); err != nil {
+				return nil, err
+			}
 			// The server of a per-server endpoint; "" for /mcp.
 			server := ""
 			if perServer {

@@ -81,6 +81,9 @@ func (g *Gateway) serveCall(ctx context.Context, ep *endpoint, r *route, req *mc
 		return nil, err
 	}
 	g.answeredBy(rec, e, req.Params.Arguments)
+	if err := g.checkExport(p, e, c, rec); err != nil {
+		return nil, err
+	}
 	pr := callRequest(p, e)
 	pr.Arguments = req.Params.Arguments
 	d := g.decide(pr)
