@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -52,9 +53,13 @@ type Node struct {
 	ckpt     *checkpointer
 	auth     *adminauth.Authenticator
 	agents   *agentauth.Authenticator
-	httpLn   net.Listener
-	server   *http.Server
-	draining atomic.Bool
+	// fed is the node's part in the mesh of BUs; nil with federation off.
+	fed *federation
+	// manifestKey is central security's public key (federation on).
+	manifestKey crypto.PublicKey
+	httpLn      net.Listener
+	server      *http.Server
+	draining    atomic.Bool
 }
 
 // Option configures New.
@@ -171,8 +176,16 @@ func New(cfg config.Config, opts ...Option) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n.pool = upstream.NewPool(upstream.Config{CallTimeout: cfg.MCP.CallTimeout, MaxConcurrent: cfg.MCP.MaxConcurrentPerUpstream},
-		upstream.WithLogger(n.logger), upstream.WithTokens(n.minter))
+	if n.fed, err = newFederation(n, td, nodeID, n.registry); err != nil {
+		return nil, err
+	}
+	poolOpts := []upstream.Option{upstream.WithLogger(n.logger), upstream.WithTokens(n.minter)}
+	gwOpts := []gateway.Option{}
+	if n.fed != nil {
+		poolOpts = append(poolOpts, upstream.WithFederation(n.fed))
+		gwOpts = append(gwOpts, gateway.WithExportCheck(n.fed.exportCheck))
+	}
+	n.pool = upstream.NewPool(upstream.Config{CallTimeout: cfg.MCP.CallTimeout, MaxConcurrent: cfg.MCP.MaxConcurrentPerUpstream}, poolOpts...)
 	n.agents, err = newAgentAuth(cfg, td, n.cluster.FSM, n.identity.jwt, n.logger, n.registry, auditRefusal(n.audit, cfg.Namespace, n.logger))
 	if err != nil {
 		return nil, err
@@ -188,10 +201,10 @@ func New(cfg config.Config, opts ...Option) (n *Node, err error) {
 		return nil, err
 	}
 	n.gateway = gateway.New(gateway.Config{Namespace: cfg.Namespace, ExplainDenials: cfg.MCP.ExplainDenials},
-		n.cluster.FSM, n.pool, gateway.WithLogger(n.logger), gateway.WithMetrics(n.registry),
-		gateway.WithQuarantine(auditedQuarantine(n.audit, cfg.Namespace, nodeID.String(), propose, n.logger), n.cluster.IsLeader),
-		gateway.WithAudit(n.audit, auditArgs, nodeID.String()), gateway.WithUsage(n.usage),
-		gateway.WithApprovals(gateway.ApprovalConfig{Hold: cfg.Governance.ApprovalHold, TTL: cfg.Governance.ApprovalTTL, MaxHeld: cfg.Governance.ApprovalMaxHeld}, propose))
+		n.cluster.FSM, n.pool, append(gwOpts, gateway.WithLogger(n.logger), gateway.WithMetrics(n.registry),
+			gateway.WithQuarantine(auditedQuarantine(n.audit, cfg.Namespace, nodeID.String(), propose, n.logger), n.cluster.IsLeader),
+			gateway.WithAudit(n.audit, auditArgs, nodeID.String()), gateway.WithUsage(n.usage),
+			gateway.WithApprovals(gateway.ApprovalConfig{Hold: cfg.Governance.ApprovalHold, TTL: cfg.Governance.ApprovalTTL, MaxHeld: cfg.Governance.ApprovalMaxHeld}, propose))...)
 
 	n.server = &http.Server{
 		Handler:           n.handler(),
@@ -219,7 +232,11 @@ func (n *Node) WaitServing(ctx context.Context) error {
 
 func (n *Node) handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/v1/", n.auth.Middleware(api.New(n.cluster, api.WithLogger(n.logger), api.WithAudit(n.audit, n.cfg.Namespace, n.cfg.NodeID))))
+	apiOpts := []api.Option{api.WithLogger(n.logger), api.WithAudit(n.audit, n.cfg.Namespace, n.cfg.NodeID)}
+	if n.manifestKey != nil {
+		apiOpts = append(apiOpts, api.WithManifestKey(n.manifestKey))
+	}
+	mux.Handle("/v1/", n.auth.Middleware(api.New(n.cluster, apiOpts...)))
 	// Browsers must not drive the MCP endpoints from other origins
 	// (Sec-Fetch-Site / Origin checks); go-sdk adds DNS-rebinding protection.
 	mcpHandler := http.NewCrossOriginProtection().Handler(n.agents.Middleware(n.gateway))
@@ -304,6 +321,14 @@ func (n *Node) Run(ctx context.Context) error {
 		return nil
 	})
 	g.Go(func() error { return n.usage.Run(gctx) })
+	if n.fed != nil {
+		g.Go(func() error {
+			if err := n.fed.run(gctx); err != nil && !errors.Is(err, context.Canceled) {
+				return fmt.Errorf("federation: %w", err)
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
 		n.cluster.RunLiveReplicas(gctx)
 		return nil
@@ -358,6 +383,10 @@ func (n *Node) close() error {
 	}
 	if n.pool != nil {
 		errs = append(errs, n.pool.Close())
+	}
+	if n.fed != nil {
+		errs = append(errs, n.fed.close())
+		n.fed = nil
 	}
 	if n.audit != nil {
 		errs = append(errs, n.audit.Close())
