@@ -55,6 +55,9 @@ type federation struct {
 	importer *catalog.Importer
 	minter   *assertion.Minter
 	verifier *assertion.Verifier
+	// applied marks the manifest version and stored bundle sequences
+	// reconcile last applied (only follow's goroutine uses it).
+	applied string
 }
 
 // newFederation builds the node's federation from its config; nil when
@@ -170,13 +173,29 @@ func (f *federation) follow(ctx context.Context) {
 
 // reconcile makes the bundle set, the watcher's targets and the importer's
 // origins what the manifest in force and the stored bundles say.
-func (f *federation) reconcile() error {
+func (f *federation) reconcile() (err error) {
 	m := f.holder.Current(time.Now())
 	peers := m.Peers(f.td)
 	stored, err := f.n.cluster.FSM.ForeignBundles()
 	if err != nil {
 		return err
 	}
+	// Most registry changes touch neither: skip them.
+	var mark strings.Builder
+	if m != nil {
+		fmt.Fprintf(&mark, "manifest %d;", m.Version)
+	}
+	for _, b := range stored {
+		fmt.Fprintf(&mark, "%s %d;", b.TrustDomain, b.Sequence)
+	}
+	if mark.String() == f.applied {
+		return nil
+	}
+	defer func() {
+		if err == nil {
+			f.applied = mark.String()
+		}
+	}()
 	foreign, err := bundles.ParseStored(stored, func(td spiffeid.TrustDomain) bool { return slices.Contains(peers, td) })
 	if err != nil {
 		return err
