@@ -49,6 +49,10 @@ type Pool struct {
 	pending map[string]Member  // changes not yet given to OnChange, by name
 	order   []string           // names in pending, oldest first
 
+	// life is held (read) by calls into memberlist that must not overlap
+	// its shutdown (memberlist's Leave panics after Shutdown), and
+	// (write) by Shutdown.
+	life      sync.RWMutex
 	notify    chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
@@ -257,6 +261,8 @@ func (p *Pool) LocalHint() Hint {
 // refuses a hint that does not validate and a change of namespace or node
 // id (the member name); the advertised hint is then unchanged.
 func (p *Pool) SetHint(fn func(*Hint)) error {
+	p.life.RLock()
+	defer p.life.RUnlock()
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -336,6 +342,8 @@ func (p *Pool) reapLocked(now time.Time) {
 // waits for it up to the rest. The node keeps answering gossip until
 // Shutdown. Calling it again does nothing.
 func (p *Pool) Leave(timeout time.Duration) error {
+	p.life.RLock()
+	defer p.life.RUnlock()
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -367,15 +375,19 @@ func (p *Pool) Leave(timeout time.Duration) error {
 
 // Shutdown stops the pool: memberlist's listeners and timers, and the
 // OnChange dispatcher (waiting for a running callback to return, so never
-// call it from one). Without Leave first, other members notice the node is
+// call it from one). A Leave under way finishes first. Without Leave first, other members notice the node is
 // gone only by probing it. It is safe to call more than once.
 func (p *Pool) Shutdown() error {
 	var err error
 	p.closeOnce.Do(func() {
+		p.life.Lock()
 		p.mu.Lock()
 		p.closed = true
 		p.mu.Unlock()
 		err = p.ml.Shutdown()
+		p.life.Unlock()
+		// Unlocked: a running OnChange may call SetHint, which now
+		// returns ErrClosed instead of waiting for us.
 		close(p.done)
 		p.wg.Wait()
 	})
