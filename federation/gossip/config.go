@@ -113,7 +113,8 @@ func WithLogger(l *slog.Logger) Option { return optionFunc(func(o *options) { o.
 
 // WithMetrics registers the pool's metrics with reg; by default they are
 // kept but not registered. memberlist's own metrics (go-metrics) reach
-// Prometheus through the binary's global go-metrics sink, as raft's do.
+// Prometheus through the binary's global go-metrics sink, as raft's do
+// (mcpmesh_memberlist_*).
 func WithMetrics(reg prometheus.Registerer) Option {
 	return optionFunc(func(o *options) { o.reg = reg })
 }

@@ -86,8 +86,9 @@
 //
 // WithMetrics registers mcpmesh_gossip_members{state},
 // mcpmesh_gossip_hint_updates_total and
-// mcpmesh_gossip_hint_decode_errors_total. memberlist's own metrics
-// (memberlist.gossip, memberlist.msg.alive, memberlist.pushPullNode, ...)
-// go to go-metrics' global sink, which the mcpmesh binary routes into the
-// node's Prometheus registry as mcpmesh_gometrics_memberlist_*.
+// mcpmesh_gossip_hint_decode_errors_total. memberlist v0.7 reports its own
+// metrics through hashicorp/go-metrics directly (no build tag needed) to
+// the global sink the mcpmesh binary installs for raft, so they reach the
+// node's /metrics as mcpmesh_memberlist_* (mcpmesh_memberlist_gossip,
+// _msg_alive, _pushPullNode, _udp_sent, _tcp_connect, ...).
 package gossip
