@@ -17,6 +17,7 @@ func runTrust(ctx context.Context, args []string, stdout io.Writer) error {
 		{"init", func(_ context.Context, args []string, stdout io.Writer) error { return trustInit(args, stdout) }},
 		{"issue", trustIssue},
 		{"manifest", runTrustManifest},
+		{"gossip-key", func(_ context.Context, args []string, stdout io.Writer) error { return trustGossipKey(args, stdout) }},
 	})
 }
 
