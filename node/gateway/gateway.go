@@ -258,6 +258,44 @@ type route struct {
 	versions     map[string]*entry
 }
 
+// addRoute adds version e of a tool to its server's routes; the newest
+// version of a tool defines it in listings.
+func addRoute(byServer map[string]map[string]*route, e *entry) {
+	if byServer[e.server] == nil {
+		byServer[e.server] = map[string]*route{}
+	}
+	r := byServer[e.server][e.tool]
+	if r == nil {
+		r = &route{server: e.server, tool: e.tool, versions: map[string]*entry{}}
+		byServer[e.server][e.tool] = r
+	}
+	r.versions[e.version] = e
+	if r.newest == nil || card.CompareVersions(e.version, r.newest.version) > 0 {
+		r.newest = e
+	}
+}
+
+// nameRoutes puts the routes of namespace ns's servers into out under
+// their aggregated names: "<ns>.<tool>", or "<ns>.<server>.<tool>" where
+// two servers share a tool name.
+func nameRoutes(ns string, byServer map[string]map[string]*route, out map[string]*route) {
+	count := map[string]int{}
+	for _, rs := range byServer {
+		for tool := range rs {
+			count[tool]++
+		}
+	}
+	for server, rs := range byServer {
+		for tool, r := range rs {
+			name := ns + "." + tool
+			if count[tool] > 1 {
+				name = ns + "." + shortName(server) + "." + tool
+			}
+			out[name] = r
+		}
+	}
+}
+
 // fingerprint changes whenever anything the handler or the listing uses
 // changes.
 func (r *route) fingerprint() string {
@@ -431,37 +469,11 @@ func (g *Gateway) Sync() (err error) {
 				cost: sv.Governance.CostPerCall, currency: currencyOf(sv.Governance)}
 			e.authz = policy.NewTarget(&policy.Request{Action: policy.ActionCall, Namespace: g.cfg.Namespace, Server: serverInfo(sv),
 				Tool: policy.Tool{Name: tv.Name, Version: sv.Version, Deprecated: sv.Deprecation != nil, Annotations: def.Annotations}})
-			if byServer[sv.Server] == nil {
-				byServer[sv.Server] = map[string]*route{}
-			}
-			r := byServer[sv.Server][tv.Name]
-			if r == nil {
-				r = &route{server: sv.Server, tool: tv.Name, versions: map[string]*entry{}}
-				byServer[sv.Server][tv.Name] = r
-			}
-			r.versions[sv.Version] = e
-			if r.newest == nil || card.CompareVersions(sv.Version, r.newest.version) > 0 {
-				r.newest = e
-			}
-		}
-	}
-	// Aggregated names: <ns>.<tool>, or <ns>.<server>.<tool> on collisions.
-	count := map[string]int{}
-	for _, rs := range byServer {
-		for tool := range rs {
-			count[tool]++
+			addRoute(byServer, e)
 		}
 	}
 	agg := map[string]*route{}
-	for server, rs := range byServer {
-		for tool, r := range rs {
-			name := g.cfg.Namespace + "." + tool
-			if count[tool] > 1 {
-				name = g.cfg.Namespace + "." + shortName(server) + "." + tool
-			}
-			agg[name] = r
-		}
-	}
+	nameRoutes(g.cfg.Namespace, byServer, agg)
 	g.apply(g.agg, withImports(agg, imported))
 	seen := map[string]bool{}
 	newest := map[string]state.ServerVersion{}

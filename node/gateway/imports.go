@@ -11,7 +11,6 @@ import (
 
 	"github.com/mcpmesh/mcpmesh/node/policy"
 	"github.com/mcpmesh/mcpmesh/node/upstream"
-	"github.com/mcpmesh/mcpmesh/registry/card"
 	"github.com/mcpmesh/mcpmesh/registry/state"
 )
 
@@ -76,34 +75,9 @@ func (g *Gateway) importedRoutes() (map[string]*route, string, error) {
 				target: upstream.Target{Namespace: im.Namespace, Server: t.Server, Version: t.Version, Transport: upstream.TransportFederation, URL: upstream.FederationURL(im.Namespace, t.Server)}}
 			e.authz = policy.NewTarget(&policy.Request{Action: policy.ActionCall, Namespace: im.Namespace, Server: policy.Server{Name: t.Server},
 				Tool: policy.Tool{Name: t.Name, Version: t.Version, Deprecated: t.Deprecation != nil, Annotations: def.Annotations}})
-			if byServer[t.Server] == nil {
-				byServer[t.Server] = map[string]*route{}
-			}
-			r := byServer[t.Server][t.Name]
-			if r == nil {
-				r = &route{server: t.Server, tool: t.Name, versions: map[string]*entry{}}
-				byServer[t.Server][t.Name] = r
-			}
-			r.versions[t.Version] = e
-			if r.newest == nil || card.CompareVersions(t.Version, r.newest.version) > 0 {
-				r.newest = e
-			}
+			addRoute(byServer, e)
 		}
-		count := map[string]int{}
-		for _, rs := range byServer {
-			for tool := range rs {
-				count[tool]++
-			}
-		}
-		for server, rs := range byServer {
-			for tool, r := range rs {
-				name := im.Namespace + "." + tool
-				if count[tool] > 1 {
-					name = im.Namespace + "." + shortName(server) + "." + tool
-				}
-				out[name] = r
-			}
-		}
+		nameRoutes(im.Namespace, byServer, out)
 	}
 	return out, hex.EncodeToString(h.Sum(nil)), nil
 }
