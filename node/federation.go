@@ -312,6 +312,11 @@ func (f *federation) serveForwarded(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
+	if r.Method == http.MethodPost && !bytes.HasPrefix(bytes.TrimSpace(body), []byte("{")) {
+		// A batch would carry several calls under one assertion.
+		forwardedError(w, http.StatusBadRequest, "a forwarded request must be one JSON-RPC message (an object), not a batch")
+		return
+	}
 	tool := calledTool(r.Method, body)
 	p := agentauth.Principal{ID: peerID.String(), TrustDomain: peerID.TrustDomain().Name(), Method: agentauth.MethodFederation}
 	ctx := r.Context()
@@ -419,6 +424,11 @@ func calledTool(method string, body []byte) string {
 // caller's trust domain, and the caller must match the export's principal
 // prefixes (its own id at its BU) and carry its scopes.
 func (f *federation) exportCheck(p agentauth.Principal, server, tool, version string) error {
+	if id, err := spiffeid.FromString(p.ID); err == nil && strings.HasPrefix(id.Path(), "/mcpmesh/node/") {
+		// serveForwarded lets a peer node act as itself only for requests
+		// that call no tool.
+		return errors.New("a forwarded tools/call must carry the calling node's federation assertion for its caller")
+	}
 	cat, err := f.n.cluster.FSM.ExportedCatalog(p.TrustDomain)
 	if err != nil {
 		return fmt.Errorf("exports unreadable: %w", err)
