@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"text/tabwriter"
+
+	"github.com/mcpmesh/mcpmesh/registry/api"
 )
 
 const limitsUsage = `limits [show] [-consistent]
@@ -19,27 +21,7 @@ func runLimits(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) > 0 && args[0] == "show" {
 		args = args[1:]
 	}
-	fs := newFlagSet("limits", limitsUsage)
-	var cf clientFlags
-	cf.register(fs)
-	consistent := consistentFlag(fs, "write")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 0 {
-		return usagef("limits takes no arguments but show (got %q)", pos[0])
-	}
-	c, ctx, cancel, err := cf.connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	ls, err := c.Limits(ctx, *consistent)
-	if err != nil {
-		return err
-	}
-	return cf.print(stdout, ls, func(tw *tabwriter.Writer) {
+	return showRead(ctx, "limits", limitsUsage, args, stdout, (*api.Client).Limits, func(tw *tabwriter.Writer, ls api.LimitsResponse) {
 		lr := ls.Replicas
 		if len(ls.Limits.Limits) == 0 {
 			fmt.Fprintln(tw, "no rate limit is set (declare them in limits.yaml and run mcpmesh apply)")

@@ -6,6 +6,9 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/mcpmesh/mcpmesh/registry/api"
+	"github.com/mcpmesh/mcpmesh/registry/state"
 )
 
 const peersUsage = `peers [-consistent] [-o json]
@@ -14,31 +17,11 @@ Shows the BU's peer BUs: each origin it imports tools from (imported
 count, catalog version, last successful sync, last error, stale when no
 sync succeeded for 3 minutes: its tools stay listed, marked stale) and each
 trust domain it exports to (exported count). The leader pulls each origin's
-catalog; every node answers from its replicated state. Cross-BU calls to
-imported tools are being wired.`
+catalog; every node answers from its replicated state. Agents call the
+imported tools on /mcp as <namespace>.<tool>.`
 
 func runPeers(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := newFlagSet("peers", peersUsage)
-	var cf clientFlags
-	cf.register(fs)
-	consistent := consistentFlag(fs, "write")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 0 {
-		return usagef("peers takes no arguments (got %q)", pos[0])
-	}
-	c, ctx, cancel, err := cf.connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	res, err := c.Peers(ctx, *consistent)
-	if err != nil {
-		return err
-	}
-	return cf.print(stdout, res, func(tw *tabwriter.Writer) {
+	return showRead(ctx, "peers", peersUsage, args, stdout, (*api.Client).Peers, func(tw *tabwriter.Writer, res api.PeersResponse) {
 		if len(res.Peers) == 0 {
 			fmt.Fprintln(tw, "no peer BU: nothing is imported or exported (declare exports in exports.yaml and run mcpmesh apply)")
 			return
@@ -76,27 +59,7 @@ the tools named reach the trust domains listed, and only live versions).
 To change the exports, edit exports.yaml and run mcpmesh apply -f DIR.`
 
 func runExports(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := newFlagSet("exports", exportsUsage)
-	var cf clientFlags
-	cf.register(fs)
-	consistent := consistentFlag(fs, "write")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 0 {
-		return usagef("exports takes no arguments (got %q)", pos[0])
-	}
-	c, ctx, cancel, err := cf.connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	es, err := c.Exports(ctx, *consistent)
-	if err != nil {
-		return err
-	}
-	return cf.print(stdout, es, func(tw *tabwriter.Writer) {
+	return showRead(ctx, "exports", exportsUsage, args, stdout, (*api.Client).Exports, func(tw *tabwriter.Writer, es state.Exports) {
 		if len(es.Exports) == 0 {
 			fmt.Fprintln(tw, "nothing is exported (declare exports in exports.yaml and run mcpmesh apply)")
 			return

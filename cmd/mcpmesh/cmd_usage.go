@@ -113,27 +113,7 @@ func writeUsageCSV(w io.Writer, rep api.UsageReport) error {
 }
 
 func usageQuotas(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := newFlagSet("usage quotas", "usage quotas [-consistent]   (the tenants' monthly limits; set them in a catalog's quotas.yaml with mcpmesh apply)")
-	var cf clientFlags
-	cf.register(fs)
-	consistent := consistentFlag(fs, "write")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 0 {
-		return usagef("usage quotas takes no arguments")
-	}
-	c, ctx, cancel, err := cf.connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	q, err := c.Quotas(ctx, *consistent)
-	if err != nil {
-		return err
-	}
-	return cf.print(stdout, q, func(tw *tabwriter.Writer) {
+	return showRead(ctx, "usage quotas", "usage quotas [-consistent]   (the tenants' monthly limits; set them in a catalog's quotas.yaml with mcpmesh apply)", args, stdout, (*api.Client).Quotas, func(tw *tabwriter.Writer, q state.Quotas) {
 		if len(q.Quotas) == 0 {
 			fmt.Fprintln(tw, "no quotas: every tenant is unlimited")
 			return

@@ -147,6 +147,34 @@ func (c *clientFlags) print(w io.Writer, v any, table func(tw *tabwriter.Writer)
 	return tw.Flush()
 }
 
+// showRead runs a command that takes no arguments and shows one read of
+// the admin API: the client flags and -consistent, then get, then the
+// result as JSON (-o json) or as table writes it.
+func showRead[T any](ctx context.Context, name, usage string, args []string, stdout io.Writer,
+	get func(*api.Client, context.Context, bool) (T, error), table func(*tabwriter.Writer, T)) error {
+	fs := newFlagSet(name, usage)
+	var cf clientFlags
+	cf.register(fs)
+	consistent := consistentFlag(fs, "write")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return usagef("%s takes no arguments (got %q)", name, pos[0])
+	}
+	c, ctx, cancel, err := cf.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	v, err := get(c, ctx, *consistent)
+	if err != nil {
+		return err
+	}
+	return cf.print(stdout, v, func(tw *tabwriter.Writer) { table(tw, v) })
+}
+
 func fmtTime(t time.Time) string {
 	if t.IsZero() {
 		return "-"
