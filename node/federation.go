@@ -224,7 +224,7 @@ func (f *federation) reconcile() (err error) {
 		if m.Allows(f.td, td) {
 			ns := d.Namespace
 			origins = append(origins, catalog.Origin{Namespace: ns, TrustDomain: td,
-				Fetch: catalog.HTTPFetcher(f.httpClient(), func() []string { return []string{"https://" + ns + ".ns.mcpmesh.invalid"} })})
+				Fetch: catalog.HTTPFetcher(f.httpClient(), func() []string { return []string{upstream.FederationBaseURL(ns)} })})
 		}
 	}
 	if err := f.watcher.SetTargets(targets); err != nil {
@@ -290,7 +290,8 @@ func (f *federation) serveManifest(w http.ResponseWriter, r *http.Request) {
 	w.Write(m.Signed())
 }
 
-// forwardedBodyLimit bounds the body of a forwarded MCP request.
+// forwardedBodyLimit bounds how much of a forwarded request's body is
+// decoded to learn the tool it calls; the gateway bounds the body itself.
 const forwardedBodyLimit = 4 << 20
 
 // serveForwarded serves a call another BU forwards: the assertion must be
@@ -306,21 +307,15 @@ func (f *federation) serveForwarded(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	server := strings.TrimPrefix(r.URL.Path, upstream.FederationPath)
-	body, err := io.ReadAll(io.LimitReader(r.Body, forwardedBodyLimit+1))
-	if err != nil || len(body) > forwardedBodyLimit {
-		forwardedError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body unreadable or over %d bytes", forwardedBodyLimit))
-		return
-	}
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	if r.Method == http.MethodPost && !bytes.HasPrefix(bytes.TrimSpace(body), []byte("{")) {
+	method, tool, batch := gateway.PeekCall(r, forwardedBodyLimit)
+	if batch {
 		// A batch would carry several calls under one assertion.
 		forwardedError(w, http.StatusBadRequest, "a forwarded request must be one JSON-RPC message (an object), not a batch")
 		return
 	}
-	tool := calledTool(r.Method, body)
 	p := agentauth.Principal{ID: peerID.String(), TrustDomain: peerID.TrustDomain().Name(), Method: agentauth.MethodFederation}
 	ctx := r.Context()
-	if tool != "" {
+	if method == "tools/call" {
 		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok {
 			f.refuseForwarded(w, r, peerID, server+"/"+tool, "missing", errors.New("a forwarded tools/call must carry the calling node's federation assertion"))
@@ -395,28 +390,6 @@ func forwardedError(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(map[string]any{"jsonrpc": "2.0", "id": nil, "error": map[string]any{"code": gateway.CodeRefusedByExporter, "message": msg}})
-}
-
-// calledTool returns the tool a JSON-RPC request body calls, or "" when it
-// is not a tools/call (a batch is not served to peers: its calls would
-// share one assertion).
-func calledTool(method string, body []byte) string {
-	if method != http.MethodPost {
-		return ""
-	}
-	var msg struct {
-		Method string `json:"method"`
-		Params struct {
-			Name string `json:"name"`
-		} `json:"params"`
-	}
-	if json.Unmarshal(body, &msg) != nil || msg.Method != "tools/call" {
-		return ""
-	}
-	if msg.Params.Name == "" {
-		return "?"
-	}
-	return msg.Params.Name
 }
 
 // exportCheck is the gateway's check of a forwarded call against this

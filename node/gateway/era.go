@@ -50,6 +50,18 @@ func peekCall(r *http.Request, limit int64) (call *rpcCall, batch bool) {
 // later, which carry their version on every request, the stateless one. A
 // POST that names no version is routed by its JSON-RPC method: only
 // initialize starts a legacy session.
+// PeekCall reads r's body (at most limit bytes decoded; the body is put
+// back whole for the handler), and returns its JSON-RPC method and, for a
+// tools/call, the tool it names; batch is true for a JSON array. method is
+// "" when the body is not one request.
+func PeekCall(r *http.Request, limit int64) (method, tool string, batch bool) {
+	call, batch := peekCall(r, limit)
+	if call == nil {
+		return "", "", batch
+	}
+	return call.Method, call.Params.Name, false
+}
+
 func useStateful(r *http.Request, call *rpcCall, batch bool) bool {
 	if r.Method == http.MethodGet || r.Method == http.MethodDelete || r.Header.Get("Mcp-Session-Id") != "" || batch {
 		return true

@@ -28,8 +28,12 @@ const FederationPath = "/federation/v1/mcp/"
 // registry name) of namespace ns. Its host is not resolvable: only a
 // Federation's client knows which nodes serve ns.
 func FederationURL(ns, server string) string {
-	return "https://" + ns + federationHostSuffix + FederationPath + server
+	return FederationBaseURL(ns) + FederationPath + server
 }
+
+// FederationBaseURL is the scheme and host that stand for namespace ns's
+// nodes in the URLs a Federation's client resolves.
+func FederationBaseURL(ns string) string { return "https://" + ns + federationHostSuffix }
 
 // FederationNamespace returns the namespace a federation target's URL
 // names, or false when u is not one.
