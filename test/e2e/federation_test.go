@@ -28,6 +28,9 @@ type mesh struct {
 	centralKey       string
 	hrCA, finCA      []byte
 	manifestVersions int
+	// keyring is the mesh's gossip keyring file; finGossip finance's
+	// gossip address, which hr joins.
+	keyring, finGossip string
 }
 
 func startMesh(t *testing.T) *mesh {
@@ -42,12 +45,14 @@ func startMesh(t *testing.T) *mesh {
 	key := make([]byte, 32)
 	rand.Read(key)
 	keyring := writeFile(t, m.dir, "gossip.keys", []byte(base64.StdEncoding.EncodeToString(key)+"\n"))
-	fed := func(peer string) string {
-		return fmt.Sprintf("federation:\n  mesh: e2e\n  manifest_key_file: %q\n  peer:\n    listen: %q\n  gossip:\n    listen: %q\n    keyring_file: %q\n",
-			filepath.Join(central, "central.pub"), peer, testcluster.FreePort(t), keyring)
+	m.keyring = keyring
+	m.finGossip = testcluster.FreePort(t)
+	fed := func(peer, gossip, join string) string {
+		return fmt.Sprintf("federation:\n  mesh: e2e\n  manifest_key_file: %q\n  peer:\n    listen: %q\n  gossip:\n    listen: %q\n    keyring_file: %q\n    join: [%s]\n",
+			filepath.Join(central, "central.pub"), peer, gossip, keyring, join)
 	}
-	m.hr = startCluster(t, testcluster.Options{Nodes: 1, NoSync: true, Namespace: "hr", ExtraYAML: fed(m.hrPeer)})
-	m.fin = startCluster(t, testcluster.Options{Nodes: 1, NoSync: true, Namespace: "finance", ExtraYAML: fed(m.finPeer)})
+	m.hr = startCluster(t, testcluster.Options{Nodes: 1, NoSync: true, Namespace: "hr", ExtraYAML: fed(m.hrPeer, testcluster.FreePort(t), m.finGossip)})
+	m.fin = startCluster(t, testcluster.Options{Nodes: 1, NoSync: true, Namespace: "finance", ExtraYAML: fed(m.finPeer, m.finGossip, "")})
 	var err error
 	if m.hrCA, err = os.ReadFile(filepath.Join(m.hr.CADir, "ca.crt")); err != nil {
 		t.Fatal(err)
@@ -66,6 +71,16 @@ func runBin(bin string, args ...string) (string, error) {
 // push signs a manifest with the given relationships (as "from>to" trust
 // domain prefixes) under the next version and pushes it to both BUs.
 func (m *mesh) push(t *testing.T, relationships ...string) {
+	t.Helper()
+	jws := m.sign(t, relationships...)
+	for _, c := range []*testcluster.Cluster{m.hr, m.fin} {
+		mustCLI(t, c, c.Nodes[0], "trust", "manifest", "push", "-f", jws)
+	}
+}
+
+// sign signs a manifest with the given relationships under the next
+// version, and returns the file of its signed form.
+func (m *mesh) sign(t *testing.T, relationships ...string) string {
 	t.Helper()
 	m.manifestVersions++
 	indent := func(pem []byte) string {
@@ -102,9 +117,7 @@ trust_domains:
 	if out, err := runBin(testcluster.Bin(t), "trust", "manifest", "sign", "-key", m.centralKey, "-f", src, "-o", jws); err != nil {
 		t.Fatalf("manifest sign: %v: %s\n%s", err, out, doc)
 	}
-	for _, c := range []*testcluster.Cluster{m.hr, m.fin} {
-		mustCLI(t, c, c.Nodes[0], "trust", "manifest", "push", "-f", jws)
-	}
+	return jws
 }
 
 // TestCrossBUCall: an agent of hr lists and calls a tool finance exports to

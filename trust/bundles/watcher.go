@@ -81,6 +81,7 @@ type Watcher struct {
 	mu      sync.Mutex
 	targets map[spiffeid.TrustDomain]Target
 	known   bool // SetTargets has been called: deletions are safe
+	urgent  map[spiffeid.TrustDomain]bool
 	kick    chan struct{}
 }
 
@@ -139,6 +140,24 @@ func (w *Watcher) SetTargets(targets []Target) error {
 	default:
 	}
 	return nil
+}
+
+// RefreshNow asks for trust domain td's bundle to be fetched at once
+// rather than when its refresh hint says (a gossip hint advertised a newer
+// sequence). A fetch already running, or td not being a target, makes it
+// a no-op; the fetched bundle is stored only if its sequence rises, as
+// always, so a false hint costs one fetch.
+func (w *Watcher) RefreshNow(td spiffeid.TrustDomain) {
+	w.mu.Lock()
+	if w.urgent == nil {
+		w.urgent = map[spiffeid.TrustDomain]bool{}
+	}
+	w.urgent[td] = true
+	w.mu.Unlock()
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
 }
 
 func checkTarget(t Target) error {
@@ -215,13 +234,20 @@ func (w *Watcher) Run(ctx context.Context) error {
 			running[r.td] = false
 			due[r.td] = time.Now().Add(r.next)
 		case <-w.kick:
-			// New targets: forget when removed ones were due.
+			// New targets: forget when removed ones were due. Urgent
+			// ones are due now.
 			targets := w.snapshotTargets()
 			for td := range due {
 				if _, ok := targets[td]; !ok {
 					delete(due, td)
 				}
 			}
+			w.mu.Lock()
+			for td := range w.urgent {
+				delete(due, td)
+			}
+			clear(w.urgent)
+			w.mu.Unlock()
 		case <-timer.C:
 		}
 	}
