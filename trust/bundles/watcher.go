@@ -13,7 +13,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
-	"github.com/spiffe/go-spiffe/v2/federation"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/mcpmesh/mcpmesh/registry/state"
@@ -402,7 +401,7 @@ func (w *Watcher) fetch(ctx context.Context, t Target, auth *spiffebundle.Bundle
 	var errs []string
 	for _, ep := range t.Endpoints {
 		fctx, cancel := context.WithTimeout(ctx, w.cfg.FetchTimeout)
-		b, err := federation.FetchBundle(fctx, t.TrustDomain, ep.URL, federation.WithSPIFFEAuth(auth, ep.ID))
+		b, err := fetchBundle(fctx, t.TrustDomain, ep.URL, auth, ep.ID)
 		cancel()
 		if err == nil {
 			return b, nil
