@@ -196,6 +196,27 @@ func TestDevSeedsAndResumes(t *testing.T) {
 		}
 	}
 	checkCrossBUCall(t, info2)
+
+	// A manifest whose content must change is signed under the next
+	// version: here one without relationships (no exports planned).
+	cen, err := loadOrCreateCentral(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clients := map[string]*api.Client{}
+	for ns, n := range info2.Namespaces {
+		clients[ns], _ = api.NewClient(api.ClientConfig{Addr: n.AdminURL, Token: n.Token})
+	}
+	p, err := planFederation(Config{DataDir: dir, BasePort: base}, []string{"finance", "hr"}, info2.Namespaces, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := pushManifest(t.Context(), p, cen, clients); err != nil || v != info.ManifestVersion+1 {
+		t.Errorf("pushing a changed manifest: version %d, %v; want %d", v, err, info.ManifestVersion+1)
+	}
+	if v, err := pushManifest(t.Context(), p, cen, clients); err != nil || v != info.ManifestVersion+1 {
+		t.Errorf("pushing it again: version %d, %v; want %d kept", v, err, info.ManifestVersion+1)
+	}
 	c, _ = api.NewClient(api.ClientConfig{Addr: fin.AdminURL, Token: fin.Token})
 	vs, err := c.ServerVersions(t.Context(), "corp.finance/ledger", true)
 	if err != nil {

@@ -287,12 +287,12 @@ func pushManifest(ctx context.Context, p plan, c central, clients map[string]*ap
 }
 
 // canonicalContent is what of a manifest dev plans: its BUs and
-// relationships.
+// relationships (none and an empty list alike, as signing makes them).
 func canonicalContent(m *manifest.Manifest) (string, error) {
 	raw, err := json.Marshal(struct {
 		D []manifest.Domain
 		R []manifest.Relationship
-	}{m.TrustDomains, m.Relationships})
+	}{m.TrustDomains, append([]manifest.Relationship{}, m.Relationships...)})
 	return string(raw), err
 }
 
