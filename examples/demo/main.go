@@ -7,7 +7,7 @@
 // hr's nodes, a tool of hr and the report finance shares with hr.
 //
 //	make demo                        # builds, then runs until Ctrl-C
-//	go run ./examples/demo -once     # binaries from bin/ (make build first)
+//	go run ./examples/demo -once     # the binaries make demo left in bin/
 //
 // It drives everything through the mcpmesh CLI, the commands a BU's
 // platform team and central security run, and prints each one. Every
