@@ -36,9 +36,10 @@ const (
 	// claimUnmapped: the manifest in force does not map the claimed
 	// namespace to the claimed trust domain; nothing was dialled.
 	claimUnmapped = "unmapped"
-	// claimUnreachable: no answer at the peer address; checked again
+	// claimUnchecked: no answer at the peer address, or
+	// the claimed trust domain's bundle is not fetched yet; checked again
 	// later.
-	claimUnreachable = "unreachable"
+	claimUnchecked = "unchecked"
 )
 
 // Results of pulling a manifest a member advertised (mcpmesh_gossip_manifest_pulls_total).
@@ -101,8 +102,9 @@ type meshPeer struct {
 	// verified is the peer address at which the member's claims were
 	// checked; "" until they are, and again when it advertises another.
 	verified string
-	// refused is why the last check failed; "" after a success.
-	refused string
+	// refused is why the last check refused its claims, pending why they
+	// could not be checked yet; both "" after a success.
+	refused, pending string
 	// checkedAt is when its claims were last checked (a dial).
 	checkedAt time.Time
 	// catalogSeen is the catalog version last acted on.
@@ -120,11 +122,11 @@ func newMeshGossip(f *federation, reg prometheus.Registerer) (*meshGossip, error
 	g := &meshGossip{f: f, logger: f.logger.With("plane", "gossip"), wake: make(chan struct{}, 1),
 		pending: map[string]gossip.Member{}, peers: map[string]*meshPeer{}, refreshed: map[spiffeid.TrustDomain]time.Time{},
 		checks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mcpmesh_gossip_claim_checks_total",
-			Help: "Checks of another BU's member's gossip claims, by result: verified (its peer listener presented a node certificate of the claimed trust domain), refused (another trust domain's), unmapped (the manifest does not map the claimed namespace to that trust domain), unreachable."}, []string{"result"}),
+			Help: "Checks of another BU's member's gossip claims, by result: verified (its peer listener presented a node certificate of the claimed trust domain), refused (another trust domain's), unmapped (the manifest does not map the claimed namespace to that trust domain), unchecked (no answer, or the claimed trust domain's bundle not fetched yet; checked again)."}, []string{"result"}),
 		pulls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mcpmesh_gossip_manifest_pulls_total",
 			Help: "Manifests pulled from members of other BUs that advertised a newer version, by result: committed, refused (signature, expiry or rollback), failed (no answer, or Raft)."}, []string{"result"}),
 	}
-	for _, r := range []string{claimVerified, claimRefused, claimUnmapped, claimUnreachable} {
+	for _, r := range []string{claimVerified, claimRefused, claimUnmapped, claimUnchecked} {
 		g.checks.WithLabelValues(r)
 	}
 	for _, r := range []string{pullCommitted, pullRefused, pullFailed} {
@@ -320,15 +322,18 @@ func (g *meshGossip) check(ctx context.Context, m gossip.Member, td spiffeid.Tru
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "/federation/v1/manifest", nil)
 	resp, err := g.f.client.Do(ctx, td, addr, req)
 	if err != nil {
-		var he *peer.HandshakeError
-		if errors.As(err, &he) && he.Reason != peer.ReasonTimeout && he.Reason != peer.ReasonOther {
+		if forgedClaim(err) {
 			g.checks.WithLabelValues(claimRefused).Inc()
 			g.setRefused(m.Name, err.Error())
 			g.logger.Warn("gossip: refused a member's claims: its peer listener is not a node of the trust domain it claims", "member", m.Name, "peer_addr", addr, "claimed_trust_domain", td.Name(), "error", err)
 			return false
 		}
-		g.checks.WithLabelValues(claimUnreachable).Inc()
-		g.setRefused(m.Name, "unreachable: "+err.Error())
+		g.checks.WithLabelValues(claimUnchecked).Inc()
+		g.mu.Lock()
+		if p := g.peers[m.Name]; p != nil {
+			p.verified, p.refused, p.pending = "", "", err.Error()
+		}
+		g.mu.Unlock()
 		g.logger.Debug("gossip: a member's peer listener did not answer; checking again later", "member", m.Name, "peer_addr", addr, "error", err)
 		return false
 	}
@@ -340,7 +345,7 @@ func (g *meshGossip) check(ctx context.Context, m gossip.Member, td spiffeid.Tru
 		if p.verified != addr {
 			g.logger.Info("gossip: verified a member of another BU", "member", m.Name, "trust_domain", td.Name(), "peer_addr", addr)
 		}
-		p.verified, p.refused = addr, ""
+		p.verified, p.refused, p.pending = addr, "", ""
 	}
 	g.mu.Unlock()
 	if commit && resp.StatusCode == http.StatusOK && rerr == nil {
@@ -380,11 +385,30 @@ func (g *meshGossip) commitManifest(ctx context.Context, m gossip.Member, body [
 	g.logger.Info("gossip: committed a newer federation manifest pulled from a member of another BU", "member", m.Name, "version", pulled.Version)
 }
 
+// forgedClaim reports whether err, from dialling a member's peer
+// address, shows the member's claims false: the listener there is not a
+// node of the claimed trust domain (another trust domain's, a certificate
+// the claimed trust domain's bundle does not verify, or no node identity).
+// The other failures — no answer, a trust domain whose bundle this node
+// has not fetched yet, the peer refusing this node — leave the claims
+// unchecked, to be checked again.
+func forgedClaim(err error) bool {
+	var he *peer.HandshakeError
+	if !errors.As(err, &he) {
+		return false
+	}
+	switch he.Reason {
+	case peer.ReasonTrustDomainMismatch, peer.ReasonBadCertificate, peer.ReasonUnauthorized, peer.ReasonNoCertificate:
+		return true
+	}
+	return false
+}
+
 func (g *meshGossip) setRefused(name, why string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if p := g.peers[name]; p != nil {
-		p.verified, p.refused = "", why
+		p.verified, p.refused, p.pending = "", why, ""
 	}
 }
 
@@ -496,6 +520,7 @@ func (g *meshGossip) members() api.MeshResponse {
 		if p := g.peers[m.Name]; p != nil {
 			mm.Verified = p.verified != "" && p.verified == h.PeerAddr
 			mm.Refused = p.refused
+			mm.Pending = p.pending
 		}
 		out.Members = append(out.Members, mm)
 	}

@@ -49,8 +49,8 @@ func printMembers(cf *clientFlags, stdout io.Writer, m api.MembersResponse) erro
 
 // printMesh prints the gossip pool's members. CHECK is what the answering
 // node verified of another BU's member: "verified" (its peer listener is a
-// node of the trust domain it claims), the refusal, or "-" (its own BU, or
-// not checked).
+// node of the trust domain it claims), the refusal, why it is not checked
+// yet, or "-" (its own BU, or no relationship).
 func printMesh(cf *clientFlags, stdout io.Writer, m api.MeshResponse) error {
 	return cf.print(stdout, m, func(tw *tabwriter.Writer) {
 		fmt.Fprintln(tw, "NAME\tSTATE\tTRUST DOMAIN\tPEER ADDRESS\tGOSSIP ADDRESS\tMANIFEST\tCATALOG\tBUNDLE SEQ\tCHECK")
@@ -67,6 +67,8 @@ func printMesh(cf *clientFlags, stdout io.Writer, m api.MeshResponse) error {
 				check = "verified"
 			case s.Refused != "":
 				check = "refused: " + s.Refused
+			case s.Pending != "":
+				check = "not checked yet: " + s.Pending
 			}
 			catalog := "-"
 			if s.CatalogVersion > 0 {

@@ -35,10 +35,13 @@ type MeshMember struct {
 	HintError string `json:"hintError,omitempty"`
 	// Verified is set once a peer connection to PeerAddr presented a node
 	// certificate of TrustDomain, and the manifest maps Namespace to it;
-	// Refused says why such a check failed, when it did. A member of the
-	// answering node's own BU is neither checked nor refused.
+	// Refused says why a check found the claims false; Pending why they
+	// could not be checked yet (no answer, or the claimed trust domain's
+	// bundle not fetched yet). A member of the answering node's own BU is
+	// never checked.
 	Verified bool   `json:"verified,omitempty"`
 	Refused  string `json:"refused,omitempty"`
+	Pending  string `json:"pending,omitempty"`
 }
 
 // MeshResponse answers GET /v1/federation/members.
