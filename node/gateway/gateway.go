@@ -71,6 +71,9 @@ type Gateway struct {
 	bg      sync.WaitGroup
 	checkMu sync.Mutex
 	checked map[string]time.Time // version@hash → last definition check
+	// retryAt is when a failed definition check is due again (zero: none
+	// failed); the registry loop wakes for it.
+	retryAt time.Time
 
 	mu          sync.Mutex // serializes Sync
 	fingerprint string
@@ -365,6 +368,15 @@ func (g *Gateway) Run(ctx context.Context) error {
 		if at := g.nextSunset(); !at.IsZero() && at.Before(wake) {
 			wake = at
 		}
+		g.checkMu.Lock()
+		switch at := g.retryAt; {
+		case at.IsZero():
+		case !at.After(g.now()):
+			g.retryAt = time.Time{} // due: the Sync above started it
+		case at.Before(wake):
+			wake = at
+		}
+		g.checkMu.Unlock()
 		wctx, cancel := context.WithDeadline(ctx, wake)
 		err := g.fsm.WaitApplied(wctx, next)
 		cancel()

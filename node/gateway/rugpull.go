@@ -68,16 +68,26 @@ func (g *Gateway) checkVersions(live []state.ServerVersion) {
 	}
 }
 
+// checkRetry is how soon a definition check that could not reach its
+// upstream is tried again.
+const checkRetry = 5 * time.Second
+
 // checkVersion compares one version's live tools with its pinned ones.
 func (g *Gateway) checkVersion(sv state.ServerVersion) {
 	ctx, cancel := context.WithTimeout(g.life, 30*time.Second)
 	defer cancel()
 	live, err := g.pool.ListTools(ctx, targetOf(sv))
 	if err != nil {
-		// Unreachable now: check again at the next interval.
-		g.logger.Warn("gateway: cannot check the live tool definitions", "server", sv.Server, "version", sv.Version, "error", err)
+		// Unreachable now (or no token yet): check again in
+		// checkRetry, not at every registry change meanwhile.
+		retry := min(checkRetry, g.cfg.CheckInterval)
+		g.logger.Warn("gateway: cannot check the live tool definitions; checking again shortly", "server", sv.Server, "version", sv.Version, "retry_in", retry, "error", err)
+		now := g.now()
 		g.checkMu.Lock()
-		delete(g.checked, sv.Server+"@"+sv.Version+"#"+sv.CardHash)
+		g.checked[sv.Server+"@"+sv.Version+"#"+sv.CardHash] = now.Add(retry - g.cfg.CheckInterval)
+		if g.retryAt.IsZero() || !g.retryAt.After(now) || now.Add(retry).Before(g.retryAt) {
+			g.retryAt = now.Add(retry)
+		}
 		g.checkMu.Unlock()
 		return
 	}
