@@ -4,25 +4,50 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/google/pprof/profile"
 )
 
 // stage is a part of the node's work on a call whose CPU the run reports
-// as a share of the node's, from its CPU profile: a sample counts for a
-// stage when a function of the stage is on its stack (its name ends with
-// one of funcs, or, for a stage with contains, has one of them in it).
+// as a share of the node's, from its CPU profile. A sample counts for a
+// stage when a function of the stage is on its stack: one whose name ends
+// with one of funcs, or starts with one of pkgs (a package path and a
+// dot, so that generic instantiations naming a type of that package do
+// not match). With innermost, a pkgs function must moreover be the
+// innermost frame of the sample among functions of pkgs and bounds: the
+// stage's own work, not a handler it calls into.
 type stage struct {
-	name     string
-	funcs    []string
-	contains bool
+	name      string
+	funcs     []string
+	pkgs      []string
+	innermost bool
+	bounds    []string
 }
 
 func (st stage) matches(fn string) bool {
 	for _, f := range st.funcs {
-		if st.contains && strings.Contains(fn, f) || strings.HasSuffix(fn, f) {
+		if strings.HasSuffix(fn, f) {
 			return true
+		}
+	}
+	for _, p := range st.pkgs {
+		if strings.HasPrefix(fn, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// hit reports whether the sample's stack (innermost first) counts for st.
+func (st stage) hit(stack []string) bool {
+	for _, fn := range stack {
+		if st.matches(fn) {
+			return true
+		}
+		if st.innermost && slices.ContainsFunc(st.bounds, func(p string) bool { return strings.HasPrefix(fn, p) }) {
+			return false
 		}
 	}
 	return false
@@ -32,22 +57,24 @@ func (st stage) matches(fn string) bool {
 // the middlewares around them, whose frames hold the whole rest of the
 // call. The first two are authentication and policy, reported together.
 var stages = []stage{
-	{"authentication", []string{"/trust/agentauth.(*Authenticator).Authenticate"}, false},
-	{"policy", []string{"/node/gateway.(*Gateway).decide"}, false},
-	{"token minting", []string{"/trust/tokens.(*Minter).Mint"}, false},
+	{name: "authentication", funcs: []string{"/trust/agentauth.(*Authenticator).Authenticate"}},
+	{name: "policy", funcs: []string{"/node/gateway.(*Gateway).decide"}},
+	{name: "token minting", funcs: []string{"/trust/tokens.(*Minter).Mint"}},
 }
 
 // federationStages are the parts of a cross-BU call: the assertion hr
-// mints and finance verifies, the QUIC and HTTP/3 transport between them
-// (quic-go's packages; a warm connection repeats no handshake), the
-// go-sdk client session of hr's pool, and JSON encoding and decoding
+// mints and finance verifies; the QUIC and HTTP/3 transport between them
+// (quic-go's own work: samples whose innermost frame of quic-go, mcpmesh
+// or the go-sdk is quic-go's, so not the handler the HTTP/3 server runs);
+// the go-sdk client session of hr's pool; and JSON encoding and decoding
 // anywhere (the gateway's, the go-sdk's).
 var federationStages = []stage{
 	{name: "assertion mint", funcs: []string{"/federation/assertion.(*Minter).Mint"}},
 	{name: "assertion verify", funcs: []string{"/federation/assertion.(*Verifier).Verify"}},
-	{name: "QUIC + HTTP/3 (quic-go)", funcs: []string{"github.com/quic-go/"}, contains: true},
-	{name: "go-sdk client (pool session)", funcs: []string{"go-sdk/mcp.(*ClientSession)", "go-sdk/mcp.(*streamableClientConn)"}, contains: true},
-	{name: "JSON (encoding/json, go-sdk json)", funcs: []string{"encoding/json.", "go-sdk/internal/json."}, contains: true},
+	{name: "QUIC + HTTP/3 (quic-go)", pkgs: []string{"github.com/quic-go/"}, innermost: true,
+		bounds: []string{"github.com/mcpmesh/", "github.com/modelcontextprotocol/", "net/http."}},
+	{name: "go-sdk client (pool session)", pkgs: []string{"github.com/modelcontextprotocol/go-sdk/mcp.(*ClientSession)."}},
+	{name: "JSON", pkgs: []string{"encoding/json.", "github.com/modelcontextprotocol/go-sdk/internal/json.", "github.com/segmentio/encoding/json."}},
 }
 
 // printShares reads a node's CPU profile and prints the share of its
@@ -70,16 +97,18 @@ func printShares(w io.Writer, path string, stages []stage) error {
 	for _, s := range p.Sample {
 		v := s.Value[vi]
 		total += v
-		hit := make([]bool, len(stages))
+		var stack []string
 		for _, loc := range s.Location {
+			// Lines of one location are inlined calls, innermost first.
 			for _, line := range loc.Line {
-				if line.Function == nil {
-					continue
-				}
-				for i, st := range stages {
-					hit[i] = hit[i] || st.matches(line.Function.Name)
+				if line.Function != nil {
+					stack = append(stack, line.Function.Name)
 				}
 			}
+		}
+		hit := make([]bool, len(stages))
+		for i, st := range stages {
+			hit[i] = st.hit(stack)
 		}
 		for i := range stages {
 			if hit[i] {
