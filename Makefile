@@ -55,6 +55,18 @@ GATEWAYLOAD ?=
 bench-gateway: build
 	$(GO) run -tags $(TAGS) ./test/bench/gatewayload -mcpmesh $(CURDIR)/$(BIN) -concurrency 1,8 $(GATEWAYLOAD)
 
+# Federation benchmarks: the cross-BU call against the same call made
+# locally, both eras, at concurrency 1 and 8 (gatewayload -federation:
+# direct, through hr's node, through hr's then finance's node over HTTP/3,
+# interleaved; FEDLOAD adds flags, e.g. FEDLOAD='-profile out'), then
+# manifest-revocation and kill-switch propagation (test/bench, 5 each).
+FEDLOAD ?= -calls 10000 -rounds 20 -warmup 500
+.PHONY: bench-federation
+bench-federation: build
+	$(GO) run -tags $(TAGS) ./test/bench/gatewayload -mcpmesh $(CURDIR)/$(BIN) -federation -concurrency 1,8 -era 2026-07-28 $(FEDLOAD)
+	$(GO) run -tags $(TAGS) ./test/bench/gatewayload -mcpmesh $(CURDIR)/$(BIN) -federation -concurrency 1,8 -era 2025-11-25 $(FEDLOAD)
+	MCPMESH_BIN=$(CURDIR)/$(BIN) $(GO) test -tags $(TAGS) -run '^$$' -bench 'ManifestRevocation|KillSwitchPropagation' -benchtime 5x -timeout 20m ./test/bench/
+
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet -tags $(TAGS) ./...
