@@ -46,14 +46,14 @@ const (
 // may call what finance exports to it, finance exports fedServer's echo
 // tool to hr, and an agent of hr holds a warm session to hr's /mcp.
 type fedMesh struct {
-	dir              string
-	hr, fin          *testcluster.Cluster
-	hrPeer, finPeer  string
-	centralKey       string
-	hrCA, finCA      []byte
-	version          int
-	agent            *mcp.ClientSession
-	hrAdmin, finAdmn *api.Client
+	dir               string
+	hr, fin           *testcluster.Cluster
+	hrPeer, finPeer   string
+	centralKey        string
+	hrCA, finCA       []byte
+	version           int
+	agent             *mcp.ClientSession
+	hrAdmin, finAdmin *api.Client
 }
 
 func startFedMesh(b *testing.B) *fedMesh {
@@ -89,7 +89,7 @@ func startFedMesh(b *testing.B) *fedMesh {
 		b.Fatal(err)
 	}
 	hrN, finN := m.hr.Nodes[0], m.fin.Nodes[0]
-	m.hrAdmin, m.finAdmn = client(b, m.hr, hrN, 15*time.Second), client(b, m.fin, finN, 15*time.Second)
+	m.hrAdmin, m.finAdmin = client(b, m.hr, hrN, 15*time.Second), client(b, m.fin, finN, 15*time.Second)
 
 	upstream := startEchoUpstream(b)
 	permitAll := filepath.Join(m.dir, "permit-all")
@@ -242,7 +242,7 @@ func (m *fedMesh) push(b *testing.B, path string) {
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
-	for i, cl := range []*api.Client{m.hrAdmin, m.finAdmn} {
+	for i, cl := range []*api.Client{m.hrAdmin, m.finAdmin} {
 		wg.Go(func() {
 			_, errs[i] = cl.PushManifest(context.Background(), signed)
 		})
@@ -427,7 +427,7 @@ func BenchmarkKillSwitchPropagation(b *testing.B) {
 	for _, side := range []struct {
 		name string
 		cl   *api.Client
-	}{{"exporter", m.finAdmn}, {"consumer", m.hrAdmin}} {
+	}{{"exporter", m.finAdmin}, {"consumer", m.hrAdmin}} {
 		b.Run(side.name, func(b *testing.B) {
 			var refused []time.Duration
 			hows := map[string]int{}

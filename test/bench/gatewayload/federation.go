@@ -71,9 +71,10 @@ func startFederation(ctx context.Context, o options, dir string, nodeCmd func(st
 	if err := os.WriteFile(keyring, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
 		return nil, err
 	}
-	specs := []*nodeSpec{&hrNode, &financeNode}
+	specs := []nodeSpec{hrNode, financeNode}
 	peers := make([]string, len(specs))
-	for i, ns := range specs {
+	for i := range specs {
+		ns := &specs[i]
 		if err := cli("trust", "init", "-trust-domain", ns.trustDomain, "-out", ns.caDir(dir)); err != nil {
 			return nil, err
 		}
@@ -92,10 +93,10 @@ func startFederation(ctx context.Context, o options, dir string, nodeCmd func(st
 
 	f := &federationSetup{}
 	var err error
-	if f.hr, f.hrURL, err = startNode(ctx, nodeCmd, hrNode, dir, o.nodeLogLevel); err != nil {
+	if f.hr, f.hrURL, err = startNode(ctx, nodeCmd, specs[0], dir, o.nodeLogLevel); err != nil {
 		return nil, err
 	}
-	if f.finance, f.financeURL, err = startNode(ctx, nodeCmd, financeNode, dir, o.nodeLogLevel); err != nil {
+	if f.finance, f.financeURL, err = startNode(ctx, nodeCmd, specs[1], dir, o.nodeLogLevel); err != nil {
 		f.hr.stop()
 		return nil, err
 	}
@@ -137,7 +138,7 @@ func startFederation(ctx context.Context, o options, dir string, nodeCmd func(st
 		if err != nil {
 			return fail(fmt.Errorf("%s's CA: %w", ns.name, err))
 		}
-		m.domains = append(m.domains, manifestDomain{spec: *ns, peer: peers[i], ca: ca})
+		m.domains = append(m.domains, manifestDomain{spec: ns, peer: peers[i], ca: ca})
 	}
 	signed, err := m.sign(ctx, hrNode.namespace+">"+financeNode.namespace)
 	if err != nil {
