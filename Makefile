@@ -46,15 +46,6 @@ bench: build
 	MCPMESH_BIN=$(CURDIR)/$(BIN) $(GO) test -tags $(TAGS) -run '^$$' -bench 'Registry' -benchtime 2000x -timeout 20m ./test/bench/
 	MCPMESH_BIN=$(CURDIR)/$(BIN) $(GO) test -tags $(TAGS) -run '^$$' -bench 'Failover' -benchtime 5x -timeout 20m ./test/bench/
 
-# Load benchmark of the MCP gateway (test/bench/gatewayload): one tools/call
-# workload against the upstream directly, through httputil.ReverseProxy and
-# through a node, interleaved; reports added latency and CPU per call.
-# GATEWAYLOAD adds flags, e.g. GATEWAYLOAD='-era 2025-11-25 -profile out'.
-GATEWAYLOAD ?=
-.PHONY: bench-gateway
-bench-gateway: build
-	$(GO) run -tags $(TAGS) ./test/bench/gatewayload -mcpmesh $(CURDIR)/$(BIN) -concurrency 1,8 $(GATEWAYLOAD)
-
 # Federation benchmarks: the cross-BU call against the same call made
 # locally, both eras, at concurrency 1 and 8 (gatewayload -federation:
 # direct, through hr's node, through hr's then finance's node over HTTP/3,
@@ -66,6 +57,15 @@ bench-federation: build
 	$(GO) run -tags $(TAGS) ./test/bench/gatewayload -mcpmesh $(CURDIR)/$(BIN) -federation -concurrency 1,8 -era 2026-07-28 $(FEDLOAD)
 	$(GO) run -tags $(TAGS) ./test/bench/gatewayload -mcpmesh $(CURDIR)/$(BIN) -federation -concurrency 1,8 -era 2025-11-25 $(FEDLOAD)
 	MCPMESH_BIN=$(CURDIR)/$(BIN) $(GO) test -tags $(TAGS) -run '^$$' -bench 'ManifestRevocation|KillSwitchPropagation' -benchtime 5x -timeout 20m ./test/bench/
+
+# Load benchmark of the MCP gateway (test/bench/gatewayload): one tools/call
+# workload against the upstream directly, through httputil.ReverseProxy and
+# through a node, interleaved; reports added latency and CPU per call.
+# GATEWAYLOAD adds flags, e.g. GATEWAYLOAD='-era 2025-11-25 -profile out'.
+GATEWAYLOAD ?=
+.PHONY: bench-gateway
+bench-gateway: build
+	$(GO) run -tags $(TAGS) ./test/bench/gatewayload -mcpmesh $(CURDIR)/$(BIN) -concurrency 1,8 $(GATEWAYLOAD)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
