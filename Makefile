@@ -46,6 +46,18 @@ bench: build
 	MCPMESH_BIN=$(CURDIR)/$(BIN) $(GO) test -tags $(TAGS) -run '^$$' -bench 'Registry' -benchtime 2000x -timeout 20m ./test/bench/
 	MCPMESH_BIN=$(CURDIR)/$(BIN) $(GO) test -tags $(TAGS) -run '^$$' -bench 'Failover' -benchtime 5x -timeout 20m ./test/bench/
 
+# Federation benchmarks: the cross-BU call against the same call made
+# locally, both eras, at concurrency 1 and 8 (gatewayload -federation:
+# direct, through hr's node, through hr's then finance's node over HTTP/3,
+# interleaved; FEDLOAD adds flags, e.g. FEDLOAD='-profile out'), then
+# manifest-revocation and kill-switch propagation (test/bench, 5 each).
+FEDLOAD ?= -calls 10000 -rounds 20 -warmup 500
+.PHONY: bench-federation
+bench-federation: build
+	$(GO) run -tags $(TAGS) ./test/bench/gatewayload -mcpmesh $(CURDIR)/$(BIN) -federation -concurrency 1,8 -era 2026-07-28 $(FEDLOAD)
+	$(GO) run -tags $(TAGS) ./test/bench/gatewayload -mcpmesh $(CURDIR)/$(BIN) -federation -concurrency 1,8 -era 2025-11-25 $(FEDLOAD)
+	MCPMESH_BIN=$(CURDIR)/$(BIN) $(GO) test -tags $(TAGS) -run '^$$' -bench 'ManifestRevocation|KillSwitchPropagation' -benchtime 5x -timeout 20m ./test/bench/
+
 # Load benchmark of the MCP gateway (test/bench/gatewayload): one tools/call
 # workload against the upstream directly, through httputil.ReverseProxy and
 # through a node, interleaved; reports added latency and CPU per call.

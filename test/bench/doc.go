@@ -52,6 +52,37 @@
 //     (node/audit) in a temporary directory, fsync on; records/s is the
 //     throughput of the group commit, p50-us and p99-us the latency of one
 //     Append (until its batch is durable). /nosync drops the fsync.
+//   - BenchmarkManifestRevocation: two one-node BUs, hr and finance
+//     (fsync on), federated as test/e2e's TestCrossBUCall sets them up:
+//     central security's key, a manifest with hr → finance, finance
+//     exporting an echo upstream to hr, an agent of hr with a warm
+//     session to hr's /mcp. Each iteration signs the next manifest
+//     version without the relationship (untimed), pushes it to both BUs
+//     at once through the admin API (what `mcpmesh trust manifest push`
+//     calls), and measures from the push's start until hr refuses the
+//     agent's call of finance.echo (refused-ms: -32021, -32022 or an
+//     unknown tool; any other failure fails the benchmark) and until hr
+//     no longer lists it (unlisted-ms), polling each every 5ms. Then,
+//     untimed, it pushes the relationship back and waits until calls
+//     are answered again (logged: the catalog pull and the import's Raft
+//     write). It reports p50 and max of each; ns/op is best ignored.
+//   - BenchmarkKillSwitchPropagation: the same mesh; each iteration pulls
+//     a kill switch on the exported tool (kind tool,
+//     corp.finance/echo/echo) through the admin API (what `mcpmesh kill`
+//     calls) and measures until hr refuses the agent's next call
+//     (refused-ms, a call every 5ms), then releases it (`mcpmesh
+//     revive`), untimed, and waits until calls work again. /exporter
+//     pulls it in finance: the refusal is finance's -32012 passed on by
+//     hr or, when hr has pulled finance's new catalog first (a killed
+//     tool is no longer exported), an unknown tool at hr; the log counts
+//     which. /consumer pulls it in hr on the imported tool, which hr
+//     names by the exporter's server and tool too, and refuses before
+//     forwarding.
+//
+// The two take seconds per iteration and skip when asked for more than 20
+// iterations: run them with -benchtime 5x (`make bench-federation` does).
+// The cross-BU call's latency and CPU against a local call is measured by
+// the load harness instead: `gatewayload -federation` (see its doc).
 //
 // The write and read benchmarks share one cluster, started on first use
 // and killed when the test binary exits; the failover and no-sync ones

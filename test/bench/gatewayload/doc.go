@@ -73,6 +73,39 @@
 //	go tool pprof -top DIR/mcpmesh.pprof
 //	go tool pprof -sample_index alloc_space -top DIR/mcpmesh.allocs.pprof
 //
+// -federation measures a cross-BU call against the same call made
+// locally instead (no proxy): two one-node BUs, hr and finance, each with
+// its own CA and trust domain, set up as test/e2e/federation_test.go does
+// through the binary's CLI (`trust manifest keygen`, `trust init`, a
+// gossip keyring and the federation: config section, `apply` of an
+// exports.yaml on finance exporting echo to hr, a manifest with hr →
+// finance signed with `trust manifest sign` and pushed to both with
+// `trust manifest push`). The upstream is registered in both BUs
+// (corp.hr/echo, corp.finance/echo), with the controls above on in both
+// (in finance on hr's callers, named "hr.example.corp/…", except the
+// tenant-scoped limits and quota: the caller's tenant is hr's). Three
+// targets, interleaved as above:
+//
+//   - direct: client → upstream;
+//   - local: client → hr's node → upstream (hr.echo);
+//   - crossbu: client → hr's node → finance's node over HTTP/3 (SPIFFE
+//     mTLS, a federation assertion per call) → upstream (finance.echo,
+//     imported by hr), on hr's warm connection to finance.
+//
+// Reported per target: latency as above, the CPU per call of hr's and of
+// finance's node process, of the upstream and the client; then the
+// issue's ratios: the second hop's added latency against the first's,
+// (crossbu − local) / (local − direct), at p50 (with the per-round
+// spread) and p99; finance's CPU per call on crossbu against hr's on
+// local (what the second node costs against the first), hr's on crossbu
+// against hr's on local (what forwarding costs the first node against
+// serving locally), against the aim of 1.0×. The tools/list phase is
+// skipped. With -profile, the nodes are the profiling variant (DIR/hr.pprof,
+// DIR/finance.pprof) and the run ends with each node's shares, including
+// the assertion's mint and verify, quic-go's own work, the pool's go-sdk
+// session and JSON. `make bench-federation` runs it in both eras at
+// concurrency 1 and 8, then the propagation benchmarks of test/bench.
+//
 // Every request goes to loopback; a run is bounded by its counts and by
 // -timeout, and stops its processes at the end (they also die with it).
 // It measures on Linux only. Absolute times depend on the machine and on

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -20,6 +21,8 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpmesh/mcpmesh/node/gateway"
 )
 
 // The two protocol eras a run can use.
@@ -42,6 +45,7 @@ type options struct {
 	keep         bool
 	timeout      time.Duration
 	profileDir   string
+	federation   bool
 }
 
 func main() {
@@ -78,6 +82,8 @@ func run() error {
 	flag.StringVar(&o.profileDir, "profile", "", "write CPU profiles of the upstream, proxy and node processes into this directory; the node is then this program's\n"+
 		"profiling variant (the node package run as cmd/mcpmesh runs it, plus pprof) instead of the binary. Read them with\n"+
 		"`go tool pprof -top DIR/mcpmesh.pprof` (the profile holds the program's symbols)")
+	flag.BoolVar(&o.federation, "federation", false, "measure a cross-BU call instead: two federated one-node BUs (hr, finance), the upstream registered in both and exported by\n"+
+		"finance to hr; direct, through hr (local) and through hr then finance over HTTP/3 (crossbu), interleaved (see the package doc)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -141,10 +147,12 @@ func run() error {
 // setup is the running processes and the client sessions to each target.
 type setup struct {
 	upstream, proxy, node *child
-	upstreamURL           string
-	targets               []*target
-	clkTck                int64
-	clkTckSource          string
+	// fed is the two BUs of a -federation run (proxy and node are nil).
+	fed          *federationSetup
+	upstreamURL  string
+	targets      []*target
+	clkTck       int64
+	clkTckSource string
 }
 
 func measure(ctx context.Context, o options) (err error) {
@@ -168,29 +176,26 @@ func measure(ctx context.Context, o options) (err error) {
 	}
 	defer up.stop()
 	s.upstream, s.upstreamURL = up, "http://"+upAddr
+	if o.federation {
+		return measureFederation(ctx, o, s, dir)
+	}
 	px, pxAddr, err := startRole(ctx, filepath.Join(dir, "proxy.log"), "proxy", append(o.profileFlag("proxy"), "-target", s.upstreamURL)...)
 	if err != nil {
 		return err
 	}
 	defer px.stop()
 	s.proxy = px
-	nodeCmd := func(cfgPath string) *exec.Cmd { return exec.Command(o.bin, "node", "-config", cfgPath) }
-	if o.profileDir != "" {
-		self, err := os.Executable()
-		if err != nil {
-			return err
-		}
-		nodeCmd = func(cfgPath string) *exec.Cmd {
-			return exec.Command(self, append(o.profileFlag("mcpmesh"), "-role", "node", "-config", cfgPath)...)
-		}
+	nodeCmd, err := o.nodeCmd()
+	if err != nil {
+		return err
 	}
-	node, nodeURL, err := startNode(ctx, nodeCmd, dir, o.nodeLogLevel)
+	node, nodeURL, err := startNode(ctx, nodeCmd, benchNode, dir, o.nodeLogLevel)
 	if err != nil {
 		return err
 	}
 	defer node.stop()
 	s.node = node
-	secret, err := registerUpstream(ctx, nodeURL, s.upstreamURL+mcpPath)
+	secret, err := registerUpstream(ctx, nodeURL, benchServer, s.upstreamURL+mcpPath)
 	if err != nil {
 		return err
 	}
@@ -233,7 +238,7 @@ func measure(ctx context.Context, o options) (err error) {
 	if o.profileDir != "" {
 		// The profiling node writes its profile as it exits.
 		node.stop()
-		if err := printShares(os.Stdout, filepath.Join(o.profileDir, "mcpmesh.pprof")); err != nil {
+		if err := printShares(os.Stdout, filepath.Join(o.profileDir, "mcpmesh.pprof"), stages); err != nil {
 			return err
 		}
 	}
@@ -255,6 +260,27 @@ func logLines(path string) (int, string) {
 	return len(lines), lines[0]
 }
 
+// nodeCmd returns the command that runs a node with the config at a path:
+// the binary's `mcpmesh node -config FILE`, or, when profiling, this
+// program's profiling variant writing DIR/<config's base name>.pprof
+// (DIR/mcpmesh.pprof for the gateway comparison's node.yaml).
+func (o options) nodeCmd() (func(cfgPath string) *exec.Cmd, error) {
+	if o.profileDir == "" {
+		return func(cfgPath string) *exec.Cmd { return exec.Command(o.bin, "node", "-config", cfgPath) }, nil
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	return func(cfgPath string) *exec.Cmd {
+		name := strings.TrimSuffix(filepath.Base(cfgPath), ".yaml")
+		if name == benchNode.name {
+			name = "mcpmesh"
+		}
+		return exec.Command(self, append(o.profileFlag(name), "-role", "node", "-config", cfgPath)...)
+	}, nil
+}
+
 // profileFlag is the -cpuprofile flag of a role's process when profiling.
 func (o options) profileFlag(name string) []string {
 	if o.profileDir == "" {
@@ -268,6 +294,7 @@ type target struct {
 	name    string
 	url     string
 	tool    string
+	listed  []string // the tools/list the target must show, in order; nil for just tool
 	session *mcp.ClientSession
 	era     string       // negotiated
 	bearer  string       // the credential sent with every request, if any
@@ -320,36 +347,54 @@ func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // checkTools waits until mcpmesh serves the approved tool and checks that
 // every target advertises the upstream's exact definition.
 func checkTools(ctx context.Context, targets []*target) error {
-	want, err := json.Marshal(json.RawMessage(echoTool))
+	wantDef, err := json.Marshal(json.RawMessage(echoTool))
 	if err != nil {
 		return err
 	}
 	for _, t := range targets {
 		var last string
-		ok := poll(ctx, 30*time.Second, func() bool {
+		ok := poll(ctx, 60*time.Second, func() bool {
 			res, err := t.session.ListTools(ctx, nil)
 			if err != nil {
 				last = err.Error()
 				return false
 			}
-			if len(res.Tools) != 1 || res.Tools[0].Name != t.tool {
-				last = fmt.Sprintf("%d tools", len(res.Tools))
-				if len(res.Tools) > 0 {
-					last += ", first " + res.Tools[0].Name
+			want := listedNames(t)
+			var names []string
+			var def *mcp.Tool
+			for _, tool := range res.Tools {
+				names = append(names, tool.Name)
+				if tool.Name == t.tool {
+					def = tool
 				}
+			}
+			if !slices.Equal(names, want) || def == nil {
+				last = fmt.Sprintf("tools %v, want %v", names, want)
 				return false
 			}
-			tool := *res.Tools[0]
+			tool := *def
 			tool.Name = "echo"
+			// An imported tool says where it comes from; nothing else may differ.
+			if _, ok := tool.Meta[gateway.MetaOrigin]; ok && len(tool.Meta) == 1 {
+				tool.Meta = nil
+			}
 			got, _ := json.Marshal(&tool)
-			last = fmt.Sprintf("definition %s, want %s", got, want)
-			return canonicalJSON(got) == canonicalJSON(want)
+			last = fmt.Sprintf("definition %s, want %s", got, wantDef)
+			return canonicalJSON(got) == canonicalJSON(wantDef)
 		})
 		if !ok {
-			return fmt.Errorf("%s: tools/list does not show exactly %s with the upstream's definition within 30s; last seen: %s", t.name, t.tool, last)
+			return fmt.Errorf("%s: tools/list does not show exactly %v with %s's definition the upstream's within 60s; last seen: %s", t.name, listedNames(t), t.tool, last)
 		}
 	}
 	return nil
+}
+
+// listedNames is the tools/list t must show.
+func listedNames(t *target) []string {
+	if t.listed == nil {
+		return []string{t.tool}
+	}
+	return t.listed
 }
 
 // canonicalJSON re-encodes JSON with sorted keys, for comparison.

@@ -62,6 +62,9 @@ type proc struct {
 }
 
 func (s *setup) procs() []proc {
+	if s.fed != nil {
+		return []proc{{"upstream", s.upstream.pid()}, {hrNode.name, s.fed.hr.pid()}, {financeNode.name, s.fed.finance.pid()}, {"client", os.Getpid()}}
+	}
 	return []proc{{"upstream", s.upstream.pid()}, {"proxy", s.proxy.pid()}, {"mcpmesh", s.node.pid()}, {"client", os.Getpid()}}
 }
 
