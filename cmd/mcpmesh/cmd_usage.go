@@ -45,7 +45,7 @@ func usageReport(ctx context.Context, args []string, stdout io.Writer) error {
 		return usagef("-month %q: want YYYY-MM, e.g. 2026-11", *month)
 	}
 	if *tenant != "" {
-		if err := state.ValidateTenantName(*tenant); err != nil {
+		if err := state.ValidateScopedTenant(*tenant); err != nil {
 			return usagef("-tenant: %v", err)
 		}
 	}

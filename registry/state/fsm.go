@@ -10,11 +10,13 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/hashicorp/raft"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/mcpmesh/mcpmesh/internal/pebblelog"
 	"github.com/mcpmesh/mcpmesh/registry/card"
@@ -446,6 +448,25 @@ func ValidateTenantName(name string) error {
 		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
 			return errorf(KindInvalid, "tenant name %q: only lowercase letters, digits and dashes are allowed", name)
 		}
+	}
+	return nil
+}
+
+// ValidateScopedTenant checks the tenant a limit, quota, kill switch or
+// usage report names: a tenant of this BU (ValidateTenantName), or a
+// tenant of another BU as calls forwarded from it carry it,
+// "<trust domain>/<tenant>" (e.g. hr.example.corp/payroll), so an
+// exporting BU can govern and charge the callers of other BUs.
+func ValidateScopedTenant(name string) error {
+	td, tenant, foreign := strings.Cut(name, "/")
+	if !foreign {
+		return ValidateTenantName(name)
+	}
+	if _, err := spiffeid.TrustDomainFromString(td); err != nil || td == "" {
+		return errorf(KindInvalid, "tenant %q: a tenant of another BU is <trust domain>/<tenant>, e.g. hr.example.corp/payroll; %q is not a trust domain name", name, td)
+	}
+	if err := ValidateTenantName(tenant); err != nil {
+		return errorf(KindInvalid, "tenant %q: the part after the trust domain: %v", name, err)
 	}
 	return nil
 }

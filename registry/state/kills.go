@@ -94,7 +94,7 @@ func ValidateKillTarget(kind KillKind, name string) error {
 			return errorf(KindInvalid, "server %q: want a registry server name <namespace>/<server>, e.g. corp.finance/ledger", name)
 		}
 	case KillTenant:
-		return ValidateTenantName(name)
+		return ValidateScopedTenant(name)
 	case KillAgent:
 		return validateAgent(name)
 	default:

@@ -139,7 +139,7 @@ func ValidateLimit(l Limit) error {
 		}
 	}
 	if l.Tenant != "" && l.Tenant != "*" {
-		if err := ValidateTenantName(l.Tenant); err != nil {
+		if err := ValidateScopedTenant(l.Tenant); err != nil {
 			return err
 		}
 	}

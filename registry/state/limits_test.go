@@ -114,3 +114,32 @@ func TestParseRate(t *testing.T) {
 		t.Errorf("default burst of 1/h = %d, want 1", DefaultBurst(r))
 	}
 }
+
+// TestScopedTenants: limits, quotas and kill switches may name a tenant
+// of another BU as its forwarded calls carry it (<trust domain>/<tenant>);
+// anything else with a slash is refused, naming what is wrong.
+func TestScopedTenants(t *testing.T) {
+	for _, ok := range []string{"payroll", "hr.example.corp/payroll", "a.b/c-1"} {
+		if err := ValidateScopedTenant(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for bad, want := range map[string]string{
+		"/payroll":                "not a trust domain",
+		"HR.example.corp/payroll": "not a trust domain",
+		"hr.example.corp/":        "after the trust domain",
+		"hr.example.corp/Pay":     "after the trust domain",
+		"hr.example.corp/a/b":     "after the trust domain",
+		"Payroll":                 "lowercase",
+	} {
+		if err := ValidateScopedTenant(bad); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v; want an error saying %q", bad, err, want)
+		}
+	}
+	if err := ValidateQuota(Quota{Tenant: "hr.example.corp/payroll", Calls: 10}); err != nil {
+		t.Errorf("quota of a foreign tenant: %v", err)
+	}
+	if err := ValidateKillTarget(KillTenant, "hr.example.corp/payroll"); err != nil {
+		t.Errorf("kill switch of a foreign tenant: %v", err)
+	}
+}

@@ -111,7 +111,7 @@ func ValidCurrency(c string) bool { return currencyRE.MatchString(c) }
 
 // ValidateQuota checks one quota; the message names the field.
 func ValidateQuota(q Quota) error {
-	if err := ValidateTenantName(q.Tenant); err != nil {
+	if err := ValidateScopedTenant(q.Tenant); err != nil {
 		return err
 	}
 	switch {
