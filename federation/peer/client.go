@@ -35,8 +35,10 @@ type ClientConfig struct {
 	HandshakeTimeout time.Duration
 	// IdleTimeout closes a pooled connection with no traffic for this
 	// long. Keep-alives are sent at a third of it, so a live idle
-	// connection stays open and a dead peer is noticed within it. Default
-	// 30s.
+	// connection stays open and a dead peer is noticed within it: a
+	// request sent to a peer that died without closing its connection
+	// (killed, host lost, network cut) fails after at most this long,
+	// and DoFailover moves on. Default 5s.
 	IdleTimeout time.Duration
 }
 
@@ -78,7 +80,7 @@ func NewClient(cfg ClientConfig, opts ...Option) (*Client, error) {
 		cfg.HandshakeTimeout = 3 * time.Second
 	}
 	if cfg.IdleTimeout <= 0 {
-		cfg.IdleTimeout = 30 * time.Second
+		cfg.IdleTimeout = 5 * time.Second
 	}
 	o := newOptions(opts)
 	m, err := newMetrics(o.registry)
