@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,8 +24,9 @@ type netnsLab struct {
 	// namespace's end of that veth (upstreams listen there); the node's
 	// address on the link between the BUs (peer and gossip listeners).
 	ns, inside, root, link map[string]string
-	// hrLink is hr's end of the link between the BUs, in hr's namespace.
-	hrLink string
+	// linkDev is each BU's end of the link between the BUs, in its
+	// namespace.
+	linkDev map[string]string
 }
 
 // newNetnsLab builds the namespaces and links under names unique to this
@@ -42,11 +44,11 @@ func newNetnsLab(t *testing.T) *netnsLab {
 	tag := fmt.Sprintf("%05x", rand.IntN(1<<20))
 	net := fmt.Sprintf("10.%d.%d.", 200+rand.IntN(50), rand.IntN(256))
 	l := &netnsLab{ip: ip,
-		ns:     map[string]string{"hr": "e2e-hr-" + tag, "finance": "e2e-fin-" + tag},
-		root:   map[string]string{"hr": net + "1", "finance": net + "5"},
-		inside: map[string]string{"hr": net + "2", "finance": net + "6"},
-		link:   map[string]string{"hr": net + "9", "finance": net + "10"},
-		hrLink: "ex" + tag + "h",
+		ns:      map[string]string{"hr": "e2e-hr-" + tag, "finance": "e2e-fin-" + tag},
+		root:    map[string]string{"hr": net + "1", "finance": net + "5"},
+		inside:  map[string]string{"hr": net + "2", "finance": net + "6"},
+		link:    map[string]string{"hr": net + "9", "finance": net + "10"},
+		linkDev: map[string]string{"hr": "ex" + tag + "h", "finance": "ex" + tag + "f"},
 	}
 	for _, bu := range []string{"hr", "finance"} {
 		ns := l.ns[bu]
@@ -64,13 +66,18 @@ func newNetnsLab(t *testing.T) *netnsLab {
 		l.run(t, "-n", ns, "addr", "add", l.inside[bu]+"/30", "dev", nsDev)
 		l.run(t, "-n", ns, "link", "set", nsDev, "up")
 	}
-	finLink := "ex" + tag + "f"
-	l.run(t, "-n", l.ns["hr"], "link", "add", l.hrLink, "type", "veth", "peer", "name", finLink, "netns", l.ns["finance"])
-	l.run(t, "-n", l.ns["hr"], "addr", "add", l.link["hr"]+"/30", "dev", l.hrLink)
-	l.run(t, "-n", l.ns["finance"], "addr", "add", l.link["finance"]+"/30", "dev", finLink)
-	l.run(t, "-n", l.ns["hr"], "link", "set", l.hrLink, "up")
-	l.run(t, "-n", l.ns["finance"], "link", "set", finLink, "up")
+	l.run(t, "-n", l.ns["hr"], "link", "add", l.linkDev["hr"], "type", "veth", "peer", "name", l.linkDev["finance"], "netns", l.ns["finance"])
+	for _, bu := range []string{"hr", "finance"} {
+		l.run(t, "-n", l.ns[bu], "addr", "add", l.link[bu]+"/30", "dev", l.linkDev[bu])
+		l.run(t, "-n", l.ns[bu], "link", "set", l.linkDev[bu], "up")
+	}
 	return l
+}
+
+// setLink sets BU bu's end of the link between the BUs up or down.
+func (l *netnsLab) setLink(t *testing.T, bu, state string) {
+	t.Helper()
+	l.run(t, "-n", l.ns[bu], "link", "set", l.linkDev[bu], state)
 }
 
 // run runs ip with args and fails the test if it fails.
@@ -114,35 +121,43 @@ func TestFederationPartition(t *testing.T) {
 		}
 	}
 
-	lab.run(t, "-n", lab.ns["hr"], "link", "set", lab.hrLink, "down")
-	start := time.Now()
-	got, err := callTool(t, hrN, key, "finance.lookup", "cut", callTimeout+15*time.Second)
-	took := time.Since(start)
-	if err == nil || rpcCode(err) != -32021 || !strings.Contains(err.Error(), "namespace finance") {
-		t.Fatalf("a cross-BU call with the link cut = %q, %v (after %v); want error -32021 naming namespace finance within call_timeout %s\nhr log:\n%s",
-			got, err, took, callTimeout, hrN.LogTail(30))
-	}
-	t.Logf("with the link cut, the cross-BU call failed after %v (call_timeout %s): %v", took.Round(time.Millisecond), callTimeout, err)
+	// Two cuts: finance's end of the link down, so hr's packets vanish
+	// (hr still has a route: only call_timeout and the connection's idle
+	// timeout end the call), then hr's own end, so hr has no route.
+	for _, cut := range []struct{ name, end string }{
+		{"finance's end of the link down (packets dropped)", "finance"},
+		{"hr's end of the link down (no route to finance)", "hr"},
+	} {
+		lab.setLink(t, cut.end, "down")
+		start := time.Now()
+		got, err := callTool(t, hrN, key, "finance.lookup", "cut", callTimeout+15*time.Second)
+		took := time.Since(start)
+		if err == nil || rpcCode(err) != -32021 || !strings.Contains(err.Error(), "namespace finance") {
+			t.Fatalf("%s: a cross-BU call = %q, %v (after %v); want error -32021 naming namespace finance within call_timeout %s\nhr log:\n%s",
+				cut.name, got, err, took, callTimeout, hrN.LogTail(30))
+		}
+		t.Logf("%s: the cross-BU call failed after %v (call_timeout %s): %v", cut.name, took.Round(time.Millisecond), callTimeout, err)
 
-	start = time.Now()
-	if got, err := callTool(t, hrN, key, "hr.lookup", "during", 30*time.Second); err != nil || got != "directory:during" {
-		t.Errorf("hr's own tool with the link to finance cut = %q, %v", got, err)
-	} else {
-		t.Logf("hr's own tool answered in %v during the cut", time.Since(start).Round(time.Millisecond))
-	}
-	if names, err := listTools(t, hrN, key); err != nil || !strings.Contains(strings.Join(names, " "), "finance.lookup") {
-		t.Errorf("hr no longer lists finance.lookup during the cut: %v, %v", names, err)
-	}
+		start = time.Now()
+		if got, err := callTool(t, hrN, key, "hr.lookup", "during", 30*time.Second); err != nil || got != "directory:during" {
+			t.Errorf("%s: hr's own tool = %q, %v", cut.name, got, err)
+		} else {
+			t.Logf("%s: hr's own tool answered in %v", cut.name, time.Since(start).Round(time.Millisecond))
+		}
+		if names, err := listTools(t, hrN, key); err != nil || !slices.Contains(names, "finance.lookup") {
+			t.Errorf("%s: hr no longer lists finance.lookup: %v, %v", cut.name, names, err)
+		}
 
-	lab.run(t, "-n", lab.ns["hr"], "link", "set", lab.hrLink, "up")
-	start = time.Now()
-	var last string
-	if !testcluster.Eventually(45*time.Second, func() bool {
-		got, err := callTool(t, hrN, key, "finance.lookup", "healed", callTimeout+15*time.Second)
-		last = fmt.Sprint(got, err)
-		return err == nil && got == "ledger:healed"
-	}) {
-		t.Fatalf("cross-BU calls did not resume within 45s of healing the link: last %s\nhr log:\n%s", last, hrN.LogTail(30))
+		lab.setLink(t, cut.end, "up")
+		start = time.Now()
+		var last string
+		if !testcluster.Eventually(45*time.Second, func() bool {
+			got, err := callTool(t, hrN, key, "finance.lookup", "healed", callTimeout+15*time.Second)
+			last = fmt.Sprint(got, err)
+			return err == nil && got == "ledger:healed"
+		}) {
+			t.Fatalf("%s: cross-BU calls did not resume within 45s of healing the link: last %s\nhr log:\n%s", cut.name, last, hrN.LogTail(30))
+		}
+		t.Logf("%s: cross-BU calls resumed %v after the link came back", cut.name, time.Since(start).Round(time.Millisecond))
 	}
-	t.Logf("cross-BU calls resumed %v after the link came back", time.Since(start).Round(time.Millisecond))
 }
