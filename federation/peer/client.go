@@ -56,6 +56,7 @@ type Client struct {
 
 	mu     sync.Mutex
 	conns  map[string]*clientConn
+	failed map[string]time.Time // address → when it last gave no answer (DoFailover)
 	closed bool
 }
 
