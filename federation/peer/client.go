@@ -293,9 +293,12 @@ func (c *Client) drop(addr string, cc *clientConn) {
 // the checks against the current bundle source (its trust domain
 // revoked or rotated away); the next request to it reconnects and is
 // checked afresh. Call it after replacing the bundle set. It returns the
-// number of connections closed.
+// number of connections closed. It also ends DoFailover's penalty of
+// addresses that failed: under the new trust they may answer (a node
+// refused until its BU's bundle was stored, say).
 func (c *Client) Revalidate() int {
 	c.mu.Lock()
+	clear(c.failed)
 	type entry struct {
 		addr string
 		cc   *clientConn

@@ -233,6 +233,16 @@ func TestFailover(t *testing.T) {
 	if got := testutil.ToFloat64(c.metrics.handshakes.WithLabelValues(ReasonTimeout)); got != timeouts {
 		t.Errorf("the dead address was dialled again first (%v handshake timeouts, %v before)", got, timeouts)
 	}
+	// A new bundle set ends the penalty: the address is tried first again.
+	c.Revalidate()
+	resp, addr, err = c.DoFailover(ctx, financeTD, []string{dead, live}, 2*time.Second, newReq)
+	if err != nil || addr != live {
+		t.Fatalf("request after Revalidate: %v from %s; want an answer from %s", err, addr, live)
+	}
+	resp.Body.Close()
+	if got := testutil.ToFloat64(c.metrics.handshakes.WithLabelValues(ReasonTimeout)); got != timeouts+1 {
+		t.Errorf("after Revalidate the dead address was not tried first (%v handshake timeouts, %v before)", got, timeouts)
+	}
 
 	// An HTTP error answer is not failed over.
 	teapot := func(ctx context.Context) (*http.Request, error) {
