@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -11,8 +12,10 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/mcpmesh/mcpmesh/node/audit"
+	"github.com/mcpmesh/mcpmesh/node/gateway"
 	"github.com/mcpmesh/mcpmesh/registry/api"
 	"github.com/mcpmesh/mcpmesh/test/internal/testcluster"
 )
@@ -88,27 +91,60 @@ func waitListed(t *testing.T, c *testcluster.Cluster, n *testcluster.Node, key, 
 // A tool error is returned as an error.
 func callTool(t *testing.T, n *testcluster.Node, key, tool, q string, timeout time.Duration) (string, error) {
 	t.Helper()
+	text, _, err := callToolRID(t, n, key, tool, q, timeout)
+	return text, err
+}
+
+// callToolRID is callTool that also returns the request id the node
+// recorded the call under.
+func callToolRID(t *testing.T, n *testcluster.Node, key, tool, q string, timeout time.Duration) (text, rid string, err error) {
+	t.Helper()
 	s, err := tryConnect(t, n.URL()+"/mcp", "2026-07-28", key)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	defer s.Close()
 	ctx, cancel := context.WithTimeout(t.Context(), timeout)
 	defer cancel()
 	res, err := s.CallTool(ctx, &mcp.CallToolParams{Name: tool, Arguments: map[string]any{"q": q}})
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	text := ""
+	rid, _ = res.Meta[gateway.MetaRequestID].(string)
 	if len(res.Content) > 0 {
 		if tc, ok := res.Content[0].(*mcp.TextContent); ok {
 			text = tc.Text
 		}
 	}
 	if res.IsError {
-		return "", fmt.Errorf("tool error: %s", text)
+		return "", rid, fmt.Errorf("tool error: %s", text)
 	}
-	return text, nil
+	return text, rid, nil
+}
+
+// servedBy waits (bounded) for a running node of c to record the call of
+// request id rid as served, and returns that node's id, or "" with the
+// nodes' last records when none did within 10s.
+func servedBy(t *testing.T, c *testcluster.Cluster, rid string) (string, error) {
+	t.Helper()
+	var node string
+	if testcluster.Eventually(10*time.Second, func() bool {
+		for _, n := range c.Nodes {
+			if !n.Running() {
+				continue
+			}
+			for _, r := range auditRecords(t, c, n, "call", false) {
+				if r.RequestID == rid && r.Outcome == audit.OutcomeOK {
+					node = n.ID
+					return true
+				}
+			}
+		}
+		return false
+	}) {
+		return node, nil
+	}
+	return "", fmt.Errorf("no running node recorded request %s as served within 10s", rid)
 }
 
 // rpcCode returns the JSON-RPC error code of err, or 0.
@@ -161,27 +197,35 @@ func TestMeshCall(t *testing.T) {
 
 	// Each hr node recorded its call; finance recorded each under the
 	// same request id, as hr's caller, on whichever node served it.
-	finByID := map[string]audit.Record{}
-	for _, r := range auditRecords(t, m.fin, running(m.fin), "call", true) {
-		finByID[r.RequestID] = r
-	}
-	for _, n := range m.hr.Nodes {
-		matched := 0
-		for _, r := range auditRecords(t, m.hr, n, "call", false) {
-			if r.CalledAs != "finance.lookup" || r.Outcome != audit.OutcomeOK {
-				continue
-			}
-			fr, ok := finByID[r.RequestID]
-			if !ok || fr.Outcome != audit.OutcomeOK || !strings.HasPrefix(fr.Principal, "hr.example.corp/") {
-				t.Errorf("hr %s's record %s has no matching finance record: %+v", n.ID, r.RequestID, fr)
-				continue
-			}
-			matched++
-			t.Logf("hr %s's call %s served by finance %s as %s", n.ID, r.RequestID, fr.Node, fr.Principal)
+	var problems []string
+	if !testcluster.Eventually(10*time.Second, func() bool {
+		problems = problems[:0]
+		finByID := map[string]audit.Record{}
+		for _, r := range auditRecords(t, m.fin, running(m.fin), "call", true) {
+			finByID[r.RequestID] = r
 		}
-		if matched != 1 {
-			t.Errorf("hr %s: %d cross-BU calls on both BUs' records; want 1", n.ID, matched)
+		for _, n := range m.hr.Nodes {
+			var matched []string
+			for _, r := range auditRecords(t, m.hr, n, "call", false) {
+				if r.CalledAs != "finance.lookup" || r.Outcome != audit.OutcomeOK {
+					continue
+				}
+				fr, ok := finByID[r.RequestID]
+				if !ok || fr.Outcome != audit.OutcomeOK || !strings.HasPrefix(fr.Principal, "hr.example.corp/") {
+					problems = append(problems, fmt.Sprintf("hr %s's record %s has no matching finance record: %+v", n.ID, r.RequestID, fr))
+					continue
+				}
+				matched = append(matched, fmt.Sprintf("%s by finance %s as %s", r.RequestID, fr.Node, fr.Principal))
+			}
+			if len(matched) != 1 {
+				problems = append(problems, fmt.Sprintf("hr %s: %d cross-BU calls on both BUs' records %v; want 1", n.ID, len(matched), matched))
+			} else {
+				t.Logf("hr %s's call %s", n.ID, matched[0])
+			}
 		}
+		return len(problems) == 0
+	}) {
+		t.Errorf("the audits of hr and finance disagree after 10s:\n%s", strings.Join(problems, "\n"))
 	}
 
 	t.Run("ForwardedAttacks", func(t *testing.T) { testForwardedAttacks(t, m) })
@@ -201,39 +245,33 @@ func testFinanceLeaderKilled(t *testing.T, m *mesh, key string) {
 	for _, n := range m.hr.Nodes {
 		var last string
 		if !testcluster.Eventually(20*time.Second, func() bool {
-			before := countOK(auditRecords(t, m.fin, leader, "call", false), "")
-			got, err := callTool(t, n, key, "finance.lookup", "to-leader", 30*time.Second)
-			after := countOK(auditRecords(t, m.fin, leader, "call", false), "")
-			last = fmt.Sprintf("%q, %v; leader served %d", got, err, after-before)
-			return err == nil && after == before+1
+			got, rid, err := callToolRID(t, n, key, "finance.lookup", "to-leader", 30*time.Second)
+			if err != nil || got != "ledger:to-leader" {
+				last = fmt.Sprintf("%q, %v", got, err)
+				return false
+			}
+			by, err := servedBy(t, m.fin, rid)
+			last = fmt.Sprintf("served by %q %v", by, err)
+			return by == leader.ID
 		}) {
-			t.Fatalf("hr %s does not call finance's leader %s first after the manifest listed it first: %s", n.ID, leader.ID, last)
+			t.Fatalf("hr %s does not call finance's leader %s first after the manifest listed it first: %s\nhr %s's federation log:\n%s", n.ID, leader.ID, last, n.ID, grepLines(n.Log(), "federation"))
 		}
-	}
-	okBefore := map[string]int{}
-	for _, n := range m.fin.Followers(leader) {
-		okBefore[n.ID] = countOK(auditRecords(t, m.fin, n, "call", false), "")
 	}
 	leader.Kill()
 	t.Logf("killed finance's leader %s, listed first in the manifest", leader.ID)
 
 	for _, n := range m.hr.Nodes {
 		start := time.Now()
-		got, err := callTool(t, n, key, "finance.lookup", "after-kill-"+n.ID, 60*time.Second)
+		got, rid, err := callToolRID(t, n, key, "finance.lookup", "after-kill-"+n.ID, 60*time.Second)
 		took := time.Since(start)
 		if err != nil || got != "ledger:after-kill-"+n.ID {
 			t.Fatalf("call through hr %s after finance's leader was killed = %q, %v (after %v)\nhr log:\n%s", n.ID, got, err, took, n.LogTail(30))
 		}
-		t.Logf("first call through hr %s after the kill took %v", n.ID, took.Round(time.Millisecond))
-	}
-	served := 0
-	for _, n := range m.fin.Followers(leader) {
-		d := countOK(auditRecords(t, m.fin, n, "call", false), "") - okBefore[n.ID]
-		served += d
-		t.Logf("finance %s served %d of the calls after the kill", n.ID, d)
-	}
-	if served != len(m.hr.Nodes) {
-		t.Errorf("finance's remaining nodes recorded %d calls after the kill; want %d", served, len(m.hr.Nodes))
+		by, err := servedBy(t, m.fin, rid)
+		if err != nil {
+			t.Errorf("call through hr %s after the kill: %v", n.ID, err)
+		}
+		t.Logf("first call through hr %s after the kill took %v, served by finance %s", n.ID, took.Round(time.Millisecond), by)
 	}
 	start := time.Now()
 	if got, err := callTool(t, m.hr.Nodes[0], key, "finance.lookup", "again", 30*time.Second); err != nil || got != "ledger:again" {
@@ -253,17 +291,6 @@ func testFinanceLeaderKilled(t *testing.T, m *mesh, key string) {
 	}
 }
 
-// countOK counts the ok records of tool (any when "") in recs.
-func countOK(recs []audit.Record, tool string) int {
-	n := 0
-	for _, r := range recs {
-		if r.Outcome == audit.OutcomeOK && (tool == "" || r.Tool == tool) {
-			n++
-		}
-	}
-	return n
-}
-
 // testRevocation pushes a manifest without hr: hr's calls to finance must
 // stop, and the imported tools go, within a bounded wait; it logs how long
 // each took.
@@ -272,12 +299,28 @@ func testRevocation(t *testing.T, m *mesh, key string) {
 	if got, err := callTool(t, hrN, key, "finance.lookup", "before-revocation", 30*time.Second); err != nil || got != "ledger:before-revocation" {
 		t.Fatalf("call before the revocation = %q, %v", got, err)
 	}
+	// Finance must refuse hr on its own, not only because hr stops
+	// calling: a node of hr (the test process with hr's CA) keeps trying.
+	finTD := spiffeid.RequireTrustDomainFromString("finance.example.corp")
+	fin := running(m.fin)
+	finAddr := m.bu("finance").peers[slices.Index(m.fin.Nodes, fin)]
+	hrNode := newPeerNode(t, m.hr.CADir, "n1", finTD, filepath.Join(m.fin.CADir, "ca.crt"))
+	if a := hrNode.forward(t, finTD, finAddr, hrNode.mint(t, finTD, spiffeid.ID{}), lookupBody("pre-revocation")); !a.served("pre-revocation") {
+		t.Fatalf("hr's node before the revocation: %s", a)
+	}
 	start := time.Now()
 	m.pushTo(t, []string{"finance", "legal"})
 	pushed := time.Since(start)
-	var refusedAt, goneAt time.Duration
-	var lastCall, lastList string
+	var refusedAt, goneAt, finRefusedAt time.Duration
+	var lastCall, lastList, lastFin string
 	ok := testcluster.Eventually(20*time.Second, func() bool {
+		if finRefusedAt == 0 {
+			a := hrNode.forward(t, finTD, finAddr, hrNode.mint(t, finTD, spiffeid.ID{}), lookupBody("post-revocation"))
+			lastFin = a.String()
+			if !a.served("post-revocation") {
+				finRefusedAt = time.Since(start)
+			}
+		}
 		if refusedAt == 0 {
 			got, err := callTool(t, hrN, key, "finance.lookup", "after-revocation", 10*time.Second)
 			if err == nil {
@@ -294,13 +337,14 @@ func testRevocation(t *testing.T, m *mesh, key string) {
 				goneAt = time.Since(start)
 			}
 		}
-		return refusedAt != 0 && goneAt != 0
+		return refusedAt != 0 && goneAt != 0 && finRefusedAt != 0
 	})
 	if !ok {
-		t.Fatalf("20s after a manifest without hr was pushed: last call %s; last listing %s\nhr log:\n%s\nfinance log:\n%s", lastCall, lastList, hrN.LogTail(30), running(m.fin).LogTail(30))
+		t.Fatalf("20s after a manifest without hr was pushed: last call %s; last listing %s; finance answered hr's node %s\nhr log:\n%s\nfinance log:\n%s",
+			lastCall, lastList, lastFin, hrN.LogTail(30), fin.LogTail(30))
 	}
-	t.Logf("revocation (push took %v): hr's calls refused after %v (%s), finance.lookup gone from hr's list after %v",
-		pushed.Round(time.Millisecond), refusedAt.Round(time.Millisecond), lastCall, goneAt.Round(time.Millisecond))
+	t.Logf("revocation (push took %v): hr's calls refused after %v (%s), finance.lookup gone from hr's list after %v, finance refused hr's node after %v (%s)",
+		pushed.Round(time.Millisecond), refusedAt.Round(time.Millisecond), lastCall, goneAt.Round(time.Millisecond), finRefusedAt.Round(time.Millisecond), lastFin)
 	// Every hr node, not only the one asked first.
 	for _, n := range m.hr.Nodes[1:] {
 		if got, err := callTool(t, n, key, "finance.lookup", "after-revocation", 10*time.Second); err == nil {
