@@ -55,6 +55,17 @@ GATEWAYLOAD ?=
 bench-gateway: build
 	$(GO) run -tags $(TAGS) ./test/bench/gatewayload -mcpmesh $(CURDIR)/$(BIN) -concurrency 1,8 $(GATEWAYLOAD)
 
+# The example mesh for real (examples/demo): two BUs (hr, finance) x three
+# node processes, federated by a signed manifest, with the example servers
+# and the example agent calling across them; runs until Ctrl-C. DEMO adds
+# flags, e.g. DEMO=-once, or DEMO='-base-port 0' for free ports.
+DEMO ?=
+.PHONY: demo
+demo: build
+	$(GO) build -o bin/example-agent ./examples/agent
+	$(GO) build -o bin/exampleserver ./examples/servers/cmd/exampleserver
+	$(GO) run ./examples/demo -bin $(BIN) -agent bin/example-agent -exampleserver bin/exampleserver $(DEMO)
+
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet -tags $(TAGS) ./...

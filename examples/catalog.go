@@ -11,12 +11,13 @@ import (
 	"io/fs"
 )
 
-//go:embed catalog/*/*.json catalog/*/tenants.yaml catalog/*/*.cedar
+//go:embed catalog/*/*.json catalog/*/tenants.yaml catalog/*/*.cedar catalog/*/exports.yaml
 var catalog embed.FS
 
 // Catalog returns the example catalogs: one directory per namespace (hr,
-// finance) with one card file per server version, the BU's tenants.yaml
-// and its Cedar policies.
+// finance) with one card file per server version, the BU's tenants.yaml,
+// its Cedar policies and, where it shares tools with other BUs, its
+// exports.yaml.
 func Catalog() fs.FS {
 	sub, err := fs.Sub(catalog, "catalog")
 	if err != nil {

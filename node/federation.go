@@ -40,7 +40,8 @@ import (
 //
 // Peer addresses come from the manifest: each bundle endpoint's host:port
 // is also that node's peer listener (UDP for HTTP/3, TCP for the bundle
-// endpoint), so a BU's nodes are found, in order, without gossip.
+// endpoint). Gossip (meshGossip) orders them by liveness and adds the
+// verified addresses of a BU's nodes the manifest does not list.
 type federation struct {
 	n      *Node
 	td     spiffeid.TrustDomain
@@ -55,6 +56,7 @@ type federation struct {
 	importer *catalog.Importer
 	minter   *assertion.Minter
 	verifier *assertion.Verifier
+	gossip   *meshGossip
 	// applied marks the manifest version and stored bundle sequences
 	// reconcile last applied (only follow's goroutine uses it).
 	applied string
@@ -120,6 +122,11 @@ func newFederation(n *Node, td spiffeid.TrustDomain, nodeID spiffeid.ID, reg pro
 	if f.verifier, err = assertion.NewVerifier(assertion.VerifierConfig{TrustDomain: td, Node: nodeID, Bundles: f.set}, assertion.WithMetrics(reg)); err != nil {
 		return nil, err
 	}
+	if f.gossip, err = newMeshGossip(f, reg); err != nil {
+		f.server.Close()
+		f.client.Close()
+		return nil, err
+	}
 	return f, nil
 }
 
@@ -132,12 +139,14 @@ func (f *federation) run(ctx context.Context) error {
 	g.Go(func() error { return f.watcher.Run(ctx) })
 	g.Go(func() error { return f.importer.Run(ctx) })
 	g.Go(func() error { f.follow(ctx); return nil })
+	g.Go(func() error { return f.gossip.run(ctx) })
 	return g.Wait()
 }
 
-// close releases the peer listener and the connections to other BUs.
+// close releases the peer listener, the connections to other BUs and the
+// gossip pool (run leaves it first when its context ends).
 func (f *federation) close() error {
-	return errors.Join(f.client.Close(), f.server.Close())
+	return errors.Join(f.client.Close(), f.server.Close(), f.gossip.pool.Shutdown())
 }
 
 // follow applies every change of the manifest or of the stored bundles:
@@ -152,6 +161,7 @@ func (f *federation) follow(ctx context.Context) {
 		if err := f.reconcile(); err != nil {
 			f.logger.Error("federation: could not apply the manifest", "error", err)
 		}
+		f.gossip.advertise()
 		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		done := make(chan struct{})
 		go func() {
@@ -230,12 +240,26 @@ func (f *federation) reconcile() (err error) {
 	if err := f.watcher.SetTargets(targets); err != nil {
 		return err
 	}
-	return f.importer.SetOrigins(origins)
+	if err := f.importer.SetOrigins(origins); err != nil {
+		return err
+	}
+	// Members whose claims the previous manifest did not map may be
+	// mapped now (and the reverse).
+	f.gossip.recheck()
+	return nil
 }
 
-// addrs returns the peer addresses of trust domain td's nodes, in the
-// manifest's order.
+// addrs returns the peer addresses of trust domain td's nodes to try, in
+// order: the manifest's bundle endpoints, with those gossip knows to be
+// down moved last and the verified addresses of td's other live members
+// before them (meshGossip.order).
 func (f *federation) addrs(m *manifest.Manifest, td spiffeid.TrustDomain) []string {
+	return f.gossip.order(td, f.manifestAddrs(m, td))
+}
+
+// manifestAddrs returns the peer addresses of trust domain td's nodes, in
+// the manifest's order.
+func (f *federation) manifestAddrs(m *manifest.Manifest, td spiffeid.TrustDomain) []string {
 	d, ok := m.Domain(td)
 	if !ok {
 		return nil

@@ -235,6 +235,9 @@ func (n *Node) handler() http.Handler {
 	apiOpts := []api.Option{api.WithLogger(n.logger), api.WithAudit(n.audit, n.cfg.Namespace, n.cfg.NodeID)}
 	if n.manifestKey != nil {
 		apiOpts = append(apiOpts, api.WithManifestKey(n.manifestKey))
+		if n.fed != nil {
+			apiOpts = append(apiOpts, api.WithMesh(n.fed.gossip.members))
+		}
 	}
 	mux.Handle("/v1/", n.auth.Middleware(api.New(n.cluster, apiOpts...)))
 	// Browsers must not drive the MCP endpoints from other origins

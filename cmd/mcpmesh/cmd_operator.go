@@ -12,9 +12,10 @@ import (
 )
 
 func runMembers(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := newFlagSet("members", "members")
+	fs := newFlagSet("members", "members [-wan]")
 	var cf clientFlags
 	cf.register(fs)
+	wan := fs.Bool("wan", false, "list the mesh of all BUs as the node's gossip pool sees it, instead of its BU's Raft members")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -23,6 +24,13 @@ func runMembers(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer cancel()
+	if *wan {
+		m, err := c.MeshMembers(ctx)
+		if err != nil {
+			return err
+		}
+		return printMesh(&cf, stdout, m)
+	}
 	m, err := c.Members(ctx)
 	if err != nil {
 		return err
@@ -35,6 +43,38 @@ func printMembers(cf *clientFlags, stdout io.Writer, m api.MembersResponse) erro
 		fmt.Fprintln(tw, "ID\tADDRESS\tAPI\tSUFFRAGE\tROLE\tLAST CONTACT\tAPPLIED")
 		for _, s := range m.Members {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", s.ID, s.Address, orDash(s.APIURL), s.Suffrage, s.Role, fmtTime(s.LastContact), s.AppliedIndex)
+		}
+	})
+}
+
+// printMesh prints the gossip pool's members. CHECK is what the answering
+// node verified of another BU's member: "verified" (its peer listener is a
+// node of the trust domain it claims), the refusal, why it is not checked
+// yet, or "-" (its own BU, or no relationship).
+func printMesh(cf *clientFlags, stdout io.Writer, m api.MeshResponse) error {
+	return cf.print(stdout, m, func(tw *tabwriter.Writer) {
+		fmt.Fprintln(tw, "NAME\tSTATE\tTRUST DOMAIN\tPEER ADDRESS\tGOSSIP ADDRESS\tMANIFEST\tCATALOG\tBUNDLE SEQ\tCHECK")
+		for _, s := range m.Members {
+			name := s.Name
+			if s.Local {
+				name += " (this node)"
+			}
+			check := "-"
+			switch {
+			case s.HintError != "":
+				check = "bad hint: " + s.HintError
+			case s.Verified:
+				check = "verified"
+			case s.Refused != "":
+				check = "refused: " + s.Refused
+			case s.Pending != "":
+				check = "not checked yet: " + s.Pending
+			}
+			catalog := "-"
+			if s.CatalogVersion > 0 {
+				catalog = fmt.Sprintf("%d/%s", s.CatalogVersion, s.CatalogHash)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\n", name, s.State, orDash(s.TrustDomain), orDash(s.PeerAddr), s.Addr, s.ManifestVersion, catalog, s.BundleSequence, check)
 		}
 	})
 }

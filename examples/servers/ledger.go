@@ -55,6 +55,10 @@ var monthlyPL = []struct {
 }{
 	{"treasury", 420_000_000, 310_000_000},
 	{"procurement", 150_000_000, 185_000_000},
+	// hr's payroll department, as finance names a tenant of hr calling
+	// across BUs: finance books its cost centre, so hr's payroll agent
+	// sees its own lines.
+	{"hr.example.corp/payroll", 0, 96_000_000},
 }
 
 // defaultStepDelay is how long generate_report spends on each account, so a

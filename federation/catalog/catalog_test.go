@@ -460,3 +460,57 @@ func TestHostileCatalogsAreRefused(t *testing.T) {
 		t.Error("an oversized catalog was accepted")
 	}
 }
+
+// TestKickEndsABackoff: a sync loop waiting out a long backoff after a
+// failed fetch fetches again when kicked (a gossip hint of a new catalog),
+// not when the backoff ends.
+func TestKickEndsABackoff(t *testing.T) {
+	fin := newFinance(t)
+	srv := serveExporter(t, fin, time.Second)
+	hr := newBU(t)
+	im, err := NewImporter(ImporterConfig{FSM: hr.fsm, Apply: hr.apply, IsLeader: func() bool { return true }, TrustDomain: hrTD,
+		RetryMin: time.Hour, RetryMax: time.Hour, LeaderCheck: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	down, fetches := true, 0
+	ok := httpOrigin(srv).Fetch
+	o := Origin{Namespace: "finance", TrustDomain: financeTD, Fetch: func(ctx context.Context, since uint64) (*Catalog, error) {
+		mu.Lock()
+		fetches++
+		d := down
+		mu.Unlock()
+		if d {
+			return nil, errors.New("finance is down")
+		}
+		return ok(ctx, since)
+	}}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- im.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	if err := im.SetOrigins([]Origin{o}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the failed sync recorded", func() (bool, string) {
+		st, err := hr.fsm.PeerStatus("finance")
+		return err == nil && st.LastError != "", fmt.Sprintf("%+v %v", st, err)
+	})
+	mu.Lock()
+	down = false
+	mu.Unlock()
+	im.Kick("finance")
+	waitFor(t, "imports after the kick", func() (bool, string) {
+		imp, err := hr.fsm.Imports("finance")
+		mu.Lock()
+		defer mu.Unlock()
+		return err == nil && len(imp.Tools) == 1, fmt.Sprintf("%d fetches, imports %+v, %v", fetches, imp, err)
+	})
+	// Kicking an origin with no loop, or twice, neither blocks nor panics.
+	im.Kick("nobody")
+	im.Kick("nobody")
+}

@@ -92,6 +92,7 @@ type Importer struct {
 	mu      sync.Mutex
 	origins map[string]Origin // by namespace; nil until SetOrigins
 	changed chan struct{}
+	kicks   map[string]chan struct{} // by namespace, of the running sync loops
 }
 
 // NewImporter returns an importer; call SetOrigins and Run.
@@ -203,9 +204,10 @@ func (im *Importer) Run(ctx context.Context) error {
 					wctx, cancel := context.WithCancel(ctx)
 					w := &worker{origin: o, cancel: cancel, done: make(chan struct{})}
 					workers[ns] = w
+					kick := im.kickFor(ns)
 					go func() {
 						defer close(w.done)
-						im.syncLoop(wctx, o)
+						im.syncLoop(wctx, o, kick)
 					}()
 				}
 			}
@@ -262,8 +264,36 @@ func (im *Importer) propose(ctx context.Context, cmd any) (state.ApplyResult, er
 	return im.cfg.Apply(ctx, enc)
 }
 
-// syncLoop long-polls one origin until ctx ends.
-func (im *Importer) syncLoop(ctx context.Context, o Origin) {
+// kickFor returns the kick channel of origin namespace ns's sync loop.
+func (im *Importer) kickFor(ns string) chan struct{} {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	if im.kicks == nil {
+		im.kicks = map[string]chan struct{}{}
+	}
+	k, ok := im.kicks[ns]
+	if !ok {
+		k = make(chan struct{}, 1)
+		im.kicks[ns] = k
+	}
+	return k
+}
+
+// Kick ends the wait of origin namespace ns's sync loop, if it is waiting
+// out a backoff after failed syncs: a gossip hint says the origin has a
+// new catalog, or a node of it is back. A loop in a long poll learns a new
+// catalog from the poll itself; a node that does not lead has no loop,
+// and the kick is dropped. Kicks do not queue beyond one.
+func (im *Importer) Kick(ns string) {
+	select {
+	case im.kickFor(ns) <- struct{}{}:
+	default:
+	}
+}
+
+// syncLoop long-polls one origin until ctx ends; a kick ends a backoff
+// wait early.
+func (im *Importer) syncLoop(ctx context.Context, o Origin, kick <-chan struct{}) {
 	backoff := im.cfg.RetryMin
 	for ctx.Err() == nil {
 		im.mu.Lock()
@@ -295,6 +325,8 @@ func (im *Importer) syncLoop(ctx context.Context, o Origin) {
 			t.Stop()
 			return
 		case <-t.C:
+		case <-kick:
+			t.Stop()
 		}
 	}
 }

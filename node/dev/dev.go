@@ -3,7 +3,11 @@
 // (hr, finance) gets its own trust domain with an embedded CA, a node
 // (a single-voter Raft cluster, so one process holds everything), a dev
 // admin token, and the example catalog submitted and approved, older
-// versions deprecated in favour of the newest. The example upstream
+// versions deprecated in favour of the newest. The BUs are federated:
+// dev generates a central-security key, signs a manifest naming both BUs
+// and the relationships their exports.yaml call for, pushes it to both,
+// and waits until every BU lists what the others share with it (hr:
+// finance.generate_report), so the first cross-BU call works. The example upstream
 // servers (examples/servers) run in the same process at the addresses
 // their cards name, and each BU's MCP endpoint is open without
 // authentication — dev is the one place a config grants that.
@@ -12,8 +16,7 @@
 // data dir, so a second run resumes where the first stopped.
 //
 // It owns the development setup only; every part it runs is the production
-// code path (package node). What later issues add — the MCP front door,
-// federation between the BUs — is absent here until it exists.
+// code path (package node).
 package dev
 
 import (
@@ -51,8 +54,10 @@ import (
 type Config struct {
 	// DataDir holds every BU's state, CA and token, and dev.json. Required.
 	DataDir string
-	// BasePort is the first of the ports used: BU i (0-based) serves HTTP on
-	// BasePort+i and Raft on BasePort+100+i. Default 7700.
+	// BasePort is the first of the ports used: BU i (0-based, in name
+	// order) serves HTTP on BasePort+i, Raft on BasePort+100+i, its peer
+	// listener (UDP and TCP) on BasePort+200+i and gossip on
+	// BasePort+300+i. Default 7700.
 	BasePort int
 	// Catalog holds the server cards to seed, one directory per namespace.
 	// Default: the embedded examples (hr, finance).
@@ -63,6 +68,13 @@ type Config struct {
 type Info struct {
 	DataDir    string               `json:"dataDir"`
 	Namespaces map[string]Namespace `json:"namespaces"`
+	// Mesh is the gossip label of the BUs; CentralKeyFile and
+	// CentralPubFile hold central security's key pair, and
+	// ManifestVersion is the version of the manifest in force.
+	Mesh            string `json:"mesh"`
+	CentralKeyFile  string `json:"centralKeyFile"`
+	CentralPubFile  string `json:"centralPubFile"`
+	ManifestVersion uint64 `json:"manifestVersion"`
 }
 
 // Namespace is what a client needs to reach one BU.
@@ -84,6 +96,15 @@ type Namespace struct {
 	Token     string `json:"token"`
 	// Servers lists the seeded server versions, NAME@VERSION.
 	Servers []string `json:"servers"`
+	// PeerAddr is the BU's peer listener: HTTP/3 for other BUs, and its
+	// SPIFFE bundle endpoint over TCP.
+	PeerAddr string `json:"peerAddr"`
+	// Imported lists the tools other BUs share with this one, as its agent
+	// lists them ("<namespace>.<tool>").
+	Imported []string `json:"imported"`
+	// CrossBUCall, when the BU imports a tool, is a command line calling
+	// one as the BU's dev agent.
+	CrossBUCall string `json:"crossBUCall,omitempty"`
 }
 
 // Run starts the dev mesh, seeds it, writes dev.json, prints a summary to
@@ -95,8 +116,8 @@ func Run(ctx context.Context, cfg Config, out io.Writer, logger *slog.Logger) er
 	if cfg.BasePort == 0 {
 		cfg.BasePort = 7700
 	}
-	if cfg.BasePort < 1024 || cfg.BasePort > 65535-200 {
-		return fmt.Errorf("dev: base port %d out of range 1024-65335", cfg.BasePort)
+	if cfg.BasePort < 1024 || cfg.BasePort > 65535-400 {
+		return fmt.Errorf("dev: base port %d out of range 1024-65135", cfg.BasePort)
 	}
 	if cfg.Catalog == nil {
 		cfg.Catalog = examples.Catalog()
@@ -105,14 +126,22 @@ func Run(ctx context.Context, cfg Config, out io.Writer, logger *slog.Logger) er
 	if err != nil {
 		return err
 	}
+	exports, err := loadExports(cfg.Catalog, namespaces)
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("dev: %w", err)
 	}
-	info := Info{DataDir: cfg.DataDir, Namespaces: map[string]Namespace{}}
+	cen, err := loadOrCreateCentral(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	info := Info{DataDir: cfg.DataDir, Namespaces: map[string]Namespace{}, Mesh: Mesh, CentralKeyFile: cen.keyFile, CentralPubFile: cen.pubFile}
 	var nodes []*node.Node
 	byNS := map[string]*node.Node{}
 	for i, ns := range namespaces {
-		n, nsInfo, err := startBU(cfg, i, ns, logger)
+		n, nsInfo, err := startBU(cfg, i, len(namespaces), ns, cen, logger)
 		if err != nil {
 			for _, n := range nodes {
 				n.Close()
@@ -139,11 +168,13 @@ func Run(ctx context.Context, cfg Config, out io.Writer, logger *slog.Logger) er
 		g.Go(func() error { return n.Run(gctx) })
 	}
 	g.Go(func() error {
+		clients := map[string]*api.Client{}
 		for ns, nsInfo := range info.Namespaces {
 			c, err := api.NewClient(api.ClientConfig{Addr: nsInfo.AdminURL, Token: nsInfo.Token, Timeout: 10 * time.Second})
 			if err != nil {
 				return err
 			}
+			clients[ns] = c
 			servers, err := seed(gctx, c, cfg.Catalog, ns)
 			if err != nil {
 				return fmt.Errorf("dev: seed %s: %w", ns, err)
@@ -155,6 +186,9 @@ func Run(ctx context.Context, cfg Config, out io.Writer, logger *slog.Logger) er
 			if nsInfo, err = seedAgent(gctx, c, cfg.Catalog, ns, nsInfo); err != nil {
 				return fmt.Errorf("dev: seed %s: %w", ns, err)
 			}
+			if err := seedExports(gctx, c, exports[ns]); err != nil {
+				return fmt.Errorf("dev: seed %s: %w", ns, err)
+			}
 			info.Namespaces[ns] = nsInfo
 			// dev.json promises endpoints that serve the catalog as seeded.
 			wctx, cancel := context.WithTimeout(gctx, 30*time.Second)
@@ -163,6 +197,28 @@ func Run(ctx context.Context, cfg Config, out io.Writer, logger *slog.Logger) er
 			if err != nil {
 				return fmt.Errorf("dev: %s: %w", ns, err)
 			}
+		}
+		p, err := planFederation(cfg, namespaces, info.Namespaces, exports)
+		if err != nil {
+			return err
+		}
+		if info.ManifestVersion, err = pushManifest(gctx, p, cen, clients); err != nil {
+			return err
+		}
+		// dev.json promises a first cross-BU call that works.
+		imported, err := waitImports(gctx, p, info.Namespaces)
+		if err != nil {
+			if gctx.Err() != nil {
+				return nil // stopped meanwhile
+			}
+			logger.Warn("dev: the BUs have not imported each other's tools yet; see `mcpmesh peers`", "error", err)
+		}
+		for ns, nsInfo := range info.Namespaces {
+			nsInfo.Imported = imported[ns]
+			if len(p.imports[ns]) > 0 {
+				nsInfo.CrossBUCall = exampleCall(nsInfo, p.imports[ns][0])
+			}
+			info.Namespaces[ns] = nsInfo
 		}
 		if err := writeInfo(filepath.Join(cfg.DataDir, "dev.json"), info); err != nil {
 			return err
@@ -192,19 +248,22 @@ func namespacesIn(catalog fs.FS) ([]string, error) {
 }
 
 // startBU prepares one BU's data dir, token and config, and opens its node.
-func startBU(cfg Config, i int, ns string, logger *slog.Logger) (*node.Node, Namespace, error) {
-	c, info, err := buConfig(cfg, i, ns)
+func startBU(cfg Config, i, n int, ns string, cen central, logger *slog.Logger) (*node.Node, Namespace, error) {
+	c, info, err := buConfig(cfg, i, n, ns, cen)
 	if err != nil {
 		return nil, Namespace{}, err
 	}
-	n, err := node.New(c, node.WithLogger(logger.With("bu", ns)))
+	nd, err := node.New(c, node.WithLogger(logger.With("bu", ns)))
 	if err != nil {
 		return nil, Namespace{}, fmt.Errorf("dev: start %s: %w", ns, err)
 	}
-	return n, info, nil
+	return nd, info, nil
 }
 
-func buConfig(cfg Config, i int, ns string) (config.Config, Namespace, error) {
+// nodeID is the node id of every dev BU's node.
+const nodeID = "dev1"
+
+func buConfig(cfg Config, i, n int, ns string, cen central) (config.Config, Namespace, error) {
 	dir := filepath.Join(cfg.DataDir, ns)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return config.Config{}, Namespace{}, fmt.Errorf("dev: %w", err)
@@ -218,24 +277,25 @@ func buConfig(cfg Config, i int, ns string) (config.Config, Namespace, error) {
 	httpAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.BasePort+i))
 	raftAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.BasePort+100+i))
 	c := config.DefaultConfig()
-	c.NodeID = "dev1"
+	c.NodeID = nodeID
 	c.Namespace = ns
 	c.TrustDomain = td
 	c.DataDir = filepath.Join(dir, "node")
 	c.HTTP.Listen = httpAddr
 	c.Raft.Listen = raftAddr
-	c.Bootstrap = config.BootstrapConfig{Expect: 1, Peers: []config.Peer{{ID: "dev1", Address: raftAddr}}}
+	c.Bootstrap = config.BootstrapConfig{Expect: 1, Peers: []config.Peer{{ID: nodeID, Address: raftAddr}}}
 	c.Trust.CADir = filepath.Join(dir, "ca")
 	c.Trust.AutoInit = true
 	c.Admin.TokenFile = tokenFile
 	c.MCP.AnonymousRoutes = []string{"/mcp", "/mcp/s/*"}
 	c.MCP.ExplainDenials = true
 	c.Log.Level = "warn"
+	c.Federation = federationConfig(cfg, i, n, cen)
 	if err := c.Validate(); err != nil {
 		return config.Config{}, Namespace{}, fmt.Errorf("dev: %s config: %w", ns, err)
 	}
 	return c, Namespace{TrustDomain: td, MCPURL: "http://" + httpAddr + "/mcp", AdminURL: "http://" + httpAddr,
-		TokenFile: tokenFile, Token: token, AgentKeyFile: filepath.Join(dir, "agent.key")}, nil
+		TokenFile: tokenFile, Token: token, AgentKeyFile: filepath.Join(dir, "agent.key"), PeerAddr: c.Federation.Peer.Listen}, nil
 }
 
 func readOrCreateToken(path string) (string, error) {
@@ -456,7 +516,15 @@ func printSummary(w io.Writer, info Info) {
 		fmt.Fprintf(w, "  MCP        %s   (anonymous in dev; or as tenant %s: Authorization: Bearer $(cat %s))\n", n.MCPURL, n.AgentTenant, n.AgentKeyFile)
 		fmt.Fprintf(w, "  admin API  %s   (token file %s)\n", n.AdminURL, n.TokenFile)
 		fmt.Fprintf(w, "  servers    %s\n", strings.Join(n.Servers, ", "))
-		fmt.Fprintf(w, "  try        mcpmesh registry list -addr %s -token-file %s\n\n", n.AdminURL, n.TokenFile)
+		if len(n.Imported) > 0 {
+			fmt.Fprintf(w, "  imported   %s   (shared by other BUs)\n", strings.Join(n.Imported, ", "))
+		}
+		fmt.Fprintf(w, "  try        mcpmesh registry list -addr %s -token-file %s\n", n.AdminURL, n.TokenFile)
+		if n.CrossBUCall != "" {
+			fmt.Fprintf(w, "  cross-BU   %s\n", n.CrossBUCall)
+		}
+		fmt.Fprintln(w)
 	}
+	fmt.Fprintf(w, "Federated as mesh %q by manifest version %d, signed with %s.\n", info.Mesh, info.ManifestVersion, info.CentralKeyFile)
 	fmt.Fprintf(w, "Everything above is in %s.\n", filepath.Join(info.DataDir, "dev.json"))
 }

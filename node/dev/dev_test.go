@@ -33,7 +33,8 @@ func runDev(t *testing.T, dir string, base int) (Info, func()) {
 	go func() {
 		done <- Run(ctx, Config{DataDir: dir, BasePort: base}, &out, slog.New(slog.DiscardHandler))
 	}()
-	deadline := time.Now().Add(30 * time.Second)
+	// Dev waits (at most 60s) for hr to import finance's tool first.
+	deadline := time.Now().Add(90 * time.Second)
 	var info Info
 	for {
 		raw, err := os.ReadFile(filepath.Join(dir, "dev.json"))
@@ -48,7 +49,7 @@ func runDev(t *testing.T, dir string, base int) (Info, func()) {
 		}
 		if time.Now().After(deadline) {
 			cancel()
-			t.Fatalf("dev.json not written within 30s (last read error: %v)", err)
+			t.Fatalf("dev.json not written within 90s (last read error: %v)", err)
 		}
 	}
 	return info, func() {
@@ -163,6 +164,13 @@ func TestDevSeedsAndResumes(t *testing.T) {
 	if _, err := other.ListServers(t.Context(), "", false); err == nil {
 		t.Error("hr's dev token was accepted by finance's node")
 	}
+
+	// The BUs are federated: hr's agent calls finance's report across BUs.
+	if info.ManifestVersion != 1 || !slices.Equal(hr.Imported, []string{"finance.generate_report"}) || len(fin.Imported) != 0 ||
+		!strings.Contains(hr.CrossBUCall, "finance.generate_report") || hr.PeerAddr == "" {
+		t.Errorf("dev.json federation: manifest %d, hr %+v, finance imports %v", info.ManifestVersion, hr, fin.Imported)
+	}
+	checkCrossBUCall(t, info)
 	stop()
 
 	// A second run on the same data dir resumes: same token, same state,
@@ -174,6 +182,40 @@ func TestDevSeedsAndResumes(t *testing.T) {
 	}
 	if info2.Namespaces["hr"].AgentKey != hr.AgentKey {
 		t.Error("the dev agent key changed across restarts")
+	}
+	// The manifest in force was kept, not signed again (nor rolled back),
+	// and hr still calls finance.
+	if info2.ManifestVersion != info.ManifestVersion {
+		t.Errorf("manifest version %d after resuming, want %d kept", info2.ManifestVersion, info.ManifestVersion)
+	}
+	for ns, n := range info2.Namespaces {
+		c, _ := api.NewClient(api.ClientConfig{Addr: n.AdminURL, Token: n.Token})
+		m, err := c.Manifest(t.Context(), false)
+		if err != nil || m.Version != info.ManifestVersion {
+			t.Errorf("%s holds manifest %d, %v; want %d", ns, m.Version, err, info.ManifestVersion)
+		}
+	}
+	checkCrossBUCall(t, info2)
+
+	// A manifest whose content must change is signed under the next
+	// version: here one without relationships (no exports planned).
+	cen, err := loadOrCreateCentral(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clients := map[string]*api.Client{}
+	for ns, n := range info2.Namespaces {
+		clients[ns], _ = api.NewClient(api.ClientConfig{Addr: n.AdminURL, Token: n.Token})
+	}
+	p, err := planFederation(Config{DataDir: dir, BasePort: base}, []string{"finance", "hr"}, info2.Namespaces, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := pushManifest(t.Context(), p, cen, clients); err != nil || v != info.ManifestVersion+1 {
+		t.Errorf("pushing a changed manifest: version %d, %v; want %d", v, err, info.ManifestVersion+1)
+	}
+	if v, err := pushManifest(t.Context(), p, cen, clients); err != nil || v != info.ManifestVersion+1 {
+		t.Errorf("pushing it again: version %d, %v; want %d kept", v, err, info.ManifestVersion+1)
 	}
 	c, _ = api.NewClient(api.ClientConfig{Addr: fin.AdminURL, Token: fin.Token})
 	vs, err := c.ServerVersions(t.Context(), "corp.finance/ledger", true)
@@ -188,6 +230,58 @@ func TestDevSeedsAndResumes(t *testing.T) {
 		if v.State != want || len(v.History) != n {
 			t.Errorf("%s@%s after restart: %s with %d history entries, want %s with %d", v.Server, v.Version, v.State, len(v.History), want, n)
 		}
+	}
+}
+
+// checkCrossBUCall: hr's dev agent lists finance.generate_report and calls
+// it; finance's ledger answers with payroll's lines, and finance's audit
+// log has the call under hr's qualified principal.
+func checkCrossBUCall(t *testing.T, info Info) {
+	t.Helper()
+	hr, fin := info.Namespaces["hr"], info.Namespaces["finance"]
+	s, err := connectAs(t, hr.MCPURL, hr.AgentKey)
+	if err != nil {
+		t.Fatalf("hr's dev key on hr: %v", err)
+	}
+	tools, err := s.ListTools(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, tool := range tools.Tools {
+		names = append(names, tool.Name)
+	}
+	if !slices.Contains(names, "finance.generate_report") || slices.Contains(names, "finance.get_balance") {
+		t.Fatalf("hr's agent lists %v; want finance.generate_report, the only tool finance shares", names)
+	}
+	res, err := s.CallTool(t.Context(), &mcp.CallToolParams{Name: "finance.generate_report", Arguments: map[string]any{"kind": "profit_and_loss", "period": "2026-01"}})
+	if err != nil || res.IsError {
+		t.Fatalf("cross-BU finance.generate_report: %+v, %v", res, err)
+	}
+	var rep struct {
+		Kind  string `json:"kind"`
+		Lines []struct {
+			Tenant      string `json:"tenant"`
+			Label       string `json:"label"`
+			AmountCents int64  `json:"amount_cents"`
+		} `json:"lines"`
+	}
+	raw, _ := json.Marshal(res.StructuredContent)
+	if err := json.Unmarshal(raw, &rep); err != nil || rep.Kind != "profit_and_loss" || len(rep.Lines) != 3 ||
+		rep.Lines[1].Tenant != "hr.example.corp/payroll" || rep.Lines[1].AmountCents != -96_000_000 {
+		t.Errorf("the ledger's report for hr's payroll: %s (%v)", raw, err)
+	}
+	c, _ := api.NewClient(api.ClientConfig{Addr: fin.AdminURL, Token: fin.Token})
+	recs, err := c.AuditQuery(t.Context(), api.AuditQuery{Kind: "call", Tool: "corp.finance/ledger/generate_report"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, r := range recs.Records {
+		found = found || (strings.HasPrefix(r.Principal, "hr.example.corp/") && r.Outcome == "ok")
+	}
+	if !found {
+		t.Errorf("finance's audit log has no call of generate_report by hr: %+v", recs.Records)
 	}
 }
 
@@ -231,13 +325,20 @@ func freeBase(t *testing.T) int {
 	for range 100 {
 		base := 10000 + rand.IntN(20000)
 		free := true
-		for _, p := range []int{base, base + 1, base + 100, base + 101} {
-			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		for _, p := range []int{base, base + 1, base + 100, base + 101, base + 200, base + 201, base + 300, base + 301} {
+			addr := fmt.Sprintf("127.0.0.1:%d", p)
+			ln, err := net.Listen("tcp", addr)
 			if err != nil {
 				free = false
 				break
 			}
 			ln.Close()
+			pc, err := net.ListenPacket("udp", addr)
+			if err != nil {
+				free = false
+				break
+			}
+			pc.Close()
 		}
 		if free {
 			return base

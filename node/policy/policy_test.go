@@ -83,6 +83,8 @@ func TestExamplePolicies(t *testing.T) {
 		{"anonymous is denied by default", "hr", call(anonymous, "hr", directory, "search_employees", readOnly), false, nil},
 		{"a tool without annotations is not read-only", "hr", call(payroll, "hr", directory, "search_employees", nil), false, nil},
 		{"a tool of another namespace is not permitted", "hr", call(payroll, "finance", ledger, "get_balance", readOnly), false, nil},
+		{"a tenant agent has finance generate a report", "hr", call(payroll, "finance", ledger, "generate_report", readOnly), true, []string{"tenants-call-finance-reports"}},
+		{"anonymous may not have finance generate a report", "hr", call(anonymous, "finance", ledger, "generate_report", readOnly), false, nil},
 		{"a tenant agent reads a resource", "hr", &Request{Principal: payroll, Action: ActionReadResource, Namespace: "hr", Server: directory, URI: "directory://employees/E1", Now: now}, true, []string{"tenants-resources-and-prompts"}},
 		{"a tenant agent gets a prompt", "hr", &Request{Principal: payroll, Action: ActionGetPrompt, Namespace: "hr", Server: directory, Prompt: "onboarding", Now: now}, true, []string{"tenants-resources-and-prompts"}},
 		{"anonymous may not read resources", "hr", &Request{Principal: anonymous, Action: ActionReadResource, Namespace: "hr", Server: directory, URI: "directory://x", Now: now}, false, nil},
@@ -212,6 +214,7 @@ func TestExplainTracesEveryPolicy(t *testing.T) {
 	want := map[string][2]bool{
 		"list-authenticated":              {false, false},
 		"tenants-call-read-only":          {true, false},
+		"tenants-call-finance-reports":    {false, false},
 		"tenants-resources-and-prompts":   {false, false},
 		"no-salary-bands-for-contractors": {true, true},
 	}

@@ -61,6 +61,9 @@ type Handler struct {
 	// manifestKey is central security's public key; nil turns the
 	// federation manifest routes off (manifest.go).
 	manifestKey crypto.PublicKey
+	// mesh lists the gossip pool's members; nil turns
+	// GET /v1/federation/members off (mesh.go).
+	mesh func() MeshResponse
 }
 
 // Option configures New.
@@ -116,6 +119,7 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET /v1/federation/exports", h.showExports)
 	m.HandleFunc("PUT /v1/federation/exports", h.putExports)
 	m.HandleFunc("GET /v1/federation/peers", h.peers)
+	m.HandleFunc("GET /v1/federation/members", h.meshMembers)
 	m.HandleFunc("GET /v1/approvals", h.listApprovals)
 	m.HandleFunc("POST /v1/approvals/{id}/{action}", h.decideApproval)
 	m.HandleFunc("GET /v1/operator/members", h.members)

@@ -35,6 +35,8 @@ type mesh struct {
 	hrPeer, finPeer  string
 	hrCA, finCA      []byte
 	manifestVersions int
+	// finGossip is finance's first node's gossip address.
+	finGossip string
 }
 
 // meshOptions shape a mesh.
@@ -63,6 +65,8 @@ type meshBU struct {
 	caDir string
 	ca    []byte
 	peers []string // each node's peer address, in node order
+	// gossip is the first node's gossip address.
+	gossip string
 	// first, when not "", is the node (n1, n2, ...) listed first among
 	// the BU's bundle endpoints, the node other BUs call first.
 	first string
@@ -98,6 +102,7 @@ func startMeshWith(t *testing.T, o meshOptions) *mesh {
 	key := make([]byte, 32)
 	rand.Read(key)
 	m.keyring = writeFile(t, m.dir, "gossip.keys", []byte(base64.StdEncoding.EncodeToString(key)+"\n"))
+	// The first BU's first node joins no one; every other node joins it.
 	var join string
 	for _, ns := range o.BUs {
 		copts := testcluster.Options{Nodes: o.Nodes, NoSync: true, Namespace: ns}
@@ -111,14 +116,20 @@ func startMeshWith(t *testing.T, o meshOptions) *mesh {
 			b.peers = append(b.peers, onHost(host, testcluster.StablePort(t)))
 			gossip[fmt.Sprintf("n%d", i)] = onHost(host, testcluster.StablePort(t))
 		}
-		if join == "" {
+		first := join == ""
+		if first {
 			join = gossip["n1"]
 		}
+		b.gossip = gossip["n1"]
 		copts.NodeYAML = func(id string) string {
 			var i int
 			fmt.Sscanf(id, "n%d", &i)
-			return fmt.Sprintf("federation:\n  mesh: e2e\n  manifest_key_file: %q\n  peer:\n    listen: %q\n  gossip:\n    listen: %q\n    join: [%q]\n    keyring_file: %q\n%s",
-				filepath.Join(central, "central.pub"), b.peers[i-1], gossip[id], join, m.keyring, o.FederationYAML)
+			joins := fmt.Sprintf("%q", join)
+			if first && id == "n1" {
+				joins = ""
+			}
+			return fmt.Sprintf("federation:\n  mesh: e2e\n  manifest_key_file: %q\n  peer:\n    listen: %q\n  gossip:\n    listen: %q\n    join: [%s]\n    keyring_file: %q\n%s",
+				filepath.Join(central, "central.pub"), b.peers[i-1], gossip[id], joins, m.keyring, o.FederationYAML)
 		}
 		b.c = startCluster(t, copts)
 		b.caDir = b.c.CADir
@@ -141,7 +152,7 @@ func startMeshWith(t *testing.T, o meshOptions) *mesh {
 		m.hr, m.hrPeer, m.hrCA = hr.c, hr.peers[0], hr.ca
 	}
 	if fin := m.bu("finance"); fin != nil && fin.c != nil {
-		m.fin, m.finPeer, m.finCA = fin.c, fin.peers[0], fin.ca
+		m.fin, m.finPeer, m.finCA, m.finGossip = fin.c, fin.peers[0], fin.ca, fin.gossip
 	}
 	return m
 }
@@ -180,6 +191,25 @@ func (m *mesh) push(t *testing.T, relationships ...string) {
 // the namespaces named (all when nil): a BU left out is revoked.
 func (m *mesh) pushTo(t *testing.T, only []string, relationships ...string) {
 	t.Helper()
+	jws := m.signOnly(t, only, relationships...)
+	for _, b := range m.bus {
+		if b.c != nil {
+			mustCLI(t, b.c, running(b.c), "trust", "manifest", "push", "-f", jws)
+		}
+	}
+}
+
+// sign signs a manifest naming every BU with the given relationships
+// under the next version, and returns the file of its signed form.
+func (m *mesh) sign(t *testing.T, relationships ...string) string {
+	t.Helper()
+	return m.signOnly(t, nil, relationships...)
+}
+
+// signOnly is sign with the manifest's trust domains limited to those of
+// the namespaces named (all when nil).
+func (m *mesh) signOnly(t *testing.T, only []string, relationships ...string) string {
+	t.Helper()
 	m.manifestVersions++
 	indent := func(pem []byte) string {
 		return "      " + strings.ReplaceAll(strings.TrimSpace(string(pem)), "\n", "\n      ")
@@ -216,11 +246,7 @@ func (m *mesh) pushTo(t *testing.T, only []string, relationships ...string) {
 	if out, err := runBin(testcluster.Bin(t), "trust", "manifest", "sign", "-key", m.centralKey, "-f", src, "-o", jws); err != nil {
 		t.Fatalf("manifest sign: %v: %s\n%s", err, out, doc)
 	}
-	for _, b := range m.bus {
-		if b.c != nil {
-			mustCLI(t, b.c, running(b.c), "trust", "manifest", "push", "-f", jws)
-		}
-	}
+	return jws
 }
 
 // TestCrossBUCall: an agent of hr lists and calls a tool finance exports to

@@ -13,7 +13,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
-	"github.com/spiffe/go-spiffe/v2/federation"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/mcpmesh/mcpmesh/registry/state"
@@ -81,6 +80,7 @@ type Watcher struct {
 	mu      sync.Mutex
 	targets map[spiffeid.TrustDomain]Target
 	known   bool // SetTargets has been called: deletions are safe
+	urgent  map[spiffeid.TrustDomain]bool
 	kick    chan struct{}
 }
 
@@ -139,6 +139,24 @@ func (w *Watcher) SetTargets(targets []Target) error {
 	default:
 	}
 	return nil
+}
+
+// RefreshNow asks for trust domain td's bundle to be fetched at once
+// rather than when its refresh hint says (a gossip hint advertised a newer
+// sequence). A fetch already running, or td not being a target, makes it
+// a no-op; the fetched bundle is stored only if its sequence rises, as
+// always, so a false hint costs one fetch.
+func (w *Watcher) RefreshNow(td spiffeid.TrustDomain) {
+	w.mu.Lock()
+	if w.urgent == nil {
+		w.urgent = map[spiffeid.TrustDomain]bool{}
+	}
+	w.urgent[td] = true
+	w.mu.Unlock()
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
 }
 
 func checkTarget(t Target) error {
@@ -215,13 +233,20 @@ func (w *Watcher) Run(ctx context.Context) error {
 			running[r.td] = false
 			due[r.td] = time.Now().Add(r.next)
 		case <-w.kick:
-			// New targets: forget when removed ones were due.
+			// New targets: forget when removed ones were due. Urgent
+			// ones are due now.
 			targets := w.snapshotTargets()
 			for td := range due {
 				if _, ok := targets[td]; !ok {
 					delete(due, td)
 				}
 			}
+			w.mu.Lock()
+			for td := range w.urgent {
+				delete(due, td)
+			}
+			clear(w.urgent)
+			w.mu.Unlock()
 		case <-timer.C:
 		}
 	}
@@ -376,7 +401,7 @@ func (w *Watcher) fetch(ctx context.Context, t Target, auth *spiffebundle.Bundle
 	var errs []string
 	for _, ep := range t.Endpoints {
 		fctx, cancel := context.WithTimeout(ctx, w.cfg.FetchTimeout)
-		b, err := federation.FetchBundle(fctx, t.TrustDomain, ep.URL, federation.WithSPIFFEAuth(auth, ep.ID))
+		b, err := fetchBundle(fctx, t.TrustDomain, ep.URL, auth, ep.ID)
 		cancel()
 		if err == nil {
 			return b, nil

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
 func TestWatcherStoresOnlyRisingSequences(t *testing.T) {
@@ -120,4 +121,43 @@ func TestWatcherTargetValidation(t *testing.T) {
 	if _, err := NewWatcher(WatcherConfig{Propose: p.propose, Store: p.fsm}); err == nil {
 		t.Error("a watcher without IsLeader was made")
 	}
+}
+
+// TestWatcherRefreshNow: a bundle is next fetched when its refresh hint
+// says (an hour here), or at once when RefreshNow asks (a gossip hint of a
+// newer sequence).
+func TestWatcherRefreshNow(t *testing.T) {
+	finance := newCA(t, financeTD)
+	base := ownBundle(t, finance)
+	ep := newEndpoint(t, finance, withSeq(base, 10))
+	p := newFSMProposer(t)
+	w, err := NewWatcher(WatcherConfig{
+		IsLeader: func() bool { return true }, Propose: p.propose, Store: p.fsm, By: "spiffe://hr.example.corp/mcpmesh/node/n1",
+		MinRefresh: time.Hour, MaxRefresh: time.Hour, FetchTimeout: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.SetTargets([]Target{{TrustDomain: financeTD, Bootstrap: base, Endpoints: []Endpoint{{URL: ep.url, ID: ep.id}}}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	waitFor(t, "sequence 10 stored", func() (bool, string) {
+		seq, ok := p.stored(financeTD)
+		return ok && seq == 10, fmt.Sprintf("stored %d %v", seq, ok)
+	})
+	ep.serve(withSeq(base, 12))
+	w.RefreshNow(financeTD)
+	waitFor(t, "sequence 12 stored after RefreshNow", func() (bool, string) {
+		seq, ok := p.stored(financeTD)
+		return ok && seq == 12, fmt.Sprintf("stored %d %v, %d fetches", seq, ok, ep.fetches.Load())
+	})
+	// A trust domain that is not a target costs nothing.
+	w.RefreshNow(spiffeid.RequireTrustDomainFromString("legal.example.corp"))
 }
