@@ -35,8 +35,10 @@ type ClientConfig struct {
 	HandshakeTimeout time.Duration
 	// IdleTimeout closes a pooled connection with no traffic for this
 	// long. Keep-alives are sent at a third of it, so a live idle
-	// connection stays open and a dead peer is noticed within it. Default
-	// 30s.
+	// connection stays open and a dead peer is noticed within it: a
+	// request sent to a peer that died without closing its connection
+	// (killed, host lost, network cut) fails after at most this long,
+	// and DoFailover moves on. Default 5s.
 	IdleTimeout time.Duration
 }
 
@@ -54,6 +56,7 @@ type Client struct {
 
 	mu     sync.Mutex
 	conns  map[string]*clientConn
+	failed map[string]time.Time // address → when it last gave no answer (DoFailover)
 	closed bool
 }
 
@@ -78,7 +81,7 @@ func NewClient(cfg ClientConfig, opts ...Option) (*Client, error) {
 		cfg.HandshakeTimeout = 3 * time.Second
 	}
 	if cfg.IdleTimeout <= 0 {
-		cfg.IdleTimeout = 30 * time.Second
+		cfg.IdleTimeout = 5 * time.Second
 	}
 	o := newOptions(opts)
 	m, err := newMetrics(o.registry)
@@ -290,9 +293,12 @@ func (c *Client) drop(addr string, cc *clientConn) {
 // the checks against the current bundle source (its trust domain
 // revoked or rotated away); the next request to it reconnects and is
 // checked afresh. Call it after replacing the bundle set. It returns the
-// number of connections closed.
+// number of connections closed. It also ends DoFailover's penalty of
+// addresses that failed: under the new trust they may answer (a node
+// refused until its BU's bundle was stored, say).
 func (c *Client) Revalidate() int {
 	c.mu.Lock()
+	clear(c.failed)
 	type entry struct {
 		addr string
 		cc   *clientConn

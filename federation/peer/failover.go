@@ -61,9 +61,15 @@ func (e *UnavailableError) Unwrap() []error {
 // that node; only fail over requests that are safe to repeat, or that the
 // receiver deduplicates (a forwarded call's assertion carries a jti that
 // the receiving BU refuses to see twice).
+//
+// An address that gave no answer within the last FailedAddressPenalty is
+// tried after the others (in their given order), so that while a node is
+// down each request does not first wait for its handshake timeout; it is
+// still tried when the others fail, and an answer from it ends its
+// penalty.
 func (c *Client) DoFailover(ctx context.Context, td spiffeid.TrustDomain, addrs []string, attemptTimeout time.Duration, newRequest func(ctx context.Context) (*http.Request, error)) (*http.Response, string, error) {
 	uerr := &UnavailableError{TrustDomain: td}
-	for _, addr := range addrs {
+	for _, addr := range c.byHealth(addrs) {
 		if err := ctx.Err(); err != nil {
 			return nil, "", fmt.Errorf("call to trust domain %s: %w (after %d addresses)", td.Name(), context.Cause(ctx), len(uerr.Attempts))
 		}
@@ -84,6 +90,7 @@ func (c *Client) DoFailover(ctx context.Context, td spiffeid.TrustDomain, addrs 
 			timer.Stop()
 		}
 		if err == nil {
+			c.markFailed(addr, false)
 			// The attempt's context lives as long as the body is read.
 			resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: func() { cancel(nil) }}
 			return resp, addr, nil
@@ -95,10 +102,56 @@ func (c *Client) DoFailover(ctx context.Context, td spiffeid.TrustDomain, addrs 
 		if ctx.Err() != nil {
 			return nil, "", fmt.Errorf("call to trust domain %s: %w", td.Name(), context.Cause(ctx))
 		}
+		c.markFailed(addr, true)
 		c.log.Debug("peer failed; trying the next", "addr", addr, "trust_domain", td.Name(), "error", err)
 		uerr.Attempts = append(uerr.Attempts, Attempt{Addr: addr, Err: err})
 	}
 	return nil, "", uerr
+}
+
+// FailedAddressPenalty is how long DoFailover tries an address that gave
+// no answer after the others.
+const FailedAddressPenalty = 30 * time.Second
+
+// byHealth returns addrs with those that failed within
+// FailedAddressPenalty moved to the end, each group in its given order.
+func (c *Client) byHealth(addrs []string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.failed) == 0 {
+		return addrs
+	}
+	now := time.Now()
+	ok := make([]string, 0, len(addrs))
+	var failed []string
+	for _, a := range addrs {
+		if at, bad := c.failed[a]; bad && now.Sub(at) < FailedAddressPenalty {
+			failed = append(failed, a)
+		} else {
+			ok = append(ok, a)
+		}
+	}
+	return append(ok, failed...)
+}
+
+// markFailed records that addr gave no answer (failed), or answered.
+func (c *Client) markFailed(addr string, failed bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !failed {
+		delete(c.failed, addr)
+		return
+	}
+	if c.failed == nil {
+		c.failed = map[string]time.Time{}
+	}
+	now := time.Now()
+	c.failed[addr] = now
+	for a, at := range c.failed {
+		if now.Sub(at) >= FailedAddressPenalty {
+			delete(c.failed, a)
+		}
+	}
 }
 
 type cancelBody struct {

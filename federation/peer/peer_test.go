@@ -219,6 +219,31 @@ func TestFailover(t *testing.T) {
 	}
 	t.Logf("failover past one dead address took %s (handshake timeout 300ms)", time.Since(start))
 
+	// While its failure is recent the dead address is tried last: the
+	// next request does not wait for its handshake again.
+	timeouts := testutil.ToFloat64(c.metrics.handshakes.WithLabelValues(ReasonTimeout))
+	if timeouts != 1 {
+		t.Fatalf("%v handshake timeouts after one dead address; want 1", timeouts)
+	}
+	resp, addr, err = c.DoFailover(ctx, financeTD, []string{dead, live}, 2*time.Second, newReq)
+	if err != nil || addr != live {
+		t.Fatalf("second request: %v from %s; want an answer from %s", err, addr, live)
+	}
+	resp.Body.Close()
+	if got := testutil.ToFloat64(c.metrics.handshakes.WithLabelValues(ReasonTimeout)); got != timeouts {
+		t.Errorf("the dead address was dialled again first (%v handshake timeouts, %v before)", got, timeouts)
+	}
+	// A new bundle set ends the penalty: the address is tried first again.
+	c.Revalidate()
+	resp, addr, err = c.DoFailover(ctx, financeTD, []string{dead, live}, 2*time.Second, newReq)
+	if err != nil || addr != live {
+		t.Fatalf("request after Revalidate: %v from %s; want an answer from %s", err, addr, live)
+	}
+	resp.Body.Close()
+	if got := testutil.ToFloat64(c.metrics.handshakes.WithLabelValues(ReasonTimeout)); got != timeouts+1 {
+		t.Errorf("after Revalidate the dead address was not tried first (%v handshake timeouts, %v before)", got, timeouts)
+	}
+
 	// An HTTP error answer is not failed over.
 	teapot := func(ctx context.Context) (*http.Request, error) {
 		return http.NewRequestWithContext(ctx, http.MethodGet, "/federation/v1/teapot", nil)

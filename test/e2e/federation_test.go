@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,23 +20,79 @@ import (
 	"github.com/mcpmesh/mcpmesh/test/internal/testcluster"
 )
 
-// mesh is two BUs, hr and finance, one node each, federated by a manifest
-// central security signed: hr may call what finance exports to it.
+// mesh is BUs federated by a manifest central security signed, each BU
+// a cluster of its own with its own CA: by default hr and finance, one
+// node each.
 type mesh struct {
-	dir              string
-	hr, fin          *testcluster.Cluster
+	dir        string
+	opts       meshOptions
+	bus        []*meshBU
+	hr, fin    *testcluster.Cluster
+	centralKey string
+	keyring    string
+	// hrPeer, finPeer, hrCA and finCA are hr's and finance's first peer
+	// address and CA certificate.
 	hrPeer, finPeer  string
-	centralKey       string
 	hrCA, finCA      []byte
 	manifestVersions int
-	// keyring is the mesh's gossip keyring file; finGossip finance's
-	// gossip address, which hr joins.
-	keyring, finGossip string
+	// finGossip is finance's first node's gossip address.
+	finGossip string
 }
 
+// meshOptions shape a mesh.
+type meshOptions struct {
+	// Nodes is the number of nodes of each BU. Default 1.
+	Nodes int
+	// BUs are the namespaces that run nodes, each in trust domain
+	// <ns>.example.corp. Default hr and finance.
+	BUs []string
+	// Listed are namespaces the manifest names, with a CA of their own,
+	// but no nodes (the test process may act as one of their nodes).
+	Listed []string
+	// Place, when set, returns the host BU ns's nodes bind their peer and
+	// gossip listeners on (default 127.0.0.1), and may change ns's
+	// cluster options (Host, Exec).
+	Place func(ns string, o *testcluster.Options) string
+	// FederationYAML is added to every node's federation section,
+	// indented by two spaces (e.g. "  call_timeout: 5s\n").
+	FederationYAML string
+}
+
+// meshBU is one BU of a mesh.
+type meshBU struct {
+	ns    string
+	c     *testcluster.Cluster // nil for a BU with no nodes
+	caDir string
+	ca    []byte
+	peers []string // each node's peer address, in node order
+	// gossip is the first node's gossip address.
+	gossip string
+	// first, when not "", is the node (n1, n2, ...) listed first among
+	// the BU's bundle endpoints, the node other BUs call first.
+	first string
+}
+
+// td is the BU's trust domain name.
+func (b *meshBU) td() string { return b.ns + ".example.corp" }
+
+// startMesh starts hr and finance, one node each, federated (no manifest
+// pushed yet).
 func startMesh(t *testing.T) *mesh {
 	t.Helper()
-	m := &mesh{dir: t.TempDir(), hrPeer: testcluster.FreePort(t), finPeer: testcluster.FreePort(t)}
+	return startMeshWith(t, meshOptions{})
+}
+
+// startMeshWith starts the BUs of o, their nodes in one gossip pool, and
+// waits until every node is ready. It pushes no manifest.
+func startMeshWith(t *testing.T, o meshOptions) *mesh {
+	t.Helper()
+	if o.Nodes == 0 {
+		o.Nodes = 1
+	}
+	if len(o.BUs) == 0 {
+		o.BUs = []string{"hr", "finance"}
+	}
+	m := &mesh{dir: t.TempDir(), opts: o}
 	bin := testcluster.Bin(t)
 	central := filepath.Join(m.dir, "central")
 	if out, err := runBin(bin, "trust", "manifest", "keygen", "-out", central); err != nil {
@@ -44,23 +101,76 @@ func startMesh(t *testing.T) *mesh {
 	m.centralKey = filepath.Join(central, "central.key")
 	key := make([]byte, 32)
 	rand.Read(key)
-	keyring := writeFile(t, m.dir, "gossip.keys", []byte(base64.StdEncoding.EncodeToString(key)+"\n"))
-	m.keyring = keyring
-	m.finGossip = testcluster.FreePort(t)
-	fed := func(peer, gossip, join string) string {
-		return fmt.Sprintf("federation:\n  mesh: e2e\n  manifest_key_file: %q\n  peer:\n    listen: %q\n  gossip:\n    listen: %q\n    keyring_file: %q\n    join: [%s]\n",
-			filepath.Join(central, "central.pub"), peer, gossip, keyring, join)
+	m.keyring = writeFile(t, m.dir, "gossip.keys", []byte(base64.StdEncoding.EncodeToString(key)+"\n"))
+	// The first BU's first node joins no one; every other node joins it.
+	var join string
+	for _, ns := range o.BUs {
+		copts := testcluster.Options{Nodes: o.Nodes, NoSync: true, Namespace: ns}
+		host := "127.0.0.1"
+		if o.Place != nil {
+			host = o.Place(ns, &copts)
+		}
+		b := &meshBU{ns: ns}
+		gossip := map[string]string{}
+		for i := 1; i <= o.Nodes; i++ {
+			b.peers = append(b.peers, onHost(host, testcluster.StablePort(t)))
+			gossip[fmt.Sprintf("n%d", i)] = onHost(host, testcluster.StablePort(t))
+		}
+		first := join == ""
+		if first {
+			join = gossip["n1"]
+		}
+		b.gossip = gossip["n1"]
+		copts.NodeYAML = func(id string) string {
+			var i int
+			fmt.Sscanf(id, "n%d", &i)
+			joins := fmt.Sprintf("%q", join)
+			if first && id == "n1" {
+				joins = ""
+			}
+			return fmt.Sprintf("federation:\n  mesh: e2e\n  manifest_key_file: %q\n  peer:\n    listen: %q\n  gossip:\n    listen: %q\n    join: [%s]\n    keyring_file: %q\n%s",
+				filepath.Join(central, "central.pub"), b.peers[i-1], gossip[id], joins, m.keyring, o.FederationYAML)
+		}
+		b.c = startCluster(t, copts)
+		b.caDir = b.c.CADir
+		m.bus = append(m.bus, b)
 	}
-	m.hr = startCluster(t, testcluster.Options{Nodes: 1, NoSync: true, Namespace: "hr", ExtraYAML: fed(m.hrPeer, testcluster.FreePort(t), m.finGossip)})
-	m.fin = startCluster(t, testcluster.Options{Nodes: 1, NoSync: true, Namespace: "finance", ExtraYAML: fed(m.finPeer, m.finGossip, "")})
-	var err error
-	if m.hrCA, err = os.ReadFile(filepath.Join(m.hr.CADir, "ca.crt")); err != nil {
-		t.Fatal(err)
+	for _, ns := range o.Listed {
+		dir := filepath.Join(m.dir, "ca-"+ns)
+		if out, err := runBin(bin, "trust", "init", "-trust-domain", ns+".example.corp", "-out", dir); err != nil {
+			t.Fatalf("trust init %s: %v: %s", ns, err, out)
+		}
+		m.bus = append(m.bus, &meshBU{ns: ns, caDir: dir, peers: []string{testcluster.FreePort(t)}})
 	}
-	if m.finCA, err = os.ReadFile(filepath.Join(m.fin.CADir, "ca.crt")); err != nil {
-		t.Fatal(err)
+	for _, b := range m.bus {
+		var err error
+		if b.ca, err = os.ReadFile(filepath.Join(b.caDir, "ca.crt")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if hr := m.bu("hr"); hr != nil && hr.c != nil {
+		m.hr, m.hrPeer, m.hrCA = hr.c, hr.peers[0], hr.ca
+	}
+	if fin := m.bu("finance"); fin != nil && fin.c != nil {
+		m.fin, m.finPeer, m.finCA, m.finGossip = fin.c, fin.peers[0], fin.ca, fin.gossip
 	}
 	return m
+}
+
+// onHost returns addr's port on host.
+func onHost(host, addr string) string {
+	_, port, _ := net.SplitHostPort(addr)
+	return net.JoinHostPort(host, port)
+}
+
+// bu returns the mesh's BU of namespace ns, or nil.
+func (m *mesh) bu(ns string) *meshBU {
+	for _, b := range m.bus {
+		if b.ns == ns {
+			return b
+		}
+	}
+	return nil
 }
 
 func runBin(bin string, args ...string) (string, error) {
@@ -69,18 +179,36 @@ func runBin(bin string, args ...string) (string, error) {
 }
 
 // push signs a manifest with the given relationships (as "from>to" trust
-// domain prefixes) under the next version and pushes it to both BUs.
+// domain prefixes) under the next version and pushes it to every BU with
+// nodes. It names every BU of the mesh, each node's peer address a bundle
+// endpoint.
 func (m *mesh) push(t *testing.T, relationships ...string) {
 	t.Helper()
-	jws := m.sign(t, relationships...)
-	for _, c := range []*testcluster.Cluster{m.hr, m.fin} {
-		mustCLI(t, c, c.Nodes[0], "trust", "manifest", "push", "-f", jws)
+	m.pushTo(t, nil, relationships...)
+}
+
+// pushTo is push with the manifest's trust domains limited to those of
+// the namespaces named (all when nil): a BU left out is revoked.
+func (m *mesh) pushTo(t *testing.T, only []string, relationships ...string) {
+	t.Helper()
+	jws := m.signOnly(t, only, relationships...)
+	for _, b := range m.bus {
+		if b.c != nil {
+			mustCLI(t, b.c, running(b.c), "trust", "manifest", "push", "-f", jws)
+		}
 	}
 }
 
-// sign signs a manifest with the given relationships under the next
-// version, and returns the file of its signed form.
+// sign signs a manifest naming every BU with the given relationships
+// under the next version, and returns the file of its signed form.
 func (m *mesh) sign(t *testing.T, relationships ...string) string {
+	t.Helper()
+	return m.signOnly(t, nil, relationships...)
+}
+
+// signOnly is sign with the manifest's trust domains limited to those of
+// the namespaces named (all when nil).
+func (m *mesh) signOnly(t *testing.T, only []string, relationships ...string) string {
 	t.Helper()
 	m.manifestVersions++
 	indent := func(pem []byte) string {
@@ -94,24 +222,25 @@ func (m *mesh) sign(t *testing.T, relationships ...string) string {
 		from, to, _ := strings.Cut(r, ">")
 		rels += fmt.Sprintf("\n  - from: %s.example.corp\n    to: %s.example.corp", from, to)
 	}
-	doc := fmt.Sprintf(`version: %d
-expires: %s
-trust_domains:
-  - trust_domain: hr.example.corp
-    namespace: hr
-    bundle_endpoints:
-      - url: https://%s
-        spiffe_id: spiffe://hr.example.corp/mcpmesh/node/n1
-    bootstrap_bundle: |
-%s
-  - trust_domain: finance.example.corp
-    namespace: finance
-    bundle_endpoints:
-      - url: https://%s
-        spiffe_id: spiffe://finance.example.corp/mcpmesh/node/n1
-    bootstrap_bundle: |
-%s
-%s`, m.manifestVersions, time.Now().Add(24*time.Hour).UTC().Format(time.RFC3339), m.hrPeer, indent(m.hrCA), m.finPeer, indent(m.finCA), rels)
+	doc := fmt.Sprintf("version: %d\nexpires: %s\ntrust_domains:\n", m.manifestVersions, time.Now().Add(24*time.Hour).UTC().Format(time.RFC3339))
+	for _, b := range m.bus {
+		if only != nil && !slices.Contains(only, b.ns) {
+			continue
+		}
+		doc += fmt.Sprintf("  - trust_domain: %s\n    namespace: %s\n    bundle_endpoints:\n", b.td(), b.ns)
+		var rest string
+		for i, p := range b.peers {
+			ep := fmt.Sprintf("      - url: https://%s\n        spiffe_id: spiffe://%s/mcpmesh/node/n%d\n", p, b.td(), i+1)
+			if fmt.Sprintf("n%d", i+1) == b.first {
+				doc += ep
+			} else {
+				rest += ep
+			}
+		}
+		doc += rest
+		doc += fmt.Sprintf("    bootstrap_bundle: |\n%s\n", indent(b.ca))
+	}
+	doc += rels
 	src := writeFile(t, m.dir, fmt.Sprintf("manifest-%d.yaml", m.manifestVersions), []byte(doc+"\n"))
 	jws := filepath.Join(m.dir, fmt.Sprintf("manifest-%d.jws", m.manifestVersions))
 	if out, err := runBin(testcluster.Bin(t), "trust", "manifest", "sign", "-key", m.centralKey, "-f", src, "-o", jws); err != nil {

@@ -31,6 +31,12 @@ const upstreamTool = `{"name":"lookup","description":"Looks a thing up.","inputS
 
 func startUpstream(t *testing.T, label string) *testUpstream {
 	t.Helper()
+	return startUpstreamOn(t, label, "127.0.0.1")
+}
+
+// startUpstreamOn is startUpstream listening on host.
+func startUpstreamOn(t *testing.T, label, host string) *testUpstream {
+	t.Helper()
 	u := &testUpstream{}
 	s := mcp.NewServer(&mcp.Implementation{Name: label, Version: "1"}, nil)
 	var def mcp.Tool
@@ -45,7 +51,7 @@ func startUpstream(t *testing.T, label string) *testUpstream {
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: label + ":" + args.Q}}}, nil
 	})
 	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -60,3 +60,16 @@ func ephemeralLow() int {
 	}
 	return lo
 }
+
+// port returns a node listener address: a StablePort, on Options.Host
+// when set (a port free on loopback is as good as any in a fresh network
+// namespace).
+func (c *Cluster) port() string {
+	c.t.Helper()
+	addr := StablePort(c.t)
+	if c.Opts.Host == "" {
+		return addr
+	}
+	_, p, _ := net.SplitHostPort(addr)
+	return net.JoinHostPort(c.Opts.Host, p)
+}

@@ -95,6 +95,17 @@ type Options struct {
 	// spaces (e.g. "  retention: 2h\n"). With NoSync the audit log skips
 	// fsync too.
 	AuditYAML string
+	// NodeYAML, when set, returns config appended to node id's config
+	// after ExtraYAML: what differs per node, such as a federation
+	// section with the node's own peer address.
+	NodeYAML func(id string) string
+	// Host is the address the nodes' HTTP and Raft listeners bind.
+	// Default 127.0.0.1; another when the nodes run in a network
+	// namespace (Exec).
+	Host string
+	// Exec, when set, is the command a node's binary runs under, e.g.
+	// ip netns exec NAME.
+	Exec []string
 }
 
 // Cluster is a set of node processes sharing one CA and admin token.
@@ -147,7 +158,7 @@ func New(t TB, opts Options) *Cluster {
 		t.Fatalf("trust init: exit %d: %s", code, out)
 	}
 	for i := 1; i <= opts.Nodes; i++ {
-		c.Nodes = append(c.Nodes, &Node{c: c, ID: fmt.Sprintf("n%d", i), HTTPAddr: StablePort(t), RaftAddr: StablePort(t)})
+		c.Nodes = append(c.Nodes, &Node{c: c, ID: fmt.Sprintf("n%d", i), HTTPAddr: c.port(), RaftAddr: c.port()})
 	}
 	var peers strings.Builder
 	for _, n := range c.Nodes {
@@ -240,7 +251,8 @@ func (n *Node) Start() {
 		t.Fatalf("open log: %v", err)
 	}
 	fmt.Fprintf(logf, "=== start %s\n", time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command(n.c.Bin, "node", "-config", n.ConfigPath)
+	argv := append(append([]string{}, n.c.Opts.Exec...), n.c.Bin, "node", "-config", n.ConfigPath)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()

@@ -69,6 +69,9 @@ audit:
 %s
 %s
 %s`, n.ID, c.Opts.Namespace, td, n.DataDir, n.HTTPAddr, o.HTTPTLS, n.RaftAddr, c.Opts.NoSync, trust, admin, audit, bootstrapYAML, c.Opts.ExtraYAML)
+	if c.Opts.NodeYAML != nil {
+		cfg += c.Opts.NodeYAML(n.ID)
+	}
 	if err := os.WriteFile(n.ConfigPath, []byte(cfg), 0o600); err != nil {
 		c.t.Fatalf("write config: %v", err)
 	}
@@ -91,7 +94,7 @@ func (c *Cluster) auditKeyFile() string {
 // node, with o applied to its config.
 func (c *Cluster) AddNodeWith(id string, via *Node, o NodeOverrides) *Node {
 	c.t.Helper()
-	n := &Node{c: c, ID: id, HTTPAddr: StablePort(c.t), RaftAddr: StablePort(c.t)}
+	n := &Node{c: c, ID: id, HTTPAddr: c.port(), RaftAddr: c.port()}
 	n.DataDir = filepath.Join(c.Dir, id)
 	n.ConfigPath = filepath.Join(c.Dir, id+".yaml")
 	n.LogPath = filepath.Join(c.Dir, id+".log")
