@@ -446,7 +446,7 @@ func (p *Pool) do(ctx context.Context, t Target, src source, fn func(context.Con
 	}
 	// A call its caller stopped waiting for (cancelled, or past a deadline
 	// the caller set or another BU carried) says nothing of the upstream.
-	if err != nil && caller.Err() == nil && isTransportFailure(ctx, err) {
+	if err != nil && !callerGone(caller) && isTransportFailure(ctx, err) {
 		src.drop(c, s)
 		p.failed(c, err)
 		return fmt.Errorf("%s: %w", t.Key(), err)
@@ -490,6 +490,17 @@ func withEarlierDeadline(ctx context.Context, cancel context.CancelFunc, d time.
 		dcancel()
 		cancel()
 	}
+}
+
+// callerGone reports whether the caller of ctx stopped waiting: it was
+// cancelled or its deadline passed (checked by the clock too, since the
+// call's own copy of that deadline may fire before ctx's timer does).
+func callerGone(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
 }
 
 // isTransportFailure separates a broken connection from an answer: an
