@@ -356,6 +356,11 @@ func (f *federation) serveForwarded(w http.ResponseWriter, r *http.Request) {
 		ap := assertion.PrincipalOf(claims)
 		p = ap.Agent()
 		ctx = gateway.ContextWithRequestID(ctx, ap.RequestID)
+		// The calling node (act) goes on the record between the caller
+		// and this node, and the trace is the signed one, whatever the
+		// request's unsigned header or _meta say.
+		ctx = gateway.ContextWithVia(ctx, ap.Actor.String())
+		ctx = upstream.ContextWithTraceparent(ctx, ap.Trace)
 	}
 	r.Header.Del("Authorization")
 	r = r.WithContext(agentauth.NewContext(ctx, p))
@@ -477,6 +482,7 @@ func (f *federation) Assert(ctx context.Context, t upstream.Target, tool string)
 	if c, ok := tokens.CallerFromContext(ctx); ok {
 		call.RequestID = c.RequestID
 	}
+	call.Trace, _ = upstream.TraceparentFromContext(ctx)
 	return f.minter.Mint(d.ID(), call)
 }
 

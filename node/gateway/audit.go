@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"regexp"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/mcpmesh/mcpmesh/node/audit"
 	"github.com/mcpmesh/mcpmesh/node/policy"
+	"github.com/mcpmesh/mcpmesh/node/upstream"
 	"github.com/mcpmesh/mcpmesh/trust/agentauth"
 )
 
@@ -38,8 +38,6 @@ const (
 	// MetaCost says on a result what the call cost, in the card's
 	// currency; it takes the place of the card's costPerCall.
 	MetaCost = "io.mcpmesh/cost"
-	// metaTraceparent is W3C trace context carried in _meta.
-	metaTraceparent = "traceparent"
 )
 
 // CodeAuditUnavailable is the JSON-RPC error of a call whose audit record
@@ -90,17 +88,15 @@ func (g *Gateway) callRecord(ctx context.Context, req *mcp.CallToolRequest, p ag
 	if p.ID != "" {
 		rec.Actors = []string{p.ID}
 	}
+	// A forwarded call names the nodes it passed, then this one.
+	rec.Actors = append(rec.Actors, viaOf(ctx)...)
 	if g.nodeID != "" {
 		rec.Actors = append(rec.Actors, g.nodeID)
 	}
 	if req.Params != nil {
 		rec.WorkflowID, _ = req.Params.Meta[MetaWorkflowID].(string)
-		tp, _ := req.Params.Meta[metaTraceparent].(string)
-		rec.TraceID = traceID(tp)
 	}
-	if rec.TraceID == "" && req.Extra != nil && req.Extra.Header != nil {
-		rec.TraceID = traceID(req.Extra.Header.Get("traceparent"))
-	}
+	rec.TraceID = upstream.TraceID(traceparentOf(ctx, req))
 	return rec
 }
 
@@ -116,19 +112,6 @@ func (g *Gateway) answeredBy(rec *audit.Record, e *entry, args json.RawMessage) 
 // (an upstream's own figure in the result replaces it, see audited).
 func charged(rec *audit.Record, e *entry) {
 	rec.Cost, rec.Currency, rec.CostSource = e.cost, e.currency, "card"
-}
-
-// traceparentRE is a W3C traceparent: version, trace id, parent id, flags.
-var traceparentRE = regexp.MustCompile(`^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}`)
-
-// traceID returns the trace id of a traceparent, or "" when it is not one
-// (or is the invalid all-zero id).
-func traceID(traceparent string) string {
-	m := traceparentRE.FindStringSubmatch(traceparent)
-	if m == nil || m[1] == "00000000000000000000000000000000" {
-		return ""
-	}
-	return m[1]
 }
 
 // decided records a policy decision.

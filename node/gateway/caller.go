@@ -27,7 +27,7 @@ func (g *Gateway) withCaller(next mcp.MethodHandler) mcp.MethodHandler {
 		if id == "" {
 			id = tokens.NewRequestID()
 		}
-		return next(tokens.ContextWithCaller(ctx, tokens.Caller{Principal: p.ID, Tenant: p.Tenant, RequestID: id}), method, req)
+		return next(tokens.ContextWithCaller(ctx, tokens.Caller{Principal: p.ID, Tenant: p.Tenant, Via: viaOf(ctx), RequestID: id}), method, req)
 	}
 }
 

@@ -742,6 +742,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	next := ep.stateless
 	if useStateful(r, call, batch) {
 		next = ep.stateful
+	} else {
+		var release context.CancelFunc
+		if r, release, ok = withCarriedDeadline(w, r); !ok {
+			return
+		}
+		defer release()
 	}
 	g.withLimitWriter(w, r, next)
 }

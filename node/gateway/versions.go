@@ -16,6 +16,7 @@ import (
 
 	"github.com/mcpmesh/mcpmesh/node/audit"
 	"github.com/mcpmesh/mcpmesh/node/policy"
+	"github.com/mcpmesh/mcpmesh/node/upstream"
 	"github.com/mcpmesh/mcpmesh/node/validate"
 	"github.com/mcpmesh/mcpmesh/registry/card"
 	"github.com/mcpmesh/mcpmesh/trust/agentauth"
@@ -53,6 +54,11 @@ func (g *Gateway) handler(ep *endpoint, r *route, exposed string) mcp.ToolHandle
 			return nil, err
 		}
 		rec := g.callRecord(ctx, req, p, exposed)
+		// The upstream request carries the call's trace context (and a
+		// forwarded one the assertion the pool mints for it).
+		if tp := traceparentOf(ctx, req); tp != "" {
+			ctx = upstream.ContextWithTraceparent(ctx, tp)
+		}
 		res, err := g.serveCall(ctx, ep, r, req, p, c, rec)
 		out, err := g.audited(ctx, rec, c.start, res, err)
 		res, _ = out.(*mcp.CallToolResult)

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 )
 
 // TransportFederation is the transport of a tool another BU exports to
@@ -51,6 +52,19 @@ type Federation interface {
 	// Assert mints the credential of one tools/call of tool (the
 	// exporter's own tool name) at t, on behalf of the caller in ctx.
 	Assert(ctx context.Context, t Target, tool string) (string, error)
+	// CallTimeout bounds one call to another BU, in place of the pool's
+	// Config.CallTimeout; zero keeps that.
+	CallTimeout() time.Duration
+}
+
+// callTimeout bounds one call to t.
+func (p *Pool) callTimeout(t Target) time.Duration {
+	if t.Transport == TransportFederation && p.fed != nil {
+		if d := p.fed.CallTimeout(); d > 0 {
+			return d
+		}
+	}
+	return p.cfg.CallTimeout
 }
 
 // WithFederation lets the pool call tools of other BUs (TransportFederation).
@@ -91,7 +105,9 @@ func (ft federationTransport) RoundTrip(r *http.Request) (*http.Response, error)
 	return ft.base.RoundTrip(r)
 }
 
-// federationClient is the HTTP client of a federation target's sessions.
+// federationClient is the HTTP client of a federation target's sessions:
+// each request carries its assertion, its call's trace context and the
+// time the call has left (hop.go).
 func (p *Pool) federationClient() (*http.Client, error) {
 	if p.fed == nil {
 		return nil, fmt.Errorf("federation is not configured on this node")
@@ -101,6 +117,6 @@ func (p *Pool) federationClient() (*http.Client, error) {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	c.Transport = federationTransport{base: base}
+	c.Transport = federationTransport{base: hopTransport{base: base}}
 	return &c, nil
 }

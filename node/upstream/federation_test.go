@@ -46,6 +46,8 @@ func (f *testFederation) Assert(ctx context.Context, t Target, tool string) (str
 	return "assertion:" + t.Namespace + ":" + t.Server + ":" + tool + ":" + c.Principal, nil
 }
 
+func (f *testFederation) CallTimeout() time.Duration { return 0 }
+
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

@@ -67,18 +67,19 @@ func withToken(ctx context.Context, t Target, tok string) context.Context {
 }
 
 // httpFor returns the HTTP client of t's sessions: the pool's, with every
-// request authorized by a token for t. Connections are still pooled across
+// request authorized by a token for t and carrying its call's trace
+// context and deadline (hop.go). Connections are still pooled across
 // upstreams (the transport underneath is shared).
 func (p *Pool) httpFor(t Target) *http.Client {
-	if p.tokens == nil {
-		return p.http
-	}
 	base := p.http.Transport
 	if base == nil {
 		base = http.DefaultTransport
 	}
 	c := *p.http
-	c.Transport = &tokenTransport{base: base, audience: t.Server, tokens: p.tokens}
+	c.Transport = hopTransport{base: base}
+	if p.tokens != nil {
+		c.Transport = &tokenTransport{base: c.Transport, audience: t.Server, tokens: p.tokens}
+	}
 	return &c
 }
 

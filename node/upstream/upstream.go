@@ -261,6 +261,9 @@ func (p *Pool) callTool(ctx context.Context, t Target, src source, params *mcp.C
 	if t.Transport == TransportFederation {
 		ctx = context.WithValue(ctx, callToolKey{}, params.Name)
 	}
+	if tp, _ := TraceparentFromContext(ctx); tp != "" {
+		withTrace(params, tp)
+	}
 	var res *mcp.CallToolResult
 	err := p.do(ctx, t, src, func(ctx context.Context, s *mcp.ClientSession) error {
 		var err error
@@ -416,7 +419,10 @@ func (p *Pool) do(ctx context.Context, t Target, src source, fn func(context.Con
 	if err != nil {
 		return err
 	}
-	ctx, cancel := detach(ctx, p.cfg.CallTimeout)
+	// Also read before detaching: the call's trace context (hop.go).
+	tp, _ := TraceparentFromContext(ctx)
+	caller := ctx
+	ctx, cancel := detach(ctx, p.callTimeout(t))
 	defer cancel()
 	// The session is set up under the node's own token (withToken is
 	// only for the request itself): sessions are shared by every agent.
@@ -425,6 +431,9 @@ func (p *Pool) do(ctx context.Context, t Target, src source, fn func(context.Con
 		return err
 	}
 	callCtx := withToken(ctx, t, tok)
+	if tp != "" {
+		callCtx = ContextWithTraceparent(callCtx, tp)
+	}
 	err = fn(callCtx, s)
 	if err != nil && versionRejected(err) && p.downgrade(c) {
 		// The upstream refused the request before handling it; retry once
@@ -435,7 +444,9 @@ func (p *Pool) do(ctx context.Context, t Target, src source, fn func(context.Con
 		}
 		err = fn(callCtx, s)
 	}
-	if err != nil && isTransportFailure(ctx, err) {
+	// A call its caller stopped waiting for (cancelled, or past a deadline
+	// the caller set or another BU carried) says nothing of the upstream.
+	if err != nil && !callerGone(caller) && isTransportFailure(ctx, err) {
 		src.drop(c, s)
 		p.failed(c, err)
 		return fmt.Errorf("%s: %w", t.Key(), err)
@@ -479,6 +490,17 @@ func withEarlierDeadline(ctx context.Context, cancel context.CancelFunc, d time.
 		dcancel()
 		cancel()
 	}
+}
+
+// callerGone reports whether the caller of ctx stopped waiting: it was
+// cancelled or its deadline passed (checked by the clock too, since the
+// call's own copy of that deadline may fire before ctx's timer does).
+func callerGone(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
 }
 
 // isTransportFailure separates a broken connection from an answer: an

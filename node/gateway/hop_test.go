@@ -1,0 +1,83 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpmesh/mcpmesh/node/upstream"
+)
+
+// TestTraceparentOf: a forwarded call's trace is the one its verified
+// assertion gave the context, even none, over the request's unsigned
+// _meta and header; otherwise _meta wins over the header, and anything
+// that is not a valid traceparent is none.
+func TestTraceparentOf(t *testing.T) {
+	const (
+		signed = "00-11111111111111111111111111111111-1111111111111111-01"
+		meta   = "00-22222222222222222222222222222222-2222222222222222-01"
+		header = "00-33333333333333333333333333333333-3333333333333333-01"
+	)
+	req := func(m, h string) *mcp.CallToolRequest {
+		r := &mcp.CallToolRequest{Params: &mcp.CallToolParamsRaw{}, Extra: &mcp.RequestExtra{Header: http.Header{}}}
+		if m != "" {
+			r.Params.Meta = mcp.Meta{"traceparent": m}
+		}
+		if h != "" {
+			r.Extra.Header.Set("Traceparent", h)
+		}
+		return r
+	}
+	bg := context.Background()
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		req  *mcp.CallToolRequest
+		want string
+	}{
+		{"assertion over both", upstream.ContextWithTraceparent(bg, signed), req(meta, header), signed},
+		{"assertion without a trace", upstream.ContextWithTraceparent(bg, ""), req(meta, header), ""},
+		{"meta over header", bg, req(meta, header), meta},
+		{"header", bg, req("", header), header},
+		{"invalid meta", bg, req("00-zz", header), ""},
+		{"invalid header", bg, req("", "garbage"), ""},
+		{"none", bg, &mcp.CallToolRequest{}, ""},
+	} {
+		if got := traceparentOf(tc.ctx, tc.req); got != tc.want {
+			t.Errorf("%s: traceparentOf = %q; want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestCarriedDeadline: a request's Mcpmesh-Timeout bounds its context; a
+// malformed one is refused with 400.
+func TestCarriedDeadline(t *testing.T) {
+	r := httptest.NewRequest(http.MethodPost, "/mcp", nil)
+	r.Header.Set(upstream.TimeoutHeader, "1500")
+	before := time.Now()
+	w := httptest.NewRecorder()
+	r2, release, ok := withCarriedDeadline(w, r)
+	if !ok {
+		t.Fatalf("refused: %d %s", w.Code, w.Body)
+	}
+	defer release()
+	d, has := r2.Context().Deadline()
+	if !has || d.Before(before.Add(1500*time.Millisecond)) || d.After(time.Now().Add(1500*time.Millisecond)) {
+		t.Errorf("deadline %v (has %v); want 1.5s from the request", d, has)
+	}
+
+	r = httptest.NewRequest(http.MethodPost, "/mcp", nil)
+	if r2, _, ok := withCarriedDeadline(httptest.NewRecorder(), r); !ok || r2 != r {
+		t.Errorf("a request without the header was changed or refused")
+	}
+
+	r.Header.Set(upstream.TimeoutHeader, "soon")
+	w = httptest.NewRecorder()
+	if _, _, ok := withCarriedDeadline(w, r); ok || w.Code != http.StatusBadRequest {
+		t.Errorf("a malformed header was accepted: %d", w.Code)
+	}
+}
