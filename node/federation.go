@@ -334,7 +334,10 @@ func (f *federation) serveForwarded(w http.ResponseWriter, r *http.Request) {
 	method, tool, batch := gateway.PeekCall(r, forwardedBodyLimit)
 	if batch {
 		// A batch would carry several calls under one assertion.
-		forwardedError(w, http.StatusBadRequest, "a forwarded request must be one JSON-RPC message (an object), not a batch")
+		err := errors.New("a forwarded request must be one JSON-RPC message (an object), not a batch")
+		f.logger.Info("federation: forwarded request refused", "peer", peerID.String(), "server", server, "error", err)
+		auditForwardedRefusal(f.n, peerID, "forwarded request", server, "batch", err)
+		forwardedError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	p := agentauth.Principal{ID: peerID.String(), TrustDomain: peerID.TrustDomain().Name(), Method: agentauth.MethodFederation}
@@ -407,7 +410,7 @@ func (w h3Writer) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // puts the refusal on the audit record.
 func (f *federation) refuseForwarded(w http.ResponseWriter, r *http.Request, peerID spiffeid.ID, tool, reason string, err error) {
 	f.logger.Info("federation: forwarded call refused", "peer", peerID.String(), "tool", tool, "reason", reason, "error", err)
-	auditForwardedRefusal(f.n, peerID, tool, reason, err)
+	auditForwardedRefusal(f.n, peerID, "tools/call "+tool, tool, "federation assertion "+reason, err)
 	status := http.StatusUnauthorized
 	if errors.Is(err, assertion.ErrReplayCacheFull) {
 		status = http.StatusServiceUnavailable
@@ -527,14 +530,15 @@ func (ft federationTransport) RoundTrip(r *http.Request) (*http.Response, error)
 
 var _ upstream.Federation = (*federation)(nil)
 
-// auditForwardedRefusal records a forwarded call whose assertion this
-// node refused: who presented it (the peer node), for which tool, and why.
-func auditForwardedRefusal(n *Node, peerID spiffeid.ID, tool, reason string, err error) {
+// auditForwardedRefusal records a forwarded request this node refused
+// (its assertion, or its shape): who sent it (the peer node), what it
+// asked, and why.
+func auditForwardedRefusal(n *Node, peerID spiffeid.ID, action, target, reason string, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	rec := audit.Record{Kind: audit.KindAuth, Namespace: n.cfg.Namespace, AuthMethod: string(agentauth.MethodFederation), Principal: peerID.String(),
-		Actors: []string{peerID.String()}, Action: "tools/call " + tool, Target: tool, Outcome: audit.OutcomeRefused, Reason: "federation assertion " + reason + ": " + err.Error()}
+		Actors: []string{peerID.String()}, Action: action, Target: target, Outcome: audit.OutcomeRefused, Reason: reason + ": " + err.Error()}
 	if _, aerr := n.audit.Append(ctx, rec); aerr != nil {
-		n.logger.Error("audit: the record of a refused federation assertion could not be written", "peer", peerID.String(), "error", aerr)
+		n.logger.Error("audit: the record of a refused forwarded request could not be written", "peer", peerID.String(), "error", aerr)
 	}
 }

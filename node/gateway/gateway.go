@@ -680,6 +680,11 @@ func (g *Gateway) upstreamError(e *entry, err error) error {
 	}
 	g.logger.Warn("gateway: upstream call failed", "server", e.server, "version", e.version, "tool", e.tool, "error", err)
 	if ns := e.target.Namespace; ns != "" {
+		if errors.Is(err, upstream.ErrNoToken) {
+			// This node would not vouch for the call: the manifest in
+			// force does not (or no longer) let this BU call ns.
+			return &jsonrpc.Error{Code: CodeRemoteUnavailable, Message: fmt.Sprintf("namespace %s cannot be called from this BU now: %v; central security's federation manifest decides which BUs may call which", ns, err)}
+		}
 		return &jsonrpc.Error{Code: CodeRemoteUnavailable, Message: fmt.Sprintf("namespace %s did not answer the call of %s@%s: %v; this BU's own tools are unaffected; retry later", ns, e.server, e.version, err)}
 	}
 	msg := fmt.Sprintf("upstream %s@%s failed: %v", e.server, e.version, err)

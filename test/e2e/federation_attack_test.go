@@ -161,7 +161,7 @@ func testForwardedAttacks(t *testing.T, m *mesh) {
 		token  string
 		body   string
 		status int
-		reason string // on finance n1's audit record; "" for none
+		reason string // on finance n1's audit record
 	}{
 		{"replayed assertion", n1, tok, lookupBody("replay-2"), http.StatusUnauthorized, "replayed"},
 		{"audience another BU's gateway", n1, n1.mint(t, legalTD, spiffeid.ID{}), lookupBody("aud"), http.StatusUnauthorized, "audience"},
@@ -169,8 +169,8 @@ func testForwardedAttacks(t *testing.T, m *mesh) {
 		{"issuer is not the mTLS peer", n2, n1.mint(t, finTD, spiffeid.ID{}), lookupBody("peer"), http.StatusUnauthorized, "peer"},
 		{"tools/call with no assertion", n1, "", lookupBody("none"), http.StatusUnauthorized, "missing"},
 		// serveForwarded refuses a batch before looking at the
-		// assertion, and audits nothing.
-		{"batch", n1, n1.mint(t, finTD, spiffeid.ID{}), "[" + lookupBody("batch") + "]", http.StatusBadRequest, ""},
+		// assertion.
+		{"batch", n1, n1.mint(t, finTD, spiffeid.ID{}), "[" + lookupBody("batch") + "]", http.StatusBadRequest, "batch"},
 	}
 	for _, c := range cases {
 		a := c.from.forward(t, finTD, addr1, c.token, c.body)
@@ -199,18 +199,18 @@ func testForwardedAttacks(t *testing.T, m *mesh) {
 	// Finance's audit names each refused assertion and why.
 	var refusals []audit.Record
 	for _, r := range auditRecords(t, m.fin, fin1, "auth", false) {
-		if r.Outcome == audit.OutcomeRefused && strings.HasPrefix(r.Reason, "federation assertion ") {
+		if r.Outcome == audit.OutcomeRefused && r.AuthMethod == "federation" {
 			refusals = append(refusals, r)
 		}
 	}
 	for _, c := range cases {
-		if c.reason == "" {
-			continue
+		want, target := "federation assertion "+c.reason+":", ledgerServer+"/lookup"
+		if c.reason == "batch" {
+			want, target = "batch:", ledgerServer
 		}
-		want := "federation assertion " + c.reason + ":"
 		found := false
 		for _, r := range refusals {
-			if strings.HasPrefix(r.Reason, want) && r.Principal == c.from.id.String() && r.Target == ledgerServer+"/lookup" {
+			if strings.HasPrefix(r.Reason, want) && r.Principal == c.from.id.String() && r.Target == target {
 				found = true
 			}
 		}
