@@ -132,3 +132,39 @@ func TestFederationTargets(t *testing.T) {
 		t.Fatalf("call without federation: %v", err)
 	}
 }
+
+// TestSlowRemoteToolKeepsTheBU: a call to another BU that runs out of the
+// call timeout (the remote tool was slow) does not count against that BU:
+// the next call goes through at once, where an unreachable upstream's
+// failure would make the pool wait before dialling again.
+func TestSlowRemoteToolKeepsTheBU(t *testing.T) {
+	const server = "corp.finance/ledger"
+	release := make(chan struct{})
+	s := mcp.NewServer(&mcp.Implementation{Name: "finance", Version: "1"}, nil)
+	s.AddTool(&mcp.Tool{Name: "generate_report", InputSchema: json.RawMessage(`{"type":"object"}`)}, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		if strings.Contains(string(req.Params.Arguments), `"slow"`) {
+			select {
+			case <-ctx.Done():
+			case <-release:
+			}
+		}
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "report"}}}, nil
+	})
+	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, &mcp.StreamableHTTPOptions{Stateless: true})
+	mux := http.NewServeMux()
+	mux.Handle(FederationPath+server, h)
+	fed := &testFederation{srv: httptest.NewServer(mux)}
+	defer fed.srv.Close()
+	p := NewPool(Config{CallTimeout: 300 * time.Millisecond, BreakerThreshold: 1}, WithFederation(fed))
+	defer p.Close()
+	defer close(release) // first: the server's Close waits for the held call
+	target := Target{Namespace: "finance", Server: server, Version: "2.0.0", Transport: TransportFederation, URL: FederationURL("finance", server)}
+	ctx := tokens.ContextWithCaller(context.Background(), tokens.Caller{Principal: "oidc:alice", Tenant: "payroll", RequestID: "r1"})
+	if _, err := p.CallTool(ctx, target, &mcp.CallToolParams{Name: "generate_report", Arguments: map[string]any{"slow": true}}, nil); err == nil {
+		t.Fatal("a call held past the call timeout returned no error")
+	}
+	res, err := p.CallTool(ctx, target, &mcp.CallToolParams{Name: "generate_report", Arguments: map[string]any{}}, nil)
+	if err != nil || res.IsError {
+		t.Fatalf("the call after a slow one: %+v, %v; want it answered", res, err)
+	}
+}

@@ -446,7 +446,13 @@ func (p *Pool) do(ctx context.Context, t Target, src source, fn func(context.Con
 	}
 	// A call its caller stopped waiting for (cancelled, or past a deadline
 	// the caller set or another BU carried) says nothing of the upstream.
-	if err != nil && !callerGone(caller) && isTransportFailure(ctx, err) {
+	// Nor does a call to another BU that ran out of its call timeout: the
+	// remote tool was slow, and that BU's node, which answers for its
+	// upstream's health with its own breakers, was reached (a BU that
+	// cannot be reached fails before, with no connection or a refused
+	// certificate, and is counted).
+	slowRemote := t.Transport == TransportFederation && errors.Is(ctx.Err(), context.DeadlineExceeded)
+	if err != nil && !callerGone(caller) && !slowRemote && isTransportFailure(ctx, err) {
 		src.drop(c, s)
 		p.failed(c, err)
 		return fmt.Errorf("%s: %w", t.Key(), err)

@@ -28,12 +28,20 @@ const ledgerServer = "corp.finance/ledger"
 // for it, which it returns. It pushes no manifest.
 func (m *mesh) exportLedger(t *testing.T, ledgerURL string) string {
 	t.Helper()
+	return m.export(t, ledgerServer, "lookup", upstreamCard(ledgerServer, "1.0.0", ledgerURL))
+}
+
+// export registers server version 1.0.0 (card) in finance, exporting its
+// tool to hr, and gives hr a tenant, a permissive policy and an API key
+// for it, which it returns. It pushes no manifest.
+func (m *mesh) export(t *testing.T, server, tool string, card []byte) string {
+	t.Helper()
 	fin, hr := running(m.fin), running(m.hr)
 	catalog := permitAll(t)
-	writeFile(t, catalog, "exports.yaml", []byte("- server: "+ledgerServer+"\n  tools: [lookup]\n  to:\n    - trust_domain: hr.example.corp\n"))
+	writeFile(t, catalog, "exports.yaml", []byte("- server: "+server+"\n  tools: ["+tool+"]\n  to:\n    - trust_domain: hr.example.corp\n"))
 	mustCLI(t, m.fin, fin, "apply", "-f", catalog)
-	mustCLI(t, m.fin, fin, "registry", "submit", "-f", writeCard(t, upstreamCard(ledgerServer, "1.0.0", ledgerURL)))
-	mustCLI(t, m.fin, fin, "registry", "approve", ledgerServer+"@1.0.0")
+	mustCLI(t, m.fin, fin, "registry", "submit", "-f", writeCard(t, card))
+	mustCLI(t, m.fin, fin, "registry", "approve", server+"@1.0.0")
 	mustCLI(t, m.hr, hr, "tenant", "add", "payroll", "-owner", "alice@corp.example")
 	mustCLI(t, m.hr, hr, "apply", "-f", permitAll(t))
 	return createKey(t, m.hr, hr, "payroll", "e2e agent").Secret

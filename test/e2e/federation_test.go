@@ -263,38 +263,15 @@ func TestCrossBUCall(t *testing.T) {
 	m := startMesh(t)
 	hrN, finN := m.hr.Nodes[0], m.fin.Nodes[0]
 
-	catalog := permitAll(t)
-	writeFile(t, catalog, "exports.yaml", []byte("- server: corp.finance/ledger\n  tools: [lookup]\n  to:\n    - trust_domain: hr.example.corp\n"))
-	mustCLI(t, m.fin, finN, "apply", "-f", catalog)
-	mustCLI(t, m.fin, finN, "registry", "submit", "-f", writeCard(t, upstreamCard("corp.finance/ledger", "1.0.0", ledger.URL)))
-	mustCLI(t, m.fin, finN, "registry", "approve", "corp.finance/ledger@1.0.0")
+	key := m.exportLedger(t, ledger.URL)
 	mustCLI(t, m.fin, finN, "registry", "submit", "-f", writeCard(t, upstreamCard("corp.finance/secret", "1.0.0", secret.URL)))
 	mustCLI(t, m.fin, finN, "registry", "approve", "corp.finance/secret@1.0.0")
-
-	mustCLI(t, m.hr, hrN, "tenant", "add", "payroll", "-owner", "alice@corp.example")
-	mustCLI(t, m.hr, hrN, "apply", "-f", permitAll(t))
-	key := createKey(t, m.hr, hrN, "payroll", "e2e agent").Secret
 	m.push(t, "hr>finance")
 
-	var names []string
-	imported := testcluster.Eventually(60*time.Second, func() bool {
-		s, err := tryConnect(t, hrN.URL()+"/mcp", "2026-07-28", key)
-		if err != nil {
-			return false
-		}
-		res, err := s.ListTools(t.Context(), nil)
-		if err != nil {
-			return false
-		}
-		names = names[:0]
-		for _, tool := range res.Tools {
-			names = append(names, tool.Name)
-		}
-		return slices.Contains(names, "finance.lookup")
-	})
-	if !imported {
-		out, _ := m.hr.CLI(hrN, "peers")
-		t.Fatalf("hr never listed finance.lookup: tools %v\npeers:\n%s\nhr log:\n%s\nfinance log:\n%s", names, out, hrN.LogTail(40), finN.LogTail(40))
+	waitListed(t, m.hr, hrN, key, "finance.lookup", 60*time.Second)
+	names, err := listTools(t, hrN, key)
+	if err != nil {
+		t.Fatal(err)
 	}
 	if slices.ContainsFunc(names, func(n string) bool { return strings.Contains(n, "secret") }) {
 		t.Errorf("hr lists a tool finance does not export: %v", names)

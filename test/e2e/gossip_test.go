@@ -27,14 +27,7 @@ func TestMeshGossip(t *testing.T) {
 	ledger := startUpstream(t, "ledger")
 	m := startMesh(t)
 	hrN, finN := m.hr.Nodes[0], m.fin.Nodes[0]
-	catalog := permitAll(t)
-	writeFile(t, catalog, "exports.yaml", []byte("- server: corp.finance/ledger\n  tools: [lookup]\n  to:\n    - trust_domain: hr.example.corp\n"))
-	mustCLI(t, m.fin, finN, "apply", "-f", catalog)
-	mustCLI(t, m.fin, finN, "registry", "submit", "-f", writeCard(t, upstreamCard("corp.finance/ledger", "1.0.0", ledger.URL)))
-	mustCLI(t, m.fin, finN, "registry", "approve", "corp.finance/ledger@1.0.0")
-	mustCLI(t, m.hr, hrN, "tenant", "add", "payroll", "-owner", "alice@corp.example")
-	mustCLI(t, m.hr, hrN, "apply", "-f", permitAll(t))
-	key := createKey(t, m.hr, hrN, "payroll", "e2e agent").Secret
+	key := m.exportLedger(t, ledger.URL)
 	m.push(t, "hr>finance")
 
 	mesh := func() api.MeshResponse {
