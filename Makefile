@@ -113,6 +113,18 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./node/audit/
 	cd third_party/go-sdk && $(GO) test -run '^$$' -fuzz FuzzPatchedUnmarshalMatchesOriginal -fuzztime $(FUZZTIME) ./internal/json/
 	$(GO) test -run '^$$' -fuzz FuzzParseLimits -fuzztime $(FUZZTIME) ./registry/apply/
+	$(GO) test -tags $(TAGS) -run '^$$' -fuzz '^FuzzParseQuotas$$' -fuzztime $(FUZZTIME) ./registry/apply/
+	$(GO) test -tags $(TAGS) -run '^$$' -fuzz '^FuzzParseExports$$' -fuzztime $(FUZZTIME) ./registry/apply/
+	$(GO) test -tags $(TAGS) -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./trust/manifest/
+	$(GO) test -tags $(TAGS) -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./trust/manifest/
+	$(GO) test -tags $(TAGS) -run '^$$' -fuzz '^FuzzFetchedBundle$$' -fuzztime $(FUZZTIME) ./trust/bundles/
+	$(GO) test -tags $(TAGS) -run '^$$' -fuzz '^FuzzClaims$$' -fuzztime $(FUZZTIME) ./federation/assertion/
+	$(GO) test -tags $(TAGS) -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./federation/assertion/
+	$(GO) test -tags $(TAGS) -run '^$$' -fuzz '^FuzzDecodeCatalog$$' -fuzztime $(FUZZTIME) ./federation/catalog/
+	$(GO) test -tags $(TAGS) -run '^$$' -fuzz '^FuzzDecodeHint$$' -fuzztime $(FUZZTIME) ./federation/gossip/
+	$(GO) test -tags $(TAGS) -run '^$$' -fuzz '^FuzzParseKeyring$$' -fuzztime $(FUZZTIME) ./federation/gossip/
+	$(GO) test -tags $(TAGS) -run '^$$' -fuzz '^FuzzVerifyPeer$$' -fuzztime $(FUZZTIME) ./federation/peer/
+	$(GO) test -tags $(TAGS) -run '^$$' -fuzz '^FuzzParseTimeout$$' -fuzztime $(FUZZTIME) ./node/upstream/
 
 clean:
 	rm -rf bin examples/cluster/data
