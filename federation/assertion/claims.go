@@ -10,6 +10,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/mcpmesh/mcpmesh/internal/tracecontext"
 )
 
 // Algorithm is the only signature algorithm minted and accepted.
@@ -232,7 +234,7 @@ func checkCall(c *wireCall) error {
 	if err := checkList("scope", c.Scope, MaxScopes); err != nil {
 		return err
 	}
-	if c.Trace != "" && !validTraceparent(c.Trace) {
+	if c.Trace != "" && !tracecontext.Valid(c.Trace) {
 		return fmt.Errorf("trace %q is not a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)", c.Trace)
 	}
 	return nil
@@ -254,22 +256,4 @@ func checkSubject(sub string, issuer spiffeid.TrustDomain) error {
 		}
 	}
 	return nil
-}
-
-// validTraceparent checks the W3C trace-context traceparent shape of
-// version 00: 00-<trace id, 32 lower hex>-<parent id, 16 lower hex>-<flags, 2 lower hex>.
-func validTraceparent(s string) bool {
-	if len(s) != 55 || s[2] != '-' || s[35] != '-' || s[52] != '-' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if i == 2 || i == 35 || i == 52 {
-			continue
-		}
-		c := s[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return s[:2] == "00"
 }

@@ -11,9 +11,9 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcpmesh/mcpmesh/internal/tracecontext"
 	"github.com/mcpmesh/mcpmesh/node/audit"
 	"github.com/mcpmesh/mcpmesh/node/policy"
-	"github.com/mcpmesh/mcpmesh/node/upstream"
 	"github.com/mcpmesh/mcpmesh/trust/agentauth"
 )
 
@@ -96,7 +96,7 @@ func (g *Gateway) callRecord(ctx context.Context, req *mcp.CallToolRequest, p ag
 	if req.Params != nil {
 		rec.WorkflowID, _ = req.Params.Meta[MetaWorkflowID].(string)
 	}
-	rec.TraceID = upstream.TraceID(traceparentOf(ctx, req))
+	rec.TraceID = tracecontext.TraceID(traceparentOf(ctx, req))
 	return rec
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcpmesh/mcpmesh/internal/tracecontext"
 	"github.com/mcpmesh/mcpmesh/node/upstream"
 )
 
@@ -54,7 +55,7 @@ func traceparentOf(ctx context.Context, req *mcp.CallToolRequest) string {
 }
 
 func validOrNone(tp string) string {
-	if upstream.ValidTraceparent(tp) {
+	if tracecontext.Valid(tp) {
 		return tp
 	}
 	return ""

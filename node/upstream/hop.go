@@ -7,10 +7,11 @@ import (
 	"maps"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpmesh/mcpmesh/internal/tracecontext"
 )
 
 // What crosses a hop besides the call itself: the W3C trace context of
@@ -61,32 +62,6 @@ func TraceparentFromContext(ctx context.Context) (string, bool) {
 	return tp, ok
 }
 
-// ValidTraceparent reports whether tp is a W3C traceparent of version 00
-// as its specification defines it: "00-<32 lower hex trace id>-<16 lower
-// hex parent id>-<2 lower hex flags>", neither id all zeros.
-func ValidTraceparent(tp string) bool {
-	if len(tp) != 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-' || tp[:2] != "00" {
-		return false
-	}
-	for i := 0; i < len(tp); i++ {
-		if i == 2 || i == 35 || i == 52 {
-			continue
-		}
-		if c := tp[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return tp[3:35] != strings.Repeat("0", 32) && tp[36:52] != strings.Repeat("0", 16)
-}
-
-// TraceID returns the trace id of a valid traceparent, else "".
-func TraceID(tp string) string {
-	if !ValidTraceparent(tp) {
-		return ""
-	}
-	return tp[3:35]
-}
-
 // ErrTimeoutHeader is why ParseTimeout refuses a value.
 var ErrTimeoutHeader = errors.New(TimeoutHeader + " must be the milliseconds the caller still waits: a positive integer of at most 9 digits")
 
@@ -126,7 +101,7 @@ func truncate(s string) string {
 // withTrace puts tp, when it is a valid traceparent, in params' _meta (a
 // copy of the map: the caller's own is left alone).
 func withTrace(params *mcp.CallToolParams, tp string) {
-	if !ValidTraceparent(tp) {
+	if !tracecontext.Valid(tp) {
 		return
 	}
 	meta := maps.Clone(params.Meta)
@@ -146,11 +121,11 @@ type hopTransport struct{ base http.RoundTripper }
 func (ht hopTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	tp, _ := r.Context().Value(traceKey{}).(string)
 	d, hasDeadline := r.Context().Deadline()
-	if !ValidTraceparent(tp) && !hasDeadline {
+	if !tracecontext.Valid(tp) && !hasDeadline {
 		return ht.base.RoundTrip(r)
 	}
 	r = r.Clone(r.Context())
-	if ValidTraceparent(tp) {
+	if tracecontext.Valid(tp) {
 		r.Header.Set("Traceparent", tp)
 	}
 	if hasDeadline {
