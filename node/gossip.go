@@ -184,6 +184,11 @@ func (g *meshGossip) observe(m gossip.Member) {
 	g.mu.Lock()
 	g.pending[m.Name] = m
 	g.mu.Unlock()
+	g.poke()
+}
+
+// poke wakes run to act on what is pending, never blocking.
+func (g *meshGossip) poke() {
 	select {
 	case g.wake <- struct{}{}:
 	default:
@@ -213,10 +218,7 @@ func (g *meshGossip) recheck() {
 		g.pending[name] = p.member
 	}
 	g.mu.Unlock()
-	select {
-	case g.wake <- struct{}{}:
-	default:
-	}
+	g.poke()
 }
 
 // act handles one changed member of another BU.
@@ -233,7 +235,7 @@ func (g *meshGossip) act(ctx context.Context, m gossip.Member) {
 	}
 	p.member = m
 	if m.HintErr != nil {
-		p.verified, p.refused = "", "unusable hint: "+m.HintErr.Error()
+		p.verified, p.refused, p.pending = "", "unusable hint: "+m.HintErr.Error(), ""
 	}
 	verified, checkedAt := p.verified, p.checkedAt
 	g.mu.Unlock()
@@ -247,14 +249,14 @@ func (g *meshGossip) act(ctx context.Context, m gossip.Member) {
 	}
 	if err != nil {
 		g.checks.WithLabelValues(claimUnmapped).Inc()
-		g.setRefused(m.Name, err.Error())
+		g.setCheck(m.Name, "", err.Error(), "")
 		g.logger.Debug("gossip: a member's claims do not match the manifest; ignored", "member", m.Name, "error", err)
 		return
 	}
 	if !slices.Contains(cur.Peers(g.f.td), td) {
 		// No relationship: this node neither calls it nor can
 		// authenticate it.
-		g.setRefused(m.Name, "")
+		g.setCheck(m.Name, "", "", "")
 		return
 	}
 	have := manifestVersion(g.f.holder)
@@ -324,30 +326,21 @@ func (g *meshGossip) check(ctx context.Context, m gossip.Member, td spiffeid.Tru
 	if err != nil {
 		if forgedClaim(err) {
 			g.checks.WithLabelValues(claimRefused).Inc()
-			g.setRefused(m.Name, err.Error())
+			g.setCheck(m.Name, "", err.Error(), "")
 			g.logger.Warn("gossip: refused a member's claims: its peer listener is not a node of the trust domain it claims", "member", m.Name, "peer_addr", addr, "claimed_trust_domain", td.Name(), "error", err)
 			return false
 		}
 		g.checks.WithLabelValues(claimUnchecked).Inc()
-		g.mu.Lock()
-		if p := g.peers[m.Name]; p != nil {
-			p.verified, p.refused, p.pending = "", "", err.Error()
-		}
-		g.mu.Unlock()
+		g.setCheck(m.Name, "", "", err.Error())
 		g.logger.Debug("gossip: a member's peer listener did not answer; checking again later", "member", m.Name, "peer_addr", addr, "error", err)
 		return false
 	}
 	defer resp.Body.Close()
 	body, rerr := io.ReadAll(io.LimitReader(resp.Body, manifest.MaxSize+1))
 	g.checks.WithLabelValues(claimVerified).Inc()
-	g.mu.Lock()
-	if p := g.peers[m.Name]; p != nil {
-		if p.verified != addr {
-			g.logger.Info("gossip: verified a member of another BU", "member", m.Name, "trust_domain", td.Name(), "peer_addr", addr)
-		}
-		p.verified, p.refused, p.pending = addr, "", ""
+	if was := g.setCheck(m.Name, addr, "", ""); was != addr {
+		g.logger.Info("gossip: verified a member of another BU", "member", m.Name, "trust_domain", td.Name(), "peer_addr", addr)
 	}
-	g.mu.Unlock()
 	if commit && resp.StatusCode == http.StatusOK && rerr == nil {
 		g.commitManifest(ctx, m, body)
 	}
@@ -404,12 +397,17 @@ func forgedClaim(err error) bool {
 	return false
 }
 
-func (g *meshGossip) setRefused(name, why string) {
+// setCheck records the outcome of looking at member name's claims: the
+// address verified, why they were refused, or why they are not checked
+// yet (at most one is set). It reports the address verified before.
+func (g *meshGossip) setCheck(name, verified, refused, pending string) (was string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if p := g.peers[name]; p != nil {
-		p.verified, p.refused, p.pending = "", why, ""
+		was = p.verified
+		p.verified, p.refused, p.pending = verified, refused, pending
 	}
+	return was
 }
 
 // storedSequence is the sequence of trust domain td's stored bundle; 0
