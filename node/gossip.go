@@ -457,15 +457,14 @@ func (g *meshGossip) advertise() {
 
 // order puts addrs, a BU's peer addresses in the manifest's order, in the
 // order to try them: those gossip does not know to be down, then the
-// verified live addresses of td's members the manifest does not list,
+// verified live addresses of td's members the manifest does not list (sorted),
 // then those whose member was verified there and has since failed or
 // left.
 func (g *meshGossip) order(td spiffeid.TrustDomain, addrs []string) []string {
 	g.mu.Lock()
 	alive, down := map[string]bool{}, map[string]bool{}
 	var extra []string
-	for _, name := range sortedKeys(g.peers) {
-		p := g.peers[name]
+	for _, p := range g.peers {
 		if p.verified == "" || p.member.Hint.TrustDomain != td.Name() {
 			continue
 		}
@@ -479,6 +478,7 @@ func (g *meshGossip) order(td spiffeid.TrustDomain, addrs []string) []string {
 		}
 	}
 	g.mu.Unlock()
+	slices.Sort(extra)
 	out := make([]string, 0, len(addrs)+len(extra))
 	var last []string
 	for _, a := range addrs {
@@ -490,15 +490,6 @@ func (g *meshGossip) order(td spiffeid.TrustDomain, addrs []string) []string {
 	}
 	out = append(out, extra...)
 	return append(out, last...)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // members is GET /v1/federation/members: the pool's members, with what
