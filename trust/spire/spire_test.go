@@ -94,6 +94,7 @@ func TestSource(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- src.Run(ctx) }()
 	old := svid.Certificates[0].SerialNumber
+	changed := src.Changed()
 	srv.Rotate()
 	deadline := time.Now().Add(10 * time.Second)
 	var serial string
@@ -109,6 +110,11 @@ func TestSource(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "serial="+serial) {
 		t.Errorf("Run did not log the rotated-in SVID %s:\n%s", serial, logs.String())
+	}
+	select {
+	case <-changed:
+	case <-time.After(10 * time.Second):
+		t.Error("Changed was not closed after the rotation")
 	}
 	cancel()
 	if err := <-done; err != context.Canceled {
