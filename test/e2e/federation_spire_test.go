@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -199,15 +200,98 @@ func TestCrossBUCallSPIRE(t *testing.T) {
 	if a := p.forward(t, finTD, m.finPeer, p.mint(t, finTD, spiffeid.ID{}), lookupBody("x5c")); !a.served("x5c") {
 		t.Errorf("control: an x5c assertion signed with hr's SVID was not served: %s", a)
 	}
-	found := false
-	var refusals []string
-	for _, r := range auditRecords(t, m.fin, finN, "auth", false) {
-		if r.Outcome == audit.OutcomeRefused && r.AuthMethod == "federation" {
-			refusals = append(refusals, r.Reason)
-			found = found || (strings.HasPrefix(r.Reason, "federation assertion unknown_key:") && r.Principal == p.id.String())
+	if n := unknownKeyRefusals(t, m.fin, finN, p.id); n != 1 {
+		t.Errorf("finance has %d audit records of the refused rogue assertion; want 1", n)
+	}
+
+	// SPIRE rotates hr's CA: prepares the next CA (its root joins the
+	// bundle), activates it (SVIDs from it), prunes the old one. Adding
+	// and pruning each raise the sequence of the bundle hr's node serves,
+	// finance's leader stores it (gossip tells it), and calls go on both
+	// ways at every step. Then an SVID of the old CA signs for nothing.
+	nextDir := filepath.Join(t.TempDir(), "next")
+	nextCA, err := ca.Init(nextDir, hrTD, ca.WithClock(func() time.Time { return time.Now().Add(2 * time.Second) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq = bundleSequence(t, finN, hrTD.Name())
+	rose := func(name string) {
+		t.Helper()
+		start, got := time.Now(), uint64(0)
+		if !testcluster.Eventually(45*time.Second, func() bool { got = bundleSequence(t, finN, hrTD.Name()); return got > seq }) {
+			t.Fatalf("%s: finance still holds hr's bundle of sequence %d\nhr log:\n%s\nfinance log:\n%s", name, got, hrN.LogTail(20), finN.LogTail(20))
+		}
+		t.Logf("%s: finance stored hr's bundle of sequence %d (was %d) %v after the Workload API's update", name, got, seq, time.Since(start).Round(time.Millisecond))
+		seq = got
+	}
+	if _, err := hrBU.spire.SetCA(spireCA, spireCA, nextCA); err != nil {
+		t.Fatal(err)
+	}
+	rose("next CA prepared")
+	call("next CA prepared: hr to finance", m.hr, m.fin, key, "finance.lookup", "prepared", "ledger:prepared")
+
+	activated, err := hrBU.spire.SetCA(nextCA, spireCA, nextCA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	both := x509bundle.FromX509Authorities(hrTD, append(spireCA.Bundle().X509Authorities(), nextCA.Bundle().X509Authorities()...))
+	if !testcluster.Eventually(catchUp, func() bool {
+		leaf, err := servedLeaf(m.hrPeer, both, hrNode)
+		if err != nil {
+			last = err.Error()
+			return false
+		}
+		last = "serial " + leaf.SerialNumber.Text(16)
+		return leaf.Equal(activated.Certificates[0])
+	}) {
+		t.Fatalf("hr's node does not present its SVID from the next CA; last: %s", last)
+	}
+	call("next CA active: hr to finance", m.hr, m.fin, key, "finance.lookup", "active", "ledger:active")
+	call("next CA active: finance to hr", m.fin, m.hr, finKey, "hr.lookup", "active", "directory:active")
+
+	if _, err := hrBU.spire.SetCA(nextCA, nextCA); err != nil {
+		t.Fatal(err)
+	}
+	rose("old CA pruned")
+	call("old CA pruned: hr to finance", m.hr, m.fin, key, "finance.lookup", "pruned", "ledger:pruned")
+	call("old CA pruned: finance to hr", m.fin, m.hr, finKey, "hr.lookup", "pruned", "directory:pruned")
+	p2 := newPeerNode(t, nextDir, hrN.ID, finTD, filepath.Join(m.fin.CADir, "ca.crt"))
+	p = p2
+	signWith(spireCA)
+	if a := p.forward(t, finTD, m.finPeer, p.mint(t, finTD, spiffeid.ID{}), lookupBody("retired")); a.err != nil || a.status != http.StatusUnauthorized || strings.Contains(a.body, "ledger:") {
+		t.Errorf("an assertion signed with an SVID of hr's retired CA: %s; want 401", a)
+	}
+	if n := unknownKeyRefusals(t, m.fin, finN, p.id); n != 2 {
+		t.Errorf("finance has %d audit records of refused x5c chains; want 2 (the rogue CA's, the retired CA's)", n)
+	}
+}
+
+// unknownKeyRefusals counts n's audit records of forwarded calls from
+// node id refused for an unknown key.
+func unknownKeyRefusals(t *testing.T, c *testcluster.Cluster, n *testcluster.Node, id spiffeid.ID) int {
+	t.Helper()
+	count := 0
+	for _, r := range auditRecords(t, c, n, "auth", false) {
+		if r.Outcome == audit.OutcomeRefused && r.AuthMethod == "federation" && r.Principal == id.String() &&
+			strings.HasPrefix(r.Reason, "federation assertion unknown_key:") {
+			count++
 		}
 	}
-	if !found {
-		t.Errorf("finance has no audit record of the refused rogue assertion; refusals: %q", refusals)
+	return count
+}
+
+var sequenceMetric = regexp.MustCompile(`(?m)^mcpmesh_federation_bundle_sequence\{trust_domain="([a-z0-9.-]+)"\} ([0-9.e+]+)$`)
+
+// bundleSequence reads the sequence of trust domain td's bundle in n's
+// trusted set, 0 when it has none.
+func bundleSequence(t *testing.T, n *testcluster.Node, td string) uint64 {
+	t.Helper()
+	_, body := get(t, n.URL()+"/metrics", "")
+	for _, m := range sequenceMetric.FindAllStringSubmatch(body, -1) {
+		if m[1] == td {
+			v, _ := strconv.ParseFloat(m[2], 64)
+			return uint64(v)
+		}
 	}
+	return 0
 }
