@@ -42,6 +42,9 @@ import (
 // is also that node's peer listener (UDP for HTTP/3, TCP for the bundle
 // endpoint). Gossip (meshGossip) orders them by liveness and adds the
 // verified addresses of a BU's nodes the manifest does not list.
+//
+// It works with either identity source (trust.source); what differs, the
+// own bundle and how assertions are signed, is in federation_spire.go.
 type federation struct {
 	n      *Node
 	td     spiffeid.TrustDomain
