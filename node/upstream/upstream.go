@@ -268,7 +268,8 @@ func (p *Pool) callTool(ctx context.Context, t Target, src source, params *mcp.C
 		ctx = context.WithValue(ctx, callToolKey{}, params.Name)
 	}
 	if tp, _ := TraceparentFromContext(ctx); tp != "" {
-		withTrace(params, tp)
+		ts, _ := TracestateFromContext(ctx)
+		withTrace(params, tp, ts)
 	}
 	var res *mcp.CallToolResult
 	err := p.do(ctx, t, src, func(ctx context.Context, s *mcp.ClientSession) error {
@@ -427,6 +428,7 @@ func (p *Pool) do(ctx context.Context, t Target, src source, fn func(context.Con
 	}
 	// Also read before detaching: the call's trace context (hop.go).
 	tp, _ := TraceparentFromContext(ctx)
+	ts, _ := TracestateFromContext(ctx)
 	caller := ctx
 	ctx, cancel := detach(ctx, p.callTimeout(t))
 	defer cancel()
@@ -438,7 +440,7 @@ func (p *Pool) do(ctx context.Context, t Target, src source, fn func(context.Con
 	}
 	callCtx := withToken(ctx, t, tok)
 	if tp != "" {
-		callCtx = ContextWithTraceparent(callCtx, tp)
+		callCtx = ContextWithTracestate(ContextWithTraceparent(callCtx, tp), ts)
 	}
 	err = fn(callCtx, s)
 	if err != nil && versionRejected(err) && p.downgrade(c) {
