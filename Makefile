@@ -28,10 +28,13 @@ monitoring:
 
 # The go-sdk is built from third_party/go-sdk, v1.8.0 with one patch
 # (PATCHES.md): its JSON package's tests, and the check that the patched
-# Unmarshal decodes what the original did.
+# Unmarshal decodes what the original did; and segmentio/encoding, which
+# go-sdk decodes with, from third_party/segmentio-encoding with one patch:
+# its check.
 .PHONY: patched-sdk
 patched-sdk:
 	cd third_party/go-sdk && $(GO) test -count=1 ./internal/json/
+	cd third_party/segmentio-encoding && $(GO) test -count=1 ./json/
 
 unit:
 	$(GO) test -tags $(TAGS) $(TESTFLAGS) $$($(GO) list ./... | grep -v /test/)

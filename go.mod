@@ -83,3 +83,6 @@ require (
 )
 
 replace github.com/modelcontextprotocol/go-sdk => ./third_party/go-sdk
+
+// segmentio/encoding v0.5.4 with one patch (third_party/segmentio-encoding/PATCHES.md).
+replace github.com/segmentio/encoding => ./third_party/segmentio-encoding

@@ -25,6 +25,7 @@ import (
 	"github.com/mcpmesh/mcpmesh/node/audit"
 	"github.com/mcpmesh/mcpmesh/node/gateway"
 	"github.com/mcpmesh/mcpmesh/node/upstream"
+	"github.com/mcpmesh/mcpmesh/registry/state"
 	"github.com/mcpmesh/mcpmesh/trust/agentauth"
 	"github.com/mcpmesh/mcpmesh/trust/bundles"
 	"github.com/mcpmesh/mcpmesh/trust/manifest"
@@ -63,6 +64,9 @@ type federation struct {
 	// applied marks the manifest version and stored bundle sequences
 	// reconcile last applied (only follow's goroutine uses it).
 	applied string
+	// exports caches the exported catalogs forwarded calls are checked
+	// against (federation_exports.go).
+	exports exportsCache
 }
 
 // newFederation builds the node's federation from its config; nil when
@@ -77,6 +81,7 @@ func newFederation(n *Node, td spiffeid.TrustDomain, nodeID spiffeid.ID, reg pro
 		return nil, fmt.Errorf("federation.manifest_key_file: %w", err)
 	}
 	f := &federation{n: n, td: td, logger: n.logger.With("component", "federation"), holder: &manifest.Holder{}}
+	f.exports.applied, f.exports.read = n.cluster.FSM.AppliedIndex, n.cluster.FSM.ExportedCatalog
 	n.manifestKey = pub
 	if err := reg.Register(manifest.NewCollector(f.holder)); err != nil {
 		return nil, fmt.Errorf("register manifest metrics: %w", err)
@@ -373,7 +378,7 @@ func (f *federation) serveForwarded(w http.ResponseWriter, r *http.Request) {
 		// and this node, and the trace is the signed one, whatever the
 		// request's unsigned header or _meta say.
 		ctx = gateway.ContextWithVia(ctx, ap.Actor.String())
-		ctx = upstream.ContextWithTraceparent(ctx, ap.Trace)
+		ctx = upstream.ContextWithTracestate(upstream.ContextWithTraceparent(ctx, ap.Trace), ap.TraceState)
 	}
 	r.Header.Del("Authorization")
 	r = r.WithContext(agentauth.NewContext(ctx, p))
@@ -444,10 +449,17 @@ func (f *federation) exportCheck(p agentauth.Principal, server, tool, version st
 		// that call no tool.
 		return errors.New("a forwarded tools/call must carry the calling node's federation assertion for its caller")
 	}
-	cat, err := f.n.cluster.FSM.ExportedCatalog(p.TrustDomain)
+	cat, err := f.exports.get(p.TrustDomain)
 	if err != nil {
 		return fmt.Errorf("exports unreadable: %w", err)
 	}
+	return exportedTo(cat, p, server, tool, version)
+}
+
+// exportedTo says whether cat, the catalog exported to p's trust domain,
+// lets p call the tool version: it must be in it, and p must match the
+// export's principal prefixes (its own id at its BU) and carry its scopes.
+func exportedTo(cat state.ExportedCatalog, p agentauth.Principal, server, tool, version string) error {
 	for _, t := range cat.Tools {
 		if t.Server != server || t.Name != tool || t.Version != version {
 			continue
@@ -496,6 +508,9 @@ func (f *federation) Assert(ctx context.Context, t upstream.Target, tool string)
 		call.RequestID = c.RequestID
 	}
 	call.Trace, _ = upstream.TraceparentFromContext(ctx)
+	if call.Trace != "" {
+		call.TraceState, _ = upstream.TracestateFromContext(ctx)
+	}
 	return f.minter.Mint(d.ID(), call)
 }
 

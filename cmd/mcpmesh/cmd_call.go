@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -108,6 +110,11 @@ func runCall(ctx context.Context, args []string, stdout io.Writer) error {
 		params.Meta = mcp.Meta{"io.mcpmesh/version": *pin}
 	}
 	res, err := sess.CallTool(ctx, params)
+	if je := (*jsonrpc.Error)(nil); errors.As(err, &je) {
+		// go-sdk appends the HTTP status of a refused request ("rejected
+		// by transport: Bad Request"); the JSON-RPC error is the answer.
+		return fmt.Errorf("%s: error %d: %s", pos[0], je.Code, je.Message)
+	}
 	if err != nil {
 		return err
 	}

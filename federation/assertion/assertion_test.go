@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -85,7 +86,7 @@ func newTestVerifier(t testing.TB, bundles jwtbundle.Source, node spiffeid.ID, o
 
 var aliceCall = Call{Principal: "oidc:alice", Tenant: "acme", Groups: []string{"payroll", "admins"}, Scopes: []string{"reports:read"},
 	Tool: "corp.finance/reports/generate_report", Version: "1.2.0", RequestID: "req-1",
-	Trace: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+	Trace: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", TraceState: "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"}
 
 func mustMint(t testing.TB, m *Minter, target spiffeid.TrustDomain, c Call) string {
 	t.Helper()
@@ -134,14 +135,14 @@ func TestRoundTrip(t *testing.T) {
 	}
 	want := Claims{Issuer: hrNode, Subject: "oidc:alice", Audience: GatewayID(financeTD), IssuedAt: t0, NotBefore: t0, Expiry: t0.Add(time.Minute),
 		ID: std.ID, Tenant: "acme", Groups: []string{"payroll", "admins"}, Scopes: []string{"reports:read"}, Tool: aliceCall.Tool, Version: "1.2.0",
-		RequestID: "req-1", Trace: aliceCall.Trace}
+		RequestID: "req-1", Trace: aliceCall.Trace, TraceState: aliceCall.TraceState}
 	if diff := cmp.Diff(want, c, cmp.Comparer(func(a, b spiffeid.ID) bool { return a == b })); diff != "" {
 		t.Errorf("claims (-want +got):\n%s", diff)
 	}
 	p := PrincipalOf(c)
 	wantP := Principal{ID: "hr.example.corp/oidc:alice", TrustDomain: "hr.example.corp", Subject: "oidc:alice", Tenant: "hr.example.corp/acme",
 		Groups: []string{"hr.example.corp/payroll", "hr.example.corp/admins"}, Scopes: []string{"reports:read"}, Actor: hrNode,
-		RequestID: "req-1", Trace: aliceCall.Trace, Tool: aliceCall.Tool, Version: "1.2.0"}
+		RequestID: "req-1", Trace: aliceCall.Trace, TraceState: aliceCall.TraceState, Tool: aliceCall.Tool, Version: "1.2.0"}
 	if diff := cmp.Diff(wantP, p, cmp.Comparer(func(a, b spiffeid.ID) bool { return a == b })); diff != "" {
 		t.Errorf("principal (-want +got):\n%s", diff)
 	}
@@ -425,13 +426,21 @@ func TestMintRefuses(t *testing.T) {
 		call   func(c *Call)
 		want   string
 	}{
-		"no principal":        {financeTD, func(c *Call) { c.Principal = "" }, "sub is empty"},
-		"no tool":             {financeTD, func(c *Call) { c.Tool = "" }, "tool is empty"},
-		"no target":           {spiffeid.TrustDomain{}, func(*Call) {}, "target trust domain is empty"},
-		"own trust domain":    {hrTD, func(*Call) {}, "own trust domain"},
-		"too many scopes":     {financeTD, func(c *Call) { c.Scopes = make([]string, MaxScopes+1) }, "scope has 33 entries"},
-		"long group":          {financeTD, func(c *Call) { c.Groups = []string{strings.Repeat("g", MaxValueBytes+1)} }, "groups[0] is 129 bytes"},
-		"bad traceparent":     {financeTD, func(c *Call) { c.Trace = "00-xyz" }, "not a W3C traceparent"},
+		"no principal":     {financeTD, func(c *Call) { c.Principal = "" }, "sub is empty"},
+		"no tool":          {financeTD, func(c *Call) { c.Tool = "" }, "tool is empty"},
+		"no target":        {spiffeid.TrustDomain{}, func(*Call) {}, "target trust domain is empty"},
+		"own trust domain": {hrTD, func(*Call) {}, "own trust domain"},
+		"too many scopes":  {financeTD, func(c *Call) { c.Scopes = make([]string, MaxScopes+1) }, "scope has 33 entries"},
+		"long group":       {financeTD, func(c *Call) { c.Groups = []string{strings.Repeat("g", MaxValueBytes+1)} }, "groups[0] is 129 bytes"},
+		"bad traceparent":  {financeTD, func(c *Call) { c.Trace = "00-xyz" }, "not a W3C traceparent"},
+		"bad tracestate":   {financeTD, func(c *Call) { c.TraceState = "Rojo=1" }, "not a W3C tracestate"},
+		"tracestate alone": {financeTD, func(c *Call) { c.Trace = "" }, "not a W3C tracestate"},
+		"33 tracestate members": {financeTD, func(c *Call) {
+			c.TraceState = ""
+			for i := range 33 {
+				c.TraceState += "k" + strconv.Itoa(i) + "=1,"
+			}
+		}, "at most 32 members"},
 		"control in tenant":   {financeTD, func(c *Call) { c.Tenant = "a\x00b" }, "tenant holds invalid UTF-8 or control characters"},
 		"invalid utf-8 scope": {financeTD, func(c *Call) { c.Scopes = []string{"\xff"} }, "scope[0] holds invalid UTF-8"},
 	} {

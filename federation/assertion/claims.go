@@ -97,6 +97,10 @@ type Call struct {
 	RequestID string
 	// Trace is the W3C traceparent of the forwarded call, or "".
 	Trace string
+	// TraceState is the W3C tracestate that goes with Trace, or "": at
+	// most tracecontext.MaxStateMembers members and MaxStateLen
+	// characters, and only with a Trace.
+	TraceState string
 	// TargetNode, when set, pins the assertion to that node of the target
 	// BU: no other node of the BU accepts it (see the package doc on
 	// replay). Mint a new assertion for each node a call is tried on.
@@ -116,15 +120,16 @@ type Claims struct {
 	IssuedAt, NotBefore, Expiry time.Time
 	// ID is the jti.
 	ID string
-	// Tenant, Groups, Scopes, Tool, Version, RequestID and Trace are the
-	// fields of Call of the same names.
-	Tenant    string
-	Groups    []string
-	Scopes    []string
-	Tool      string
-	Version   string
-	RequestID string
-	Trace     string
+	// Tenant, Groups, Scopes, Tool, Version, RequestID, Trace and
+	// TraceState are the fields of Call of the same names.
+	Tenant     string
+	Groups     []string
+	Scopes     []string
+	Tool       string
+	Version    string
+	RequestID  string
+	Trace      string
+	TraceState string
 	// TargetNode is the node the assertion is pinned to, or zero.
 	TargetNode spiffeid.ID
 }
@@ -159,6 +164,7 @@ type wireCall struct {
 	Version    string   `json:"version,omitempty"`
 	RequestID  string   `json:"request_id"`
 	Trace      string   `json:"trace,omitempty"`
+	TraceState string   `json:"tracestate,omitempty"`
 	TargetNode string   `json:"node,omitempty"`
 }
 
@@ -237,6 +243,9 @@ func checkCall(c *wireCall) error {
 	if c.Trace != "" && !tracecontext.Valid(c.Trace) {
 		return fmt.Errorf("trace %q is not a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)", c.Trace)
 	}
+	if c.TraceState != "" && (c.Trace == "" || !tracecontext.ValidState(c.TraceState)) {
+		return fmt.Errorf("tracestate %q is not a W3C tracestate of at most %d members and %d characters with a traceparent", truncateState(c.TraceState), tracecontext.MaxStateMembers, tracecontext.MaxStateLen)
+	}
 	return nil
 }
 
@@ -256,4 +265,12 @@ func checkSubject(sub string, issuer spiffeid.TrustDomain) error {
 		}
 	}
 	return nil
+}
+
+// truncateState shortens a refused tracestate for an error message.
+func truncateState(ts string) string {
+	if len(ts) > 64 {
+		return ts[:64] + "…"
+	}
+	return ts
 }

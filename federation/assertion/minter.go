@@ -178,7 +178,7 @@ func (m *Minter) Mint(target spiffeid.TrustDomain, c Call) (string, error) {
 		Expiry:    jwt.NewNumericDate(now.Add(m.ttl)),
 		ID:        randomID(),
 		Call: &wireCall{Tenant: c.Tenant, Groups: c.Groups, Scope: c.Scopes, Tool: c.Tool, Version: c.Version,
-			RequestID: c.RequestID, Trace: c.Trace},
+			RequestID: c.RequestID, Trace: c.Trace, TraceState: c.TraceState},
 	}
 	if !c.TargetNode.IsZero() {
 		w.Call.TargetNode = c.TargetNode.String()

@@ -43,8 +43,9 @@ type Principal struct {
 	// RequestID is the calling node's request id, to record the call
 	// under on both sides.
 	RequestID string
-	// Trace is the W3C traceparent of the call, or "".
-	Trace string
+	// Trace is the W3C traceparent of the call, or "", and TraceState
+	// its tracestate, or "".
+	Trace, TraceState string
 	// Tool and Version are what the assertion is for.
 	Tool, Version string
 }
@@ -54,7 +55,7 @@ type Principal struct {
 func PrincipalOf(c Claims) Principal {
 	td := c.Issuer.TrustDomain().Name()
 	p := Principal{ID: QualifiedName(td, c.Subject), TrustDomain: td, Subject: c.Subject, Scopes: slices.Clone(c.Scopes),
-		Actor: c.Issuer, RequestID: c.RequestID, Trace: c.Trace, Tool: c.Tool, Version: c.Version}
+		Actor: c.Issuer, RequestID: c.RequestID, Trace: c.Trace, TraceState: c.TraceState, Tool: c.Tool, Version: c.Version}
 	if strings.HasPrefix(c.Subject, "spiffe://") {
 		p.ID = c.Subject
 	}

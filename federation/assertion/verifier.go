@@ -385,7 +385,7 @@ func (v *Verifier) check(w wireClaims, peer spiffeid.ID, now time.Time) (Claims,
 	}
 	return Claims{Issuer: iss, Subject: w.Subject, Audience: GatewayID(v.cfg.TrustDomain), IssuedAt: iat, NotBefore: nbf, Expiry: exp,
 		ID: w.ID, Tenant: w.Call.Tenant, Groups: w.Call.Groups, Scopes: w.Call.Scope, Tool: w.Call.Tool, Version: w.Call.Version,
-		RequestID: w.Call.RequestID, Trace: w.Call.Trace, TargetNode: target}, nil
+		RequestID: w.Call.RequestID, Trace: w.Call.Trace, TraceState: w.Call.TraceState, TargetNode: target}, nil
 }
 
 func actorOf(a *wireActor) string {

@@ -8,8 +8,9 @@
 // and the relationships their exports.yaml call for, pushes it to both,
 // and waits until every BU lists what the others share with it (hr:
 // finance.generate_report), so the first cross-BU call works. The example upstream
-// servers (examples/servers) run in the same process at the addresses
-// their cards name, and each BU's MCP endpoint is open without
+// servers (examples/servers) run in the same process, on ports derived
+// from the base port (ports.go: the cards' own addresses are moved there),
+// and each BU's MCP endpoint is open without
 // authentication — dev is the one place a config grants that.
 //
 // It writes what clients need to <data dir>/dev.json. State lives in the
@@ -30,6 +31,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path"
 	"path/filepath"
@@ -57,7 +59,8 @@ type Config struct {
 	// BasePort is the first of the ports used: BU i (0-based, in name
 	// order) serves HTTP on BasePort+i, Raft on BasePort+100+i, its peer
 	// listener (UDP and TCP) on BasePort+200+i and gossip on
-	// BasePort+300+i. Default 7700.
+	// BasePort+300+i. The example servers listen from BasePort+400 (one
+	// port per card, in catalog order). Default 7700.
 	BasePort int
 	// Catalog holds the server cards to seed, one directory per namespace.
 	// Default: the embedded examples (hr, finance).
@@ -116,8 +119,8 @@ func Run(ctx context.Context, cfg Config, out io.Writer, logger *slog.Logger) er
 	if cfg.BasePort == 0 {
 		cfg.BasePort = 7700
 	}
-	if cfg.BasePort < 1024 || cfg.BasePort > 65535-400 {
-		return fmt.Errorf("dev: base port %d out of range 1024-65135", cfg.BasePort)
+	if cfg.BasePort < 1024 || cfg.BasePort > maxBasePort {
+		return fmt.Errorf("dev: base port %d out of range 1024-%d", cfg.BasePort, maxBasePort)
 	}
 	if cfg.Catalog == nil {
 		cfg.Catalog = examples.Catalog()
@@ -127,6 +130,10 @@ func Run(ctx context.Context, cfg Config, out io.Writer, logger *slog.Logger) er
 		return err
 	}
 	exports, err := loadExports(cfg.Catalog, namespaces)
+	if err != nil {
+		return err
+	}
+	cards, err := catalogCards(cfg.Catalog, cfg.BasePort)
 	if err != nil {
 		return err
 	}
@@ -156,7 +163,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer, logger *slog.Logger) er
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g, gctx := errgroup.WithContext(ctx)
-	if err := startUpstreams(gctx, g, cfg.Catalog, info.Namespaces, logger); err != nil {
+	if err := startUpstreams(gctx, g, cards, info.Namespaces, logger); err != nil {
 		cancel()
 		g.Wait() // the servers already started
 		for _, n := range nodes {
@@ -175,7 +182,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer, logger *slog.Logger) er
 				return err
 			}
 			clients[ns] = c
-			servers, err := seed(gctx, c, cfg.Catalog, ns)
+			servers, err := seed(gctx, c, cards, ns, cfg.BasePort)
 			if err != nil {
 				return fmt.Errorf("dev: seed %s: %w", ns, err)
 			}
@@ -314,18 +321,17 @@ func readOrCreateToken(path string) (string, error) {
 }
 
 // seed submits every card of the namespace and approves what is submitted.
-func seed(ctx context.Context, c *api.Client, catalog fs.FS, ns string) ([]string, error) {
-	files, err := fs.Glob(catalog, path.Join(ns, "*.json"))
-	if err != nil {
-		return nil, err
-	}
+func seed(ctx context.Context, c *api.Client, cards []catalogCard, ns string, base int) ([]string, error) {
 	var servers []string
-	for _, f := range files {
-		raw, err := fs.ReadFile(catalog, f)
-		if err != nil {
-			return nil, err
+	for _, cc := range cards {
+		if path.Dir(cc.file) != ns {
+			continue
 		}
+		f, raw := cc.file, cc.raw
 		res, err := submitWhenReady(ctx, c, raw)
+		if apiErr := (*api.Error)(nil); errors.As(err, &apiErr) && apiErr.Status == http.StatusConflict {
+			return nil, fmt.Errorf("%s: %w; this data dir was seeded with other example server addresses (another -base-port, or an older mcpmesh dev): start with the base port it was created with (%d now), or with a new -data dir", f, err, base)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", f, err)
 		}

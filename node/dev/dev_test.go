@@ -223,6 +223,10 @@ func TestDevSeedsAndResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, v := range vs {
+		// The example servers listen on ports of this mesh's own.
+		if port := base + 400 + map[string]int{"1.0.0": 0, "2.0.0": 1}[v.Version]; v.Governance.Upstream.URL != fmt.Sprintf("http://127.0.0.1:%d/mcp", port) {
+			t.Errorf("%s@%s upstream %s, want port %d (base %d + 400 + its place in the catalog)", v.Server, v.Version, v.Governance.Upstream.URL, port, base)
+		}
 		want, n := card.StateApproved, 2
 		if v.Version == "1.0.0" {
 			want, n = card.StateDeprecated, 3
@@ -325,7 +329,7 @@ func freeBase(t *testing.T) int {
 	for range 100 {
 		base := 10000 + rand.IntN(20000)
 		free := true
-		for _, p := range []int{base, base + 1, base + 100, base + 101, base + 200, base + 201, base + 300, base + 301} {
+		for _, p := range []int{base, base + 1, base + 100, base + 101, base + 200, base + 201, base + 300, base + 301, base + 400, base + 401, base + 402} {
 			addr := fmt.Sprintf("127.0.0.1:%d", p)
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -23,21 +22,15 @@ import (
 )
 
 // startUpstreams serves, in this process, every catalog card that has an
-// example server, at the address and path its card names. The directory
+// example server, at the address and path its card names (catalogCards
+// moved it to its dev port). The directory
 // runs as a legacy (stateful) server and the ledgers as 2026-07-28
 // (stateless) ones, so the dev mesh shows both protocol eras upstream.
 // Each verifies the tokens of its BU's node (namespaces: the catalog
 // directory's) against the key set that node publishes.
-func startUpstreams(ctx context.Context, g *errgroup.Group, catalog fs.FS, namespaces map[string]Namespace, logger *slog.Logger) error {
-	files, err := fs.Glob(catalog, "*/*.json")
-	if err != nil {
-		return err
-	}
-	for _, f := range files {
-		raw, err := fs.ReadFile(catalog, f)
-		if err != nil {
-			return err
-		}
+func startUpstreams(ctx context.Context, g *errgroup.Group, cards []catalogCard, namespaces map[string]Namespace, logger *slog.Logger) error {
+	for _, cc := range cards {
+		f, raw := cc.file, cc.raw
 		var c card.Card
 		if err := json.Unmarshal(raw, &c); err != nil {
 			return fmt.Errorf("dev: %s: %w", f, err)

@@ -13,8 +13,10 @@ import (
 // CodeRefusedByExporter is the JSON-RPC error of a call another BU
 // forwarded that this BU refuses: the tool is not exported to the
 // caller's trust domain (or principal, or scopes), or the request is not a
-// tool call.
-const CodeRefusedByExporter = -32022
+// tool call. Like CodeRemoteUnavailable it lies in the range MCP leaves to
+// implementations, so a 2026-07-28 client gets it as the call's error with
+// HTTP 200, not as a protocol error.
+const CodeRefusedByExporter = -32009
 
 // ExportCheck decides whether a caller of another BU (a principal with
 // agentauth.MethodFederation) may call version of server's tool: nil if

@@ -703,8 +703,12 @@ func (g *Gateway) upstreamError(e *entry, err error) error {
 const codeUpstreamUnavailable = -32019
 
 // CodeRemoteUnavailable is the JSON-RPC error of a call of another BU's
-// tool when no node of that BU answered.
-const CodeRemoteUnavailable = -32021
+// tool when no node of that BU answered. It lies in the range the
+// 2026-07-28 revision leaves to implementations (-32000 to -32019): MCP
+// reserves -32020 to -32099, and go-sdk answers its own -32021 (missing
+// client capabilities) and -32022 (unsupported protocol version) with
+// HTTP 400, as protocol errors a client acts on.
+const CodeRemoteUnavailable = -32018
 
 // ServeHTTP serves /mcp and /mcp/s/<namespace>/<server>. Requests must
 // have passed agentauth's middleware, which authenticates them; any other

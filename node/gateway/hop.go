@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"slices"
+	"strings"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -50,6 +51,36 @@ func traceparentOf(ctx context.Context, req *mcp.CallToolRequest) string {
 	}
 	if req.Extra != nil && req.Extra.Header != nil {
 		return validOrNone(req.Extra.Header.Get("traceparent"))
+	}
+	return ""
+}
+
+// tracestateOf returns the W3C tracestate that goes with traceparentOf's
+// traceparent, from the same carrier: a forwarded call's verified
+// assertion, else the request's _meta["tracestate"] beside its
+// _meta["traceparent"], else its "tracestate" headers (joined, as the
+// specification says). One that is not valid (tracecontext.ValidState: at
+// most 32 members and 512 characters) counts as none.
+func tracestateOf(ctx context.Context, req *mcp.CallToolRequest) string {
+	if _, ok := upstream.TraceparentFromContext(ctx); ok {
+		ts, _ := upstream.TracestateFromContext(ctx)
+		return validStateOrNone(ts)
+	}
+	if req.Params != nil {
+		if tp, _ := req.Params.Meta[upstream.MetaTraceparent].(string); tp != "" {
+			ts, _ := req.Params.Meta[upstream.MetaTracestate].(string)
+			return validStateOrNone(ts)
+		}
+	}
+	if req.Extra != nil && req.Extra.Header != nil {
+		return validStateOrNone(strings.Join(req.Extra.Header.Values("tracestate"), ","))
+	}
+	return ""
+}
+
+func validStateOrNone(ts string) string {
+	if tracecontext.ValidState(ts) {
+		return ts
 	}
 	return ""
 }

@@ -53,6 +53,36 @@ func TestTraceparentOf(t *testing.T) {
 	}
 }
 
+// TestTracestateOf: the tracestate comes from where the traceparent came
+// from (the assertion, _meta, or the headers, joined), never from another
+// carrier, and an invalid one is none.
+func TestTracestateOf(t *testing.T) {
+	const tp = "00-22222222222222222222222222222222-2222222222222222-01"
+	req := func(meta mcp.Meta, h http.Header) *mcp.CallToolRequest {
+		return &mcp.CallToolRequest{Params: &mcp.CallToolParamsRaw{Meta: meta}, Extra: &mcp.RequestExtra{Header: h}}
+	}
+	signed := upstream.ContextWithTracestate(upstream.ContextWithTraceparent(context.Background(), tp), "signed=1")
+	bg := context.Background()
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		req  *mcp.CallToolRequest
+		want string
+	}{
+		{"assertion", signed, req(mcp.Meta{"traceparent": tp, "tracestate": "meta=1"}, http.Header{"Tracestate": {"h=1"}}), "signed=1"},
+		{"assertion without one", upstream.ContextWithTraceparent(bg, tp), req(mcp.Meta{"tracestate": "meta=1"}, nil), ""},
+		{"meta", bg, req(mcp.Meta{"traceparent": tp, "tracestate": "meta=1"}, http.Header{"Tracestate": {"h=1"}}), "meta=1"},
+		{"meta traceparent, header tracestate", bg, req(mcp.Meta{"traceparent": tp}, http.Header{"Tracestate": {"h=1"}}), ""},
+		{"headers joined", bg, req(nil, http.Header{"Traceparent": {tp}, "Tracestate": {"a=1", "b=2"}}), "a=1,b=2"},
+		{"invalid", bg, req(mcp.Meta{"traceparent": tp, "tracestate": "A=1"}, nil), ""},
+		{"a key twice", bg, req(nil, http.Header{"Traceparent": {tp}, "Tracestate": {"a=1", "a=2"}}), ""},
+	} {
+		if got := tracestateOf(tc.ctx, tc.req); got != tc.want {
+			t.Errorf("%s: tracestateOf = %q; want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
 // TestCarriedDeadline: a request's Mcpmesh-Timeout bounds its context; a
 // malformed one is refused with 400.
 func TestCarriedDeadline(t *testing.T) {

@@ -57,7 +57,8 @@ func (g *Gateway) handler(ep *endpoint, r *route, exposed string) mcp.ToolHandle
 		// The upstream request carries the call's trace context (and a
 		// forwarded one the assertion the pool mints for it).
 		if tp := traceparentOf(ctx, req); tp != "" {
-			ctx = upstream.ContextWithTraceparent(ctx, tp)
+			ts := tracestateOf(ctx, req)
+			ctx = upstream.ContextWithTracestate(upstream.ContextWithTraceparent(ctx, tp), ts)
 		}
 		res, err := g.serveCall(ctx, ep, r, req, p, c, rec)
 		out, err := g.audited(ctx, rec, c.start, res, err)

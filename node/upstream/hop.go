@@ -21,8 +21,10 @@ import (
 // unchanged (same trace id and parent span id) on every upstream request
 // made for the call, in _meta["traceparent"] (MCP's convention, the only
 // carrier a stdio upstream has) and, on HTTP upstreams, in the
-// "traceparent" header. Across BUs the calling node also signs it into
-// the federation assertion, and the exporting node takes it from there.
+// "traceparent" header; its tracestate goes with it the same ways, when
+// it is valid (bounded as the W3C specification says). Across BUs the
+// calling node also signs both into the federation assertion, and the
+// exporting node takes them from there.
 //
 // The deadline travels as TimeoutHeader, the milliseconds the caller
 // still waits, on every HTTP request whose context has a deadline: a
@@ -44,6 +46,12 @@ const MaxTimeoutDigits = 9
 // MetaTraceparent is the _meta key of W3C trace context.
 const MetaTraceparent = "traceparent"
 
+// MetaTracestate is the _meta key of the W3C tracestate that goes with
+// MetaTraceparent: vendor data passed on unchanged, and only with a valid
+// traceparent and when tracecontext.ValidState holds (at most 32 members
+// and 512 characters).
+const MetaTracestate = "tracestate"
+
 // traceKey marks a call's context with the traceparent to pass on.
 type traceKey struct{}
 
@@ -60,6 +68,23 @@ func ContextWithTraceparent(ctx context.Context, tp string) context.Context {
 func TraceparentFromContext(ctx context.Context) (string, bool) {
 	tp, ok := ctx.Value(traceKey{}).(string)
 	return tp, ok
+}
+
+// stateKey marks a call's context with the tracestate to pass on.
+type stateKey struct{}
+
+// ContextWithTracestate returns ctx carrying ts as the W3C tracestate of
+// the call made with it, passed on beside its traceparent; "" records that
+// the call has none.
+func ContextWithTracestate(ctx context.Context, ts string) context.Context {
+	return context.WithValue(ctx, stateKey{}, ts)
+}
+
+// TracestateFromContext returns the tracestate ContextWithTracestate put
+// in ctx, and whether there was one ("" included).
+func TracestateFromContext(ctx context.Context) (string, bool) {
+	ts, ok := ctx.Value(stateKey{}).(string)
+	return ts, ok
 }
 
 // ErrTimeoutHeader is why ParseTimeout refuses a value.
@@ -98,9 +123,11 @@ func truncate(s string) string {
 	return s
 }
 
-// withTrace puts tp, when it is a valid traceparent, in params' _meta (a
-// copy of the map: the caller's own is left alone).
-func withTrace(params *mcp.CallToolParams, tp string) {
+// withTrace puts tp, when it is a valid traceparent, in params' _meta
+// with ts when that is a valid tracestate (a copy of the map: the
+// caller's own is left alone). Any tracestate the params carried is
+// replaced or removed, so it never travels with another traceparent.
+func withTrace(params *mcp.CallToolParams, tp, ts string) {
 	if !tracecontext.Valid(tp) {
 		return
 	}
@@ -109,11 +136,16 @@ func withTrace(params *mcp.CallToolParams, tp string) {
 		meta = mcp.Meta{}
 	}
 	meta[MetaTraceparent] = tp
+	delete(meta, MetaTracestate)
+	if tracecontext.ValidState(ts) {
+		meta[MetaTracestate] = ts
+	}
 	params.Meta = meta
 }
 
-// hopTransport sets, on each request it sends, the traceparent of the call
-// the request is for (traceKey in its context) and the time left before
+// hopTransport sets, on each request it sends, the traceparent and
+// tracestate of the call the request is for (traceKey and stateKey in its
+// context) and the time left before
 // its context's deadline (TimeoutHeader).
 type hopTransport struct{ base http.RoundTripper }
 
@@ -127,6 +159,9 @@ func (ht hopTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	if tracecontext.Valid(tp) {
 		r.Header.Set("Traceparent", tp)
+		if ts, _ := r.Context().Value(stateKey{}).(string); tracecontext.ValidState(ts) {
+			r.Header.Set("Tracestate", ts)
+		}
 	}
 	if hasDeadline {
 		r.Header.Set(TimeoutHeader, FormatTimeout(time.Until(d)))

@@ -82,12 +82,14 @@ func FuzzParseTimeout(f *testing.F) {
 	})
 }
 
-// TestCallCarriesTraceAndDeadline: an upstream gets the call's traceparent,
-// unchanged, in _meta and the header, and the time its caller has left; a
+// TestCallCarriesTraceAndDeadline: an upstream gets the call's traceparent
+// and tracestate, unchanged, in _meta and the headers, and the time its
+// caller has left; a
 // call past its caller's deadline does not count against the upstream.
 func TestCallCarriesTraceAndDeadline(t *testing.T) {
 	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-	type seen struct{ meta, header, timeout string }
+	const ts = "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"
+	type seen struct{ meta, header, timeout, metaState, headerState string }
 	got := make(chan seen, 8)
 	// release ends a held call the upstream never saw cancelled (a
 	// stateless go-sdk server does not propagate it by default).
@@ -97,6 +99,8 @@ func TestCallCarriesTraceAndDeadline(t *testing.T) {
 		s := seen{}
 		s.meta, _ = req.Params.Meta[MetaTraceparent].(string)
 		s.header, s.timeout = req.Extra.Header.Get("Traceparent"), req.Extra.Header.Get(TimeoutHeader)
+		s.metaState, _ = req.Params.Meta[MetaTracestate].(string)
+		s.headerState = req.Extra.Header.Get("Tracestate")
 		got <- s
 		if _, hold := req.Params.Meta["hold"]; hold {
 			select {
@@ -111,7 +115,7 @@ func TestCallCarriesTraceAndDeadline(t *testing.T) {
 	defer p.Close()
 	target := Target{Server: "corp.test/t", Version: "1.0.0", Transport: TransportStreamableHTTP, URL: url}
 
-	ctx, cancel := context.WithTimeout(ContextWithTraceparent(t.Context(), tp), 3*time.Second)
+	ctx, cancel := context.WithTimeout(ContextWithTracestate(ContextWithTraceparent(t.Context(), tp), ts), 3*time.Second)
 	defer cancel()
 	meta := mcp.Meta{"other": "kept"}
 	if _, err := p.CallTool(ctx, target, &mcp.CallToolParams{Name: "t", Meta: meta}, nil); err != nil {
@@ -120,6 +124,9 @@ func TestCallCarriesTraceAndDeadline(t *testing.T) {
 	s := <-got
 	if s.meta != tp || s.header != tp {
 		t.Errorf("the upstream got traceparent %q in _meta, %q in its header; want %q", s.meta, s.header, tp)
+	}
+	if s.metaState != ts || s.headerState != ts {
+		t.Errorf("the upstream got tracestate %q in _meta, %q in its header; want %q", s.metaState, s.headerState, ts)
 	}
 	if ms, err := strconv.Atoi(s.timeout); err != nil || ms <= 0 || ms > 3000 {
 		t.Errorf("the upstream got %s %q; want at most the caller's 3000 ms", TimeoutHeader, s.timeout)
@@ -133,8 +140,18 @@ func TestCallCarriesTraceAndDeadline(t *testing.T) {
 		t.Fatal(err)
 	}
 	s = <-got
-	if s.meta != "" || s.header != "" {
-		t.Errorf("a call without a trace sent %q, %q", s.meta, s.header)
+	if s.meta != "" || s.header != "" || s.metaState != "" || s.headerState != "" {
+		t.Errorf("a call without a trace sent %q, %q, %q, %q", s.meta, s.header, s.metaState, s.headerState)
+	}
+
+	// A tracestate over the specification's bounds is dropped whole; the
+	// traceparent still goes, and no stale tracestate of the request's.
+	long := ContextWithTracestate(ContextWithTraceparent(t.Context(), tp), "a="+strings.Repeat("x", 256)+",b="+strings.Repeat("y", 256))
+	if _, err := p.CallTool(long, target, &mcp.CallToolParams{Name: "t", Meta: mcp.Meta{MetaTracestate: "stale=1"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if s = <-got; s.meta != tp || s.metaState != "" || s.headerState != "" {
+		t.Errorf("an over-long tracestate: the upstream got %+v; want the traceparent alone", s)
 	}
 	if ms, err := strconv.Atoi(s.timeout); err != nil || ms <= 3000 || ms > 20000 {
 		t.Errorf("the upstream got %s %q; want the pool's own bound, at most 20000 ms", TimeoutHeader, s.timeout)

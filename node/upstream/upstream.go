@@ -147,6 +147,9 @@ type Pool struct {
 	watches   map[*conn]*watch
 	watchOnce sync.Once
 	watchCl   *mcp.Client
+
+	// restarts are stuck stdio servers being stopped (stdio.go).
+	restarts sync.WaitGroup
 }
 
 // Option configures NewPool.
@@ -207,6 +210,9 @@ type conn struct {
 	openedAt time.Time
 	nextDial time.Time
 	lastErr  error
+	// timeouts counts consecutive calls to a stdio upstream that ran out
+	// of time (stdio.go).
+	timeouts int
 	// logIdle are sessions kept for calls that want log messages
 	// (logged.go).
 	logIdle []*mcp.ClientSession
@@ -262,7 +268,8 @@ func (p *Pool) callTool(ctx context.Context, t Target, src source, params *mcp.C
 		ctx = context.WithValue(ctx, callToolKey{}, params.Name)
 	}
 	if tp, _ := TraceparentFromContext(ctx); tp != "" {
-		withTrace(params, tp)
+		ts, _ := TracestateFromContext(ctx)
+		withTrace(params, tp, ts)
 	}
 	var res *mcp.CallToolResult
 	err := p.do(ctx, t, src, func(ctx context.Context, s *mcp.ClientSession) error {
@@ -421,6 +428,7 @@ func (p *Pool) do(ctx context.Context, t Target, src source, fn func(context.Con
 	}
 	// Also read before detaching: the call's trace context (hop.go).
 	tp, _ := TraceparentFromContext(ctx)
+	ts, _ := TracestateFromContext(ctx)
 	caller := ctx
 	ctx, cancel := detach(ctx, p.callTimeout(t))
 	defer cancel()
@@ -432,7 +440,7 @@ func (p *Pool) do(ctx context.Context, t Target, src source, fn func(context.Con
 	}
 	callCtx := withToken(ctx, t, tok)
 	if tp != "" {
-		callCtx = ContextWithTraceparent(callCtx, tp)
+		callCtx = ContextWithTracestate(ContextWithTraceparent(callCtx, tp), ts)
 	}
 	err = fn(callCtx, s)
 	if err != nil && versionRejected(err) && p.downgrade(c) {
@@ -452,13 +460,16 @@ func (p *Pool) do(ctx context.Context, t Target, src source, fn func(context.Con
 	// cannot be reached fails before, with no connection or a refused
 	// certificate, and is counted).
 	slowRemote := t.Transport == TransportFederation && errors.Is(ctx.Err(), context.DeadlineExceeded)
+	if err != nil && t.Transport == TransportStdio && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return p.stdioTimedOut(c, src, s, err)
+	}
 	if err != nil && !callerGone(caller) && !slowRemote && isTransportFailure(ctx, err) {
 		src.drop(c, s)
 		p.failed(c, err)
 		return fmt.Errorf("%s: %w", t.Key(), err)
 	}
 	c.mu.Lock()
-	c.failures = 0
+	c.failures, c.timeouts = 0, 0
 	c.mu.Unlock()
 	return err
 }
@@ -474,7 +485,15 @@ func detach(parent context.Context, timeout time.Duration) (context.Context, con
 	if d, ok := parent.Deadline(); ok {
 		ctx, cancel = withEarlierDeadline(ctx, cancel, d)
 	}
-	stop := context.AfterFunc(parent, cancel)
+	stop := context.AfterFunc(parent, func() {
+		// A caller past its deadline: ctx has that deadline too and ends
+		// with context.DeadlineExceeded by itself, which the caller's
+		// error must say (cancelling here could win the race and make it
+		// context.Canceled).
+		if !errors.Is(parent.Err(), context.DeadlineExceeded) {
+			cancel()
+		}
+	})
 	return ctx, func() {
 		// The call is over: the caller's end no longer concerns it. But
 		// go-sdk may still be reading the rest of the upstream's response
@@ -698,5 +717,6 @@ func (p *Pool) Close() error {
 		c.close(p)
 	}
 	p.closeWatches()
+	p.restarts.Wait()
 	return nil
 }

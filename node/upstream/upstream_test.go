@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -37,6 +38,22 @@ func serveStdio() {
 	s.AddTool(&mcp.Tool{Name: "exit", InputSchema: json.RawMessage(`{"type":"object"}`)}, func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		os.Exit(3)
 		return nil, nil
+	})
+	// hang answers only when cancelled, noting it in
+	// $MCPMESH_TEST_CANCELLED (if set); stuck never answers; pid names
+	// the server process.
+	s.AddTool(&mcp.Tool{Name: "hang", InputSchema: json.RawMessage(`{"type":"object"}`)}, func(ctx context.Context, _ *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		<-ctx.Done()
+		if f := os.Getenv("MCPMESH_TEST_CANCELLED"); f != "" {
+			os.WriteFile(f, []byte("cancelled"), 0o600)
+		}
+		return nil, ctx.Err()
+	})
+	s.AddTool(&mcp.Tool{Name: "stuck", InputSchema: json.RawMessage(`{"type":"object"}`)}, func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		select {}
+	})
+	s.AddTool(&mcp.Tool{Name: "pid", InputSchema: json.RawMessage(`{"type":"object"}`)}, func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: strconv.Itoa(os.Getpid())}}}, nil
 	})
 	if jwks := os.Getenv("MCPMESH_TEST_JWKS"); jwks != "" {
 		v, err := tokens.NewVerifier(tokens.VerifierConfig{Issuer: testIssuer, Audience: "corp.test/whoami", JWKSURL: jwks})

@@ -60,7 +60,7 @@
 //     version without the relationship (untimed), pushes it to both BUs
 //     at once through the admin API (what `mcpmesh trust manifest push`
 //     calls), and measures from the push's start until hr refuses the
-//     agent's call of finance.echo (refused-ms: -32021, -32022 or an
+//     agent's call of finance.echo (refused-ms: -32018, -32009 or an
 //     unknown tool; any other failure fails the benchmark) and until hr
 //     no longer lists it (unlisted-ms), polling each every 5ms. Then,
 //     untimed, it pushes the relationship back and waits until calls

@@ -299,8 +299,8 @@ func (m *fedMesh) waitServed(b *testing.B) {
 }
 
 // refusedHow names how hr refused a call: "killed" (-32012, by hr or
-// passed on from finance), "remote unavailable" (-32021), "refused by
-// exporter" (-32022) or "unknown tool" (the import is gone); "" for any
+// passed on from finance), "remote unavailable" (-32018), "refused by
+// exporter" (-32009) or "unknown tool" (the import is gone); "" for any
 // other failure.
 func refusedHow(err error) string {
 	var je *jsonrpc.Error
@@ -402,7 +402,7 @@ func BenchmarkManifestRevocation(b *testing.B) {
 	}
 	for what, n := range codes {
 		if strings.HasPrefix(what, "other") {
-			b.Errorf("%d refusals were neither -32021, -32022 nor an unknown tool: %s", n, what)
+			b.Errorf("%d refusals were neither -32018, -32009 nor an unknown tool: %s", n, what)
 		}
 	}
 	b.Logf("refusals: %v", codes)

@@ -18,6 +18,7 @@ import (
 	"github.com/mcpmesh/mcpmesh/federation/assertion"
 	"github.com/mcpmesh/mcpmesh/federation/peer"
 	"github.com/mcpmesh/mcpmesh/node/audit"
+	"github.com/mcpmesh/mcpmesh/node/gateway"
 	"github.com/mcpmesh/mcpmesh/node/upstream"
 	"github.com/mcpmesh/mcpmesh/test/internal/testcluster"
 	"github.com/mcpmesh/mcpmesh/trust/ca"
@@ -174,8 +175,8 @@ func testForwardedAttacks(t *testing.T, m *mesh) {
 	}
 	for _, c := range cases {
 		a := c.from.forward(t, finTD, addr1, c.token, c.body)
-		if a.err != nil || a.status != c.status || !strings.Contains(a.body, strconv.Itoa(-32022)) || strings.Contains(a.body, "ledger:") {
-			t.Errorf("%s: %s; want %d with error -32022 and no answer from the ledger", c.name, a, c.status)
+		if a.err != nil || a.status != c.status || !strings.Contains(a.body, strconv.Itoa(gateway.CodeRefusedByExporter)) || strings.Contains(a.body, "ledger:") {
+			t.Errorf("%s: %s; want %d with error -32009 and no answer from the ledger", c.name, a, c.status)
 			continue
 		}
 		t.Logf("%s: refused: %s", c.name, a)

@@ -30,6 +30,8 @@ type hopCall struct {
 	// metaTrace and headerTrace are the traceparent of the request's
 	// _meta and HTTP header; timeout its Mcpmesh-Timeout header.
 	metaTrace, headerTrace, timeout string
+	// metaState and headerState are its tracestate in _meta and header.
+	metaState, headerState string
 	// requestID and callers are the node token's request id and caller
 	// chain.
 	requestID string
@@ -70,9 +72,11 @@ func startHopUpstream(t *testing.T) *hopUpstream {
 		json.Unmarshal(req.Params.Arguments, &args)
 		c := &hopCall{progressToken: req.Params.GetProgressToken(), started: time.Now(), done: make(chan struct{})}
 		c.metaTrace, _ = req.Params.Meta["traceparent"].(string)
+		c.metaState, _ = req.Params.Meta["tracestate"].(string)
 		if req.Extra != nil && req.Extra.Header != nil {
 			h := req.Extra.Header
 			c.headerTrace, c.timeout = h.Get("Traceparent"), h.Get("Mcpmesh-Timeout")
+			c.headerState = h.Get("Tracestate")
 			c.requestID, c.callers = tokenClaims(h.Get("Authorization"))
 		}
 		u.mu.Lock()
@@ -270,7 +274,8 @@ func TestFederationHop(t *testing.T) {
 			// 1. Progress, in order, through both nodes; 4. the trace.
 			tp, traceID := newTraceparent()
 			tag := "progress-" + era
-			params := &mcp.CallToolParams{Name: "finance.slow", Arguments: map[string]any{"tag": tag, "steps": 5}, Meta: mcp.Meta{"traceparent": tp}}
+			const ts = "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"
+			params := &mcp.CallToolParams{Name: "finance.slow", Arguments: map[string]any{"tag": tag, "steps": 5}, Meta: mcp.Meta{"traceparent": tp, "tracestate": ts}}
 			params.SetProgressToken(tag)
 			res, err := s.CallTool(t.Context(), params)
 			if err != nil || res.IsError {
@@ -286,6 +291,9 @@ func TestFederationHop(t *testing.T) {
 				t.Errorf("finance's upstream got no progress token")
 			}
 			checkCarried(t, c, tp)
+			if c.metaState != ts || c.headerState != ts {
+				t.Errorf("finance's upstream got tracestate %q in _meta and %q in its header; want the agent's %q in both", c.metaState, c.headerState, ts)
+			}
 			reqID, _ := res.Meta["io.mcpmesh/requestId"].(string)
 			if reqID == "" || c.requestID != reqID {
 				t.Errorf("request id: agent's result says %q, finance's upstream token %q", reqID, c.requestID)

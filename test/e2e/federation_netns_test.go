@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpmesh/mcpmesh/node/gateway"
 	"github.com/mcpmesh/mcpmesh/test/internal/testcluster"
 )
 
@@ -99,7 +100,7 @@ func (l *netnsLab) place(ns string, o *testcluster.Options) string {
 // TestFederationPartition runs hr and finance (one node each) in network
 // namespaces of their own and cuts the link between them: a call of
 // finance's tool through hr fails fast, bounded by call_timeout, with
-// -32021 naming finance, while hr's own tool keeps answering and finance's
+// -32018 naming finance, while hr's own tool keeps answering and finance's
 // stays listed; once the link is back, cross-BU calls resume.
 func TestFederationPartition(t *testing.T) {
 	t.Parallel()
@@ -132,8 +133,8 @@ func TestFederationPartition(t *testing.T) {
 		start := time.Now()
 		got, err := callTool(t, hrN, key, "finance.lookup", "cut", callTimeout+15*time.Second)
 		took := time.Since(start)
-		if err == nil || rpcCode(err) != -32021 || !strings.Contains(err.Error(), "namespace finance") {
-			t.Fatalf("%s: a cross-BU call = %q, %v (after %v); want error -32021 naming namespace finance within call_timeout %s\nhr log:\n%s",
+		if err == nil || rpcCode(err) != gateway.CodeRemoteUnavailable || !strings.Contains(err.Error(), "namespace finance") {
+			t.Fatalf("%s: a cross-BU call = %q, %v (after %v); want error -32018 naming namespace finance within call_timeout %s\nhr log:\n%s",
 				cut.name, got, err, took, callTimeout, hrN.LogTail(30))
 		}
 		t.Logf("%s: the cross-BU call failed after %v (call_timeout %s): %v", cut.name, took.Round(time.Millisecond), callTimeout, err)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/mcpmesh/mcpmesh/federation/assertion"
 	"github.com/mcpmesh/mcpmesh/node/audit"
+	"github.com/mcpmesh/mcpmesh/node/gateway"
 	"github.com/mcpmesh/mcpmesh/test/internal/testcluster"
 	"github.com/mcpmesh/mcpmesh/trust/ca"
 	"github.com/mcpmesh/mcpmesh/trust/spire/spiretest"
@@ -80,7 +81,11 @@ func servedLeaf(addr string, bundle *x509bundle.Bundle, id spiffeid.ID) (*x509.C
 // finance's usual assertion), each answered and recorded by both BUs
 // under one request id. SPIRE rotates hr's SVID and calls go on. An
 // assertion signed with an SVID of hr's node that does not chain to hr's
-// bundle is refused by finance with -32022, and audited.
+// bundle is refused by finance with the refused-by-exporter error
+// (gateway.CodeRefusedByExporter), and audited. Last, SPIRE rotates hr's
+// CA (prepare, activate, prune): each bundle change reaches finance, calls
+// go on both ways throughout, and an SVID of the retired CA signs for
+// nothing.
 func TestCrossBUCallSPIRE(t *testing.T) {
 	t.Parallel()
 	ledger := startUpstream(t, "ledger")
@@ -191,8 +196,8 @@ func TestCrossBUCallSPIRE(t *testing.T) {
 	}
 	signWith(rogueCA)
 	a := p.forward(t, finTD, m.finPeer, p.mint(t, finTD, spiffeid.ID{}), lookupBody("rogue"))
-	if a.err != nil || a.status != http.StatusUnauthorized || !strings.Contains(a.body, strconv.Itoa(-32022)) || strings.Contains(a.body, "ledger:") {
-		t.Errorf("an assertion whose x5c chain is not hr's: %s; want 401 with error -32022 and no answer from the ledger", a)
+	if a.err != nil || a.status != http.StatusUnauthorized || !strings.Contains(a.body, strconv.Itoa(gateway.CodeRefusedByExporter)) || strings.Contains(a.body, "ledger:") {
+		t.Errorf("an assertion whose x5c chain is not hr's: %s; want 401 with error %d and no answer from the ledger", a, gateway.CodeRefusedByExporter)
 	} else {
 		t.Logf("rogue x5c refused: %s", a)
 	}
