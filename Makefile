@@ -123,6 +123,7 @@ fuzz:
 	$(GO) test -tags $(TAGS) -run '^$$' -fuzz '^FuzzFetchedBundle$$' -fuzztime $(FUZZTIME) ./trust/bundles/
 	$(GO) test -tags $(TAGS) -run '^$$' -fuzz '^FuzzClaims$$' -fuzztime $(FUZZTIME) ./federation/assertion/
 	$(GO) test -tags $(TAGS) -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./federation/assertion/
+	$(GO) test -tags $(TAGS) -run '^$$' -fuzz '^FuzzVerifyX5C$$' -fuzztime $(FUZZTIME) ./federation/assertion/
 	$(GO) test -tags $(TAGS) -run '^$$' -fuzz '^FuzzDecodeCatalog$$' -fuzztime $(FUZZTIME) ./federation/catalog/
 	$(GO) test -tags $(TAGS) -run '^$$' -fuzz '^FuzzDecodeHint$$' -fuzztime $(FUZZTIME) ./federation/gossip/
 	$(GO) test -tags $(TAGS) -run '^$$' -fuzz '^FuzzParseKeyring$$' -fuzztime $(FUZZTIME) ./federation/gossip/

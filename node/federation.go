@@ -43,6 +43,9 @@ import (
 // is also that node's peer listener (UDP for HTTP/3, TCP for the bundle
 // endpoint). Gossip (meshGossip) orders them by liveness and adds the
 // verified addresses of a BU's nodes the manifest does not list.
+//
+// It works with either identity source (trust.source); what differs, the
+// own bundle and how assertions are signed, is in federation_spire.go.
 type federation struct {
 	n      *Node
 	td     spiffeid.TrustDomain
@@ -73,9 +76,6 @@ func newFederation(n *Node, td spiffeid.TrustDomain, nodeID spiffeid.ID, reg pro
 	if !cfg.Enabled() {
 		return nil, nil
 	}
-	if n.identity.ca == nil {
-		return nil, errors.New("federation: needs trust.source embedded for now (assertions are signed with the embedded CA's JWT key); the Workload API source cannot federate yet")
-	}
 	pub, err := manifest.LoadPublicKeyFile(cfg.ManifestKeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("federation.manifest_key_file: %w", err)
@@ -86,7 +86,7 @@ func newFederation(n *Node, td spiffeid.TrustDomain, nodeID spiffeid.ID, reg pro
 	if err := reg.Register(manifest.NewCollector(f.holder)); err != nil {
 		return nil, fmt.Errorf("register manifest metrics: %w", err)
 	}
-	if f.own, err = bundles.OwnBundle(0, n.identity.ca); err != nil {
+	if f.own, err = f.ownBundle(); err != nil {
 		return nil, fmt.Errorf("federation: own bundle: %w", err)
 	}
 	if f.set, err = bundles.NewSet(f.own, nil, bundles.WithMetrics(reg), bundles.WithLogger(f.logger)); err != nil {
@@ -120,11 +120,10 @@ func newFederation(n *Node, td spiffeid.TrustDomain, nodeID spiffeid.ID, reg pro
 		catalog.WithLogger(f.logger), catalog.WithMetrics(reg)); err != nil {
 		return nil, err
 	}
-	kid, signer := n.identity.ca.JWTSigner()
-	if f.minter, err = assertion.NewMinter(assertion.MinterConfig{Node: nodeID, KeyID: kid, Signer: signer, TTL: cfg.AssertionTTL}, assertion.WithMetrics(reg)); err != nil {
+	if f.minter, err = newAssertionMinter(n.identity, nodeID, cfg.AssertionTTL, reg); err != nil {
 		return nil, err
 	}
-	if f.verifier, err = assertion.NewVerifier(assertion.VerifierConfig{TrustDomain: td, Node: nodeID, Bundles: f.set}, assertion.WithMetrics(reg)); err != nil {
+	if f.verifier, err = assertion.NewVerifier(assertion.VerifierConfig{TrustDomain: td, Node: nodeID, Bundles: f.set, X509Bundles: f.set}, assertion.WithMetrics(reg)); err != nil {
 		return nil, err
 	}
 	if f.gossip, err = newMeshGossip(f, reg); err != nil {
@@ -161,7 +160,7 @@ func (f *federation) close() error {
 func (f *federation) follow(ctx context.Context) {
 	fsm := f.n.cluster.FSM
 	for {
-		changed := f.holder.Changed()
+		changed, own := f.holder.Changed(), f.n.identity.bundleChanged()
 		next := fsm.AppliedIndex() + 1
 		if err := f.reconcile(); err != nil {
 			f.logger.Error("federation: could not apply the manifest", "error", err)
@@ -175,6 +174,7 @@ func (f *federation) follow(ctx context.Context) {
 		}()
 		select {
 		case <-changed:
+		case <-own:
 		case <-done:
 		case <-ctx.Done():
 		}
@@ -195,8 +195,17 @@ func (f *federation) reconcile() (err error) {
 	if err != nil {
 		return err
 	}
+	own := f.own
+	if f.n.identity.ca == nil {
+		// SPIRE's bundle changes under the node (a CA rotation).
+		if own, err = f.ownBundle(); err != nil {
+			return err
+		}
+	}
 	// Most registry changes touch neither: skip them.
 	var mark strings.Builder
+	ownSeq, _ := own.SequenceNumber()
+	fmt.Fprintf(&mark, "own %d;", ownSeq)
 	if m != nil {
 		fmt.Fprintf(&mark, "manifest %d;", m.Version)
 	}
@@ -215,9 +224,10 @@ func (f *federation) reconcile() (err error) {
 	if err != nil {
 		return err
 	}
-	if err := f.set.Replace(f.own, foreign); err != nil {
+	if err := f.set.Replace(own, foreign); err != nil {
 		return err
 	}
+	f.own = own
 	f.server.Revalidate()
 	f.client.Revalidate()
 	var targets []bundles.Target

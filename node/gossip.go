@@ -195,16 +195,29 @@ func (g *meshGossip) poke() {
 	}
 }
 
-// requeue queues again the members whose claims are unchecked or whose
-// manifest is newer than this node's: a check that failed, or a pull
-// that a non-leader skipped, is retried.
+// requeue queues again the members whose claims are unchecked, whose
+// manifest is newer than this node's, or (on the leader) whose bundle
+// sequence is above the stored one: a check that failed, a pull that a
+// non-leader skipped, or a bundle hint act deferred (it asks the watcher
+// at most once per gossipRecheck per trust domain) is retried.
 func (g *meshGossip) requeue() {
 	have := manifestVersion(g.f.holder)
+	var stored map[string]uint64
+	if g.f.n.cluster.IsLeader() {
+		if bs, err := g.f.n.cluster.FSM.ForeignBundles(); err == nil {
+			stored = make(map[string]uint64, len(bs))
+			for _, b := range bs {
+				stored[b.TrustDomain] = b.Sequence
+			}
+		}
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for name, p := range g.peers {
 		h := p.member.Hint
-		if p.member.State == gossip.StateAlive && p.member.HintErr == nil && (p.verified != h.PeerAddr || h.ManifestVersion > have) {
+		seq, ok := stored[h.TrustDomain] // the watcher fetches one not stored yet on its own
+		newerBundle := ok && h.BundleSequence > seq
+		if p.member.State == gossip.StateAlive && p.member.HintErr == nil && (p.verified != h.PeerAddr || h.ManifestVersion > have || newerBundle) {
 			g.pending[name] = p.member
 		}
 	}

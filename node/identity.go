@@ -31,6 +31,10 @@ type identity struct {
 	ca *ca.CA
 	// logAttrs describe the source for the node's start line.
 	logAttrs []any
+	// changed, when not nil, returns a channel closed at the source's
+	// next update (the Workload API's SVID or bundles); nil with the
+	// embedded CA, whose bundle does not change while the node runs.
+	changed func() <-chan struct{}
 	// run keeps the SVID current (or reports SPIRE's rotations) until ctx
 	// ends; close releases what the source holds.
 	run   func(ctx context.Context) error
@@ -59,7 +63,7 @@ func newIdentity(cfg config.Config, td spiffeid.TrustDomain, logger *slog.Logger
 		if err != nil {
 			return nil, fmt.Errorf("trust.workload_api_addr: %w", err)
 		}
-		id := &identity{svid: src, bundle: src, run: src.Run, close: src.Close}
+		id := &identity{svid: src, bundle: src, changed: src.Changed, run: src.Run, close: src.Close}
 		if slices.Contains(cfg.MCP.Auth.EffectiveMethods(), "jwt-svid") {
 			id.jwt = src
 		}
@@ -84,6 +88,15 @@ func newIdentity(cfg config.Config, td spiffeid.TrustDomain, logger *slog.Logger
 	}
 	return &identity{svid: rot, bundle: c.Bundle(), jwt: c.JWTBundle(), ca: c, run: rot.Run, close: func() error { return nil },
 		logAttrs: []any{"identity", config.TrustEmbedded, "ca_dir", cfg.Trust.CADir}}, nil
+}
+
+// bundleChanged returns a channel closed when the source's bundle may
+// have changed; nil (never closed) with the embedded CA.
+func (id *identity) bundleChanged() <-chan struct{} {
+	if id.changed == nil {
+		return nil
+	}
+	return id.changed()
 }
 
 // startAttrs are the log attributes of the node's identity: its SPIFFE ID,

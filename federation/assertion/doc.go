@@ -2,17 +2,26 @@
 // node sends with a call it forwards to another BU, in place of the agent's
 // credential, which never leaves the agent's own BU.
 //
-// The calling node (hr) mints one assertion per forwarded call with its
-// BU's embedded-CA JWT key, the JWT authority of its SPIFFE bundle, and
-// sends it as "Authorization: Bearer <assertion>" over the HTTP/3 mTLS
+// The calling node (hr) mints one assertion per forwarded call, signed
+// with its BU's embedded-CA JWT key (the JWT authority of its SPIFFE
+// bundle) or, when its identity comes from SPIRE and it holds no such
+// key, with its own X.509-SVID key, and sends it as "Authorization: Bearer <assertion>" over the HTTP/3 mTLS
 // peer connection. The exporting node (finance) verifies it against its
 // bundle set with the mTLS peer's SPIFFE ID, and maps it to the principal
 // its own pipeline (policy, limits, usage, audit) sees (PrincipalOf).
 //
 // # Format
 //
-// A JWT-SVID shaped compact JWS, header {"alg":"ES256","kid":<the JWT
-// authority's key id>,"typ":"JWT"}, claims:
+// A JWT-SVID shaped compact JWS. The header has one of two forms:
+//
+//   - kid: {"alg":"ES256","kid":<the JWT authority's key id>,"typ":"JWT"},
+//     for a BU on the embedded CA (MinterConfig.KeyID, Signer);
+//   - x5c: {"alg":"ES256" or "RS256","typ":"JWT","x5c":[<the node's
+//     X.509-SVID leaf>, <its intermediates>...]}, for a BU on SPIRE
+//     (MinterConfig.SVID), whose nodes hold no JWT authority key. ES256
+//     for an ECDSA P-256 SVID key (SPIRE's default), RS256 for RSA.
+//
+// The claims are the same in both forms:
 //
 //	iss        the calling node, spiffe://<caller td>/mcpmesh/node/<id>
 //	sub        the original caller's principal as its BU knows it: a SPIFFE
@@ -30,16 +39,23 @@
 //	           the one target node it is pinned to.
 //
 // Because sub is often not a SPIFFE ID, go-spiffe's jwtsvid (which requires
-// one) is not used to verify; go-jose checks the signature, and this
-// package everything else.
+// one) is not used to verify; go-jose checks the signature of the kid
+// form, this package that of the x5c form (go-jose would parse the chain
+// again on every call) and everything else.
 //
 // # What Verify checks
 //
-// The header is exactly alg ES256, kid and typ JWT (no none, HS*, RS*, no
-// embedded or remote key: jwk, jku, x5u, x5c, crit). The key is looked up
-// by kid among the JWT authorities of the mTLS peer's trust domain, in the
-// node's bundle set: a BU removed from the manifest has no bundle there,
-// so its assertions fail. Then the signature; iss is a node ID and is the
+// The header is exactly one of the two forms (no none, HS*, no embedded
+// or remote key: jwk, jku, x5u, crit). In the kid form the key is looked
+// up by kid among the JWT authorities of the mTLS peer's trust domain, in
+// the node's bundle set: a BU removed from the manifest has no bundle
+// there, so its assertions fail. In the x5c form the leaf must be the
+// X.509-SVID of the mTLS peer itself, and the chain must verify (go-spiffe
+// x509svid.Verify) against the X.509 authorities of the peer's trust
+// domain in the same bundle set; its key's type must match alg. A chain
+// that verified is cached by its encoded header until it expires or the
+// bundle set changes, so a warm call costs one signature check in both
+// forms. Then the signature; iss is a node ID and is the
 // mTLS peer itself (so its trust domain is the peer's: a node of hr never
 // gets an assertion signed with finance's key accepted, and no node but
 // the minting one can present an assertion); act.sub equals iss; aud is

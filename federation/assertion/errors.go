@@ -25,14 +25,21 @@ func (r *Refusal) Error() string { return "federation assertion refused: " + r.m
 var (
 	// ErrMalformed: not a compact JWS, undecodable, or larger than MaxTokenBytes.
 	ErrMalformed = &Refusal{"malformed", "not a compact JWS (three base64url parts) of at most 8 KiB"}
-	// ErrAlgorithm: alg is not ES256 (none, HS*, RS*, ... are refused).
-	ErrAlgorithm = &Refusal{"algorithm", "the signature algorithm is not ES256"}
-	// ErrHeader: the protected header carries something besides alg, kid
-	// and typ (jwk, jku, x5u, x5c, crit, ...) or typ is not JWT.
-	ErrHeader = &Refusal{"header", "the header may carry only alg ES256, kid and typ JWT"}
+	// ErrAlgorithm: alg is not ES256, or, in the x5c form, not the one
+	// of the leaf's key (ES256 for ECDSA P-256, RS256 for RSA of at least
+	// 2048 bits); none, HS*, PS*, ... are refused.
+	ErrAlgorithm = &Refusal{"algorithm", "the signature algorithm is not ES256 (or RS256 for an RSA X.509-SVID)"}
+	// ErrHeader: the protected header is not one of the two forms (alg,
+	// kid and typ JWT; alg, x5c and typ JWT): it carries jwk, jku, x5u,
+	// crit, both kid and x5c, an x5c that is no list of 1 to 4
+	// certificates, or typ is not JWT; or it is x5c and the verifier has
+	// no X.509 bundles.
+	ErrHeader = &Refusal{"header", "the header may carry only alg, typ JWT, and kid or x5c"}
 	// ErrUnknownKey: kid is missing, or not a JWT authority of the issuer's
-	// trust domain in the bundle set (unknown, revoked or rotated away).
-	ErrUnknownKey = &Refusal{"unknown_key", "the signing key is not a JWT authority of the issuer's trust domain"}
+	// trust domain in the bundle set (unknown, revoked or rotated away); or
+	// the x5c chain does not verify against the X.509 authorities of the
+	// issuer's trust domain.
+	ErrUnknownKey = &Refusal{"unknown_key", "the signing key is neither a JWT authority of the issuer's trust domain nor an X.509-SVID chaining to its X.509 authorities"}
 	// ErrSignature: the signature does not verify.
 	ErrSignature = &Refusal{"signature", "the signature does not verify"}
 	// ErrIssuer: iss is not a node ID, spiffe://<td>/mcpmesh/node/<id>.

@@ -5,7 +5,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/asn1"
 	"encoding/base64"
 	"encoding/json"
@@ -18,6 +20,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 )
 
 // MinterConfig configures a Minter.
@@ -27,11 +30,19 @@ type MinterConfig struct {
 	// every assertion. Required.
 	Node spiffeid.ID
 	// KeyID is the key id of Signer's key in the trust domain's SPIFFE
-	// bundle (its JWT authorities), the kid of every assertion. Required.
+	// bundle (its JWT authorities), the kid of every assertion. Required
+	// unless SVID is set.
 	KeyID string
 	// Signer signs with the trust domain's JWT authority key, ECDSA P-256:
-	// the embedded CA's (ca.CA.JWTSigner). Required.
+	// the embedded CA's (ca.CA.JWTSigner). Required unless SVID is set.
 	Signer crypto.Signer
+	// SVID, instead of KeyID and Signer, signs each assertion with the
+	// node's current X.509-SVID key and carries the SVID's chain in the
+	// x5c header: for an identity source that holds no JWT authority key
+	// (SPIRE's Workload API). Its SPIFFE ID must be Node; ECDSA P-256
+	// keys sign ES256, RSA keys (2048 bits or more) RS256. The source is
+	// read at each Mint, so a rotated SVID is used at once.
+	SVID x509svid.Source
 	// TTL is the assertion lifetime, federation.assertion_ttl. Default
 	// 60s; from 1s to MaxTTL.
 	TTL time.Duration
@@ -44,6 +55,12 @@ func (c *MinterConfig) Validate() error {
 	}
 	if c.TTL != 0 && (c.TTL < time.Second || c.TTL > MaxTTL) {
 		return fmt.Errorf("assertion minter: TTL %s; want from 1s to %s (federation.assertion_ttl)", c.TTL, MaxTTL)
+	}
+	if c.SVID != nil {
+		if c.KeyID != "" || c.Signer != nil {
+			return errors.New("assertion minter: give either a key id and a signer (a JWT authority) or an SVID source, not both")
+		}
+		return nil
 	}
 	return checkKey(c.KeyID, c.Signer)
 }
@@ -66,6 +83,7 @@ type Minter struct {
 	td     spiffeid.TrustDomain
 	ttl    time.Duration
 	now    func() time.Time
+	svid   x509svid.Source // nil in the kid form
 	key    atomic.Pointer[minterKey]
 	minted *prometheus.CounterVec
 }
@@ -73,7 +91,9 @@ type Minter struct {
 // minterKey is the signing key and its pre-encoded protected header.
 type minterKey struct {
 	signer crypto.Signer
-	header []byte // base64url of {"alg":"ES256","kid":...,"typ":"JWT"}
+	rsa    bool              // RS256, else ES256
+	leaf   *x509.Certificate // the SVID's leaf, in the x5c form
+	header []byte            // base64url of {"alg":...,"kid":...,"typ":"JWT"} or {"alg":...,"typ":"JWT","x5c":[...]}
 }
 
 // NewMinter returns a Minter. It takes WithClock and WithMetrics
@@ -86,11 +106,15 @@ func NewMinter(cfg MinterConfig, opts ...Option) (*Minter, error) {
 		cfg.TTL = MaxTTL
 	}
 	o := newOptions(opts)
-	m := &Minter{node: cfg.Node.String(), td: cfg.Node.TrustDomain(), ttl: cfg.TTL, now: o.now,
+	m := &Minter{node: cfg.Node.String(), td: cfg.Node.TrustDomain(), ttl: cfg.TTL, now: o.now, svid: cfg.SVID,
 		minted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mcpmesh_federation_assertions_minted_total",
 			Help: "Federation assertions this node minted for calls it forwarded to another BU, by the target BU's trust domain."},
 			[]string{"target_trust_domain"})}
-	if err := m.SetKey(cfg.KeyID, cfg.Signer); err != nil {
+	if cfg.SVID != nil {
+		if _, err := m.svidKey(); err != nil {
+			return nil, err
+		}
+	} else if err := m.SetKey(cfg.KeyID, cfg.Signer); err != nil {
 		return nil, err
 	}
 	if o.registry != nil {
@@ -103,8 +127,12 @@ func NewMinter(cfg MinterConfig, opts ...Option) (*Minter, error) {
 
 // SetKey makes the minter sign with signer under kid from now on: after
 // the trust domain's JWT authority changed. Assertions already minted stay
-// valid while the old key is in the bundle.
+// valid while the old key is in the bundle. A minter made with an SVID
+// source refuses it.
 func (m *Minter) SetKey(kid string, signer crypto.Signer) error {
+	if m.svid != nil {
+		return errors.New("assertion minter: it signs with the node's SVID; a JWT authority key cannot be set")
+	}
 	if err := checkKey(kid, signer); err != nil {
 		return err
 	}
@@ -172,22 +200,39 @@ func (m *Minter) Mint(target spiffeid.TrustDomain, c Call) (string, error) {
 // the result with go-jose.
 func (m *Minter) sign(claims wireClaims) (string, error) {
 	k := m.key.Load()
+	if m.svid != nil {
+		var err error
+		if k, err = m.svidKey(); err != nil {
+			return "", err
+		}
+	}
 	payload, err := json.Marshal(claims)
 	if err != nil {
 		return "", fmt.Errorf("encode the claims: %w", err)
 	}
 	enc := base64.RawURLEncoding
-	buf := make([]byte, 0, len(k.header)+1+enc.EncodedLen(len(payload))+1+86)
+	sigLen := 64
+	if k.rsa {
+		sigLen = k.signer.Public().(*rsa.PublicKey).Size()
+	}
+	tail := 1 + enc.EncodedLen(sigLen)
+	buf := make([]byte, 0, len(k.header)+1+enc.EncodedLen(len(payload))+tail)
 	buf = append(buf, k.header...)
 	buf = append(buf, '.')
 	buf = enc.AppendEncode(buf, payload)
-	if len(buf)+87 > MaxTokenBytes {
-		return "", fmt.Errorf("the assertion would be %d bytes; at most %d (fewer or shorter groups and scopes)", len(buf)+87, MaxTokenBytes)
+	if len(buf)+tail > MaxTokenBytes {
+		return "", fmt.Errorf("the assertion would be %d bytes; at most %d (fewer or shorter groups and scopes)", len(buf)+tail, MaxTokenBytes)
 	}
 	digest := sha256.Sum256(buf)
 	der, err := k.signer.Sign(rand.Reader, digest[:], crypto.SHA256)
 	if err != nil {
 		return "", fmt.Errorf("sign: %w", err)
+	}
+	if k.rsa {
+		// RSASSA-PKCS1-v1_5 signatures are used as they are (RFC 7518 §3.3).
+		buf = append(buf, '.')
+		buf = enc.AppendEncode(buf, der)
+		return string(buf), nil
 	}
 	var rs struct{ R, S *big.Int }
 	if rest, err := asn1.Unmarshal(der, &rs); err != nil || len(rest) > 0 || rs.R.Sign() <= 0 || rs.S.Sign() <= 0 ||

@@ -13,6 +13,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
@@ -36,6 +37,14 @@ type VerifierConfig struct {
 	// concurrent use, and may change between calls (a spiffebundle.Set,
 	// or a source that swaps one atomically). Required.
 	Bundles jwtbundle.Source
+	// X509Bundles holds every federated trust domain's X.509 authorities:
+	// an x5c-form assertion (signed with the calling node's X.509-SVID, as
+	// nodes on SPIRE mint them) must carry a chain that verifies against
+	// those of the mTLS peer's trust domain. Nil refuses x5c assertions.
+	// Verified chains are cached (one signature check per warm call) when
+	// the source has a Changed() <-chan struct{} method, as bundles.Set
+	// does; a change makes every cached chain be verified again.
+	X509Bundles x509bundle.Source
 	// Leeway is the clock skew tolerated on exp, nbf and iat. Default
 	// DefaultLeeway (5s); at most 30s.
 	Leeway time.Duration
@@ -70,6 +79,7 @@ type Verifier struct {
 	audience string
 	node     string
 	replay   *replayCache
+	leaves   leafCache
 	refused  *prometheus.CounterVec
 }
 
@@ -139,11 +149,32 @@ func (v *Verifier) CheckTool(c Claims, tool string) error {
 	return nil
 }
 
-// header is the only protected header accepted.
+// header is the protected header, in one of two forms: alg ES256, kid
+// and typ JWT (a JWT authority's key), or alg ES256 or RS256, typ JWT and
+// x5c (the calling node's X.509-SVID chain).
 type header struct {
-	Alg string `json:"alg"`
-	Kid string `json:"kid"`
-	Typ string `json:"typ"`
+	Alg string
+	Kid string
+	Typ string
+	X5C []string
+}
+
+// verifyKid checks the signature of a kid-form token with the JWT
+// authority of the peer's trust domain, and returns the payload.
+func (v *Verifier) verifyKid(h header, token string, parts []string, peer spiffeid.ID) ([]byte, error) {
+	key, err := v.key(h.Kid, peer.TrustDomain(), parts[1])
+	if err != nil {
+		return nil, err
+	}
+	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil {
+		return nil, refuse(ErrMalformed, "%v", err)
+	}
+	payload, err := jws.Verify(key)
+	if err != nil {
+		return nil, refuse(ErrSignature, "it does not verify with key %q of trust domain %q", h.Kid, peer.TrustDomain().Name())
+	}
+	return payload, nil
 }
 
 func (v *Verifier) verify(token string, peer spiffeid.ID, now time.Time) (Claims, error) {
@@ -154,24 +185,32 @@ func (v *Verifier) verify(token string, peer spiffeid.ID, now time.Time) (Claims
 	if len(parts) != 3 {
 		return Claims{}, refuse(ErrMalformed, "it has %d parts; a compact JWS has 3", len(parts))
 	}
-	h, err := parseHeader(parts[0])
-	if err != nil {
-		return Claims{}, err
-	}
-	if peer.IsZero() {
-		return Claims{}, refuse(ErrPeer, "no mTLS peer ID was given")
-	}
-	key, err := v.key(h.Kid, peer.TrustDomain(), parts[1])
-	if err != nil {
-		return Claims{}, err
-	}
-	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.ES256})
-	if err != nil {
-		return Claims{}, refuse(ErrMalformed, "%v", err)
-	}
-	payload, err := jws.Verify(key)
-	if err != nil {
-		return Claims{}, refuse(ErrSignature, "it does not verify with key %q of trust domain %q", h.Kid, peer.TrustDomain().Name())
+	var payload []byte
+	var err error
+	if e := v.leaves.get(parts[0], now); e != nil {
+		// A chain verified before, still valid, bundles unchanged.
+		if payload, err = v.verifyX5C(e, token, parts, peer); err != nil {
+			return Claims{}, err
+		}
+	} else {
+		h, err := parseHeader(parts[0])
+		if err != nil {
+			return Claims{}, err
+		}
+		if peer.IsZero() {
+			return Claims{}, refuse(ErrPeer, "no mTLS peer ID was given")
+		}
+		if h.X5C != nil {
+			e, err := v.x5cLeaf(parts[0], h, peer, now)
+			if err != nil {
+				return Claims{}, err
+			}
+			if payload, err = v.verifyX5C(e, token, parts, peer); err != nil {
+				return Claims{}, err
+			}
+		} else if payload, err = v.verifyKid(h, token, parts, peer); err != nil {
+			return Claims{}, err
+		}
 	}
 	w, err := decodeClaims(payload)
 	if err != nil {
@@ -191,11 +230,12 @@ func (v *Verifier) verify(token string, peer spiffeid.ID, now time.Time) (Claims
 	return c, nil
 }
 
-// parseHeader decodes the protected header and accepts alg ES256, a kid,
-// typ JWT and nothing else: no embedded or remote key (jwk, jku, x5u,
-// x5c), no crit.
+// parseHeader decodes the protected header and accepts exactly one of
+// two forms: alg ES256, kid and typ JWT; or alg ES256 or RS256, typ JWT
+// and x5c (1 to 4 certificates, standard base64). Nothing else: no
+// embedded or remote key (jwk, jku, x5u), no crit, not kid with x5c.
 func parseHeader(seg string) (header, error) {
-	if len(seg) > 1024 {
+	if len(seg) > maxX5CHeaderBytes {
 		return header{}, refuse(ErrMalformed, "the header is %d bytes long", len(seg))
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(seg)
@@ -207,16 +247,31 @@ func parseHeader(seg string) (header, error) {
 		return header{}, refuse(ErrMalformed, "the header is not a JSON object")
 	}
 	var h header
-	if err := json.Unmarshal(fields["alg"], &h.Alg); err != nil || h.Alg != Algorithm {
+	if err := json.Unmarshal(fields["alg"], &h.Alg); err != nil || (h.Alg != Algorithm && h.Alg != AlgorithmRS256) {
 		return header{}, refuse(ErrAlgorithm, "alg is %s", quoteRaw(fields["alg"]))
 	}
 	for name := range fields {
-		if name != "alg" && name != "kid" && name != "typ" {
+		if name != "alg" && name != "kid" && name != "typ" && name != "x5c" {
 			return header{}, refuse(ErrHeader, "it carries header %q", name)
 		}
 	}
 	if err := json.Unmarshal(fields["typ"], &h.Typ); err != nil || h.Typ != "JWT" {
 		return header{}, refuse(ErrHeader, "typ is %s; want \"JWT\"", quoteRaw(fields["typ"]))
+	}
+	if x5c, ok := fields["x5c"]; ok {
+		if _, ok := fields["kid"]; ok {
+			return header{}, refuse(ErrHeader, "it carries both kid and x5c")
+		}
+		if err := json.Unmarshal(x5c, &h.X5C); err != nil || len(h.X5C) == 0 || len(h.X5C) > maxX5CCerts {
+			return header{}, refuse(ErrHeader, "x5c is not an array of 1 to %d certificates", maxX5CCerts)
+		}
+		return h, nil
+	}
+	if len(seg) > maxKidHeaderBytes {
+		return header{}, refuse(ErrMalformed, "the header is %d bytes long", len(seg))
+	}
+	if h.Alg != Algorithm {
+		return header{}, refuse(ErrAlgorithm, "alg is %s; a kid-form assertion is %s", h.Alg, Algorithm)
 	}
 	if err := json.Unmarshal(fields["kid"], &h.Kid); err != nil || h.Kid == "" || len(h.Kid) > 128 || !printable(h.Kid) {
 		return header{}, refuse(ErrUnknownKey, "kid is %s; want the key id of the issuer's JWT authority", quoteRaw(fields["kid"]))

@@ -18,6 +18,7 @@ import (
 
 	"github.com/mcpmesh/mcpmesh/registry/api"
 	"github.com/mcpmesh/mcpmesh/test/internal/testcluster"
+	"github.com/mcpmesh/mcpmesh/trust/spire/spiretest"
 )
 
 // mesh is BUs federated by a manifest central security signed, each BU
@@ -56,6 +57,10 @@ type meshOptions struct {
 	// FederationYAML is added to every node's federation section,
 	// indented by two spaces (e.g. "  call_timeout: 5s\n").
 	FederationYAML string
+	// SPIRE are namespaces whose nodes take their identity from a
+	// Workload API served in the test process (spiretest), its CA (the
+	// BU's, made as for any other) standing in for SPIRE's.
+	SPIRE []string
 }
 
 // meshBU is one BU of a mesh.
@@ -70,6 +75,8 @@ type meshBU struct {
 	// first, when not "", is the node (n1, n2, ...) listed first among
 	// the BU's bundle endpoints, the node other BUs call first.
 	first string
+	// spire is the Workload API of a BU of meshOptions.SPIRE.
+	spire *spiretest.Server
 }
 
 // td is the BU's trust domain name.
@@ -131,7 +138,11 @@ func startMeshWith(t *testing.T, o meshOptions) *mesh {
 			return fmt.Sprintf("federation:\n  mesh: e2e\n  manifest_key_file: %q\n  peer:\n    listen: %q\n  gossip:\n    listen: %q\n    join: [%s]\n    keyring_file: %q\n%s",
 				filepath.Join(central, "central.pub"), b.peers[i-1], gossip[id], joins, m.keyring, o.FederationYAML)
 		}
-		b.c = startCluster(t, copts)
+		if slices.Contains(o.SPIRE, ns) {
+			b.c, b.spire = startSPIRECluster(t, copts)
+		} else {
+			b.c = startCluster(t, copts)
+		}
 		b.caDir = b.c.CADir
 		m.bus = append(m.bus, b)
 	}

@@ -10,7 +10,9 @@
 //     domain left out of a new set is no longer trusted (revocation).
 //   - OwnBundle builds the node's own trust domain's bundle from the
 //     embedded CA, with a sequence number every replica of the BU derives
-//     identically (see OwnBundle).
+//     identically (see OwnBundle); FromX509Authorities builds it from
+//     the X.509 authorities SPIRE's Workload API hands out, when the
+//     node's identity comes from there.
 //   - Watcher runs on the BU's leader: it fetches the foreign bundles the
 //     manifest's relationships need from their SPIFFE bundle endpoints
 //     (https_spiffe profile) and proposes a registry PutBundle command

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/mcpmesh/mcpmesh/trust/ca"
 )
@@ -70,4 +71,51 @@ func ownSequence(latest time.Time, roots []*x509.Certificate) uint64 {
 		seq++
 	}
 	return seq
+}
+
+// FromX509Authorities returns the SPIFFE bundle of the node's own trust
+// domain td when its X.509 authorities come from SPIRE's Workload API
+// rather than the embedded CA: the authorities the Workload API hands out
+// for td, and no JWT authorities (the BU's nodes sign federation
+// assertions with their X.509-SVIDs, which other BUs check against these
+// authorities; SPIRE's JWT keys are not the federation's business).
+//
+// The Workload API carries no sequence number, so the sequence is derived
+// from the content, as OwnBundle does, for every replica of the BU to
+// compute the same one from what SPIRE hands them all:
+//
+//	sequence = 32 × (latest NotBefore among the authorities, Unix seconds)
+//	           + 31 − min(number of authorities − 1, 31)
+//
+// A SPIRE CA rotation first adds the new authority (a later NotBefore:
+// the first term rises by at least 32, the second falls by at most 31),
+// and SPIRE later prunes expired ones (the second term rises by one for
+// each). Unlike an embedded CA's bundle, SPIRE's may hold more than two
+// authorities (each CA lives longer than the rotation interval), so each
+// pruning, not just the last, must raise the number. Removing the newest
+// authority (rolling back a prepared CA) lowers it; other BUs then keep
+// the bundle they have until the next rotation raises it again. refresh
+// is the refresh hint (0 means DefaultRefreshHint).
+func FromX509Authorities(td spiffeid.TrustDomain, authorities []*x509.Certificate, refresh time.Duration) (*spiffebundle.Bundle, error) {
+	if len(authorities) == 0 {
+		return nil, fmt.Errorf("own trust bundle of %s: no X.509 authorities", td.Name())
+	}
+	if refresh <= 0 {
+		refresh = DefaultRefreshHint
+	}
+	b := spiffebundle.New(td)
+	var latest time.Time
+	for _, c := range authorities {
+		b.AddX509Authority(c)
+		if c.NotBefore.After(latest) {
+			latest = c.NotBefore
+		}
+	}
+	b.SetRefreshHint(refresh)
+	b.SetSequenceNumber(authoritiesSequence(latest, len(b.X509Authorities())))
+	return b, nil
+}
+
+func authoritiesSequence(latest time.Time, n int) uint64 {
+	return 32*uint64(max(latest.Unix(), 0)) + 31 - uint64(min(n-1, 31))
 }

@@ -56,6 +56,9 @@ type Source struct {
 	client *workloadapi.Client
 	x509   *workloadapi.X509Source
 	jwt    *workloadapi.JWTSource
+
+	mu      sync.Mutex
+	changed chan struct{}
 }
 
 var (
@@ -97,7 +100,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Source, error) {
 	if cfg.StartTimeout <= 0 {
 		cfg.StartTimeout = 30 * time.Second
 	}
-	s := &Source{cfg: cfg, logger: slog.New(slog.DiscardHandler)}
+	s := &Source{cfg: cfg, logger: slog.New(slog.DiscardHandler), changed: make(chan struct{})}
 	for _, o := range opts {
 		o.apply(s)
 	}
@@ -165,7 +168,8 @@ func (s *Source) GetJWTBundleForTrustDomain(td spiffeid.TrustDomain) (*jwtbundle
 
 // Run logs each X.509-SVID the Workload API rotates in (at info, with its
 // ID and expiry), and at error when SPIRE hands out an SVID for another ID,
-// which peers will refuse. It returns ctx.Err() when ctx is done.
+// which peers will refuse; it signals every update on Changed. It returns
+// ctx.Err() when ctx is done.
 func (s *Source) Run(ctx context.Context) error {
 	for {
 		select {
@@ -173,6 +177,10 @@ func (s *Source) Run(ctx context.Context) error {
 			return ctx.Err()
 		case <-s.x509.Updated():
 		}
+		s.mu.Lock()
+		close(s.changed)
+		s.changed = make(chan struct{})
+		s.mu.Unlock()
 		svid, err := s.x509.GetX509SVID()
 		if err != nil {
 			continue // closed under us; ctx ends next
@@ -184,6 +192,16 @@ func (s *Source) Run(ctx context.Context) error {
 		}
 		s.logger.Info("X509-SVID from the Workload API", "spiffe_id", svid.ID.String(), "serial", leaf.SerialNumber.Text(16), "expires", leaf.NotAfter)
 	}
+}
+
+// Changed returns a channel that is closed at the next update of the
+// X.509 context Run sees: an SVID rotation, or a change of the bundles (a
+// SPIRE CA rotation). Callers that act on the trust domain's bundle wait
+// on it and then call Changed again. Without Run it is never closed.
+func (s *Source) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
 }
 
 // Close drops the connection to the Workload API.

@@ -3,6 +3,7 @@ package spire_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -94,6 +95,7 @@ func TestSource(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- src.Run(ctx) }()
 	old := svid.Certificates[0].SerialNumber
+	changed := src.Changed()
 	srv.Rotate()
 	deadline := time.Now().Add(10 * time.Second)
 	var serial string
@@ -109,6 +111,11 @@ func TestSource(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "serial="+serial) {
 		t.Errorf("Run did not log the rotated-in SVID %s:\n%s", serial, logs.String())
+	}
+	select {
+	case <-changed:
+	case <-time.After(10 * time.Second):
+		t.Error("Changed was not closed after the rotation")
 	}
 	cancel()
 	if err := <-done; err != context.Canceled {
@@ -189,5 +196,66 @@ func TestSecurityHeader(t *testing.T) {
 	}
 	if _, err := cl.ValidateJWTSVID(ctx, &workload.ValidateJWTSVIDRequest{Audience: "other", Svid: resp.Svids[0].Svid}); err == nil {
 		t.Error("ValidateJWTSVID accepted a token for another audience")
+	}
+}
+
+// TestSourceCARotation: the steps of a CA rotation reach the source: the
+// next CA's root joins the bundle, SVIDs come from it, the old root
+// leaves; each step is signalled on Changed.
+func TestSourceCARotation(t *testing.T) {
+	srv, old := newServer(t, nodeID)
+	next, err := ca.Init(filepath.Join(t.TempDir(), "next"), td)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := spire.New(t.Context(), spire.Config{Addr: srv.Addr(), ID: nodeID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go src.Run(ctx)
+	oldRoot, nextRoot := old.Bundle().X509Authorities()[0], next.Bundle().X509Authorities()[0]
+	for _, step := range []struct {
+		name      string
+		issuer    *ca.CA
+		cas       []*ca.CA
+		roots     int
+		nextIssue bool
+	}{
+		{"prepared", old, []*ca.CA{old, next}, 2, false},
+		{"activated", next, []*ca.CA{old, next}, 2, true},
+		{"pruned", next, []*ca.CA{next}, 1, true},
+	} {
+		changed := src.Changed()
+		want, err := srv.SetCA(step.issuer, step.cas...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-changed:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: no update signalled", step.name)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		var last string
+		for {
+			svid, _ := src.GetX509SVID()
+			b, err := src.GetX509BundleForTrustDomain(td)
+			ok := err == nil && svid.Certificates[0].Equal(want.Certificates[0]) && len(b.X509Authorities()) == step.roots &&
+				b.HasX509Authority(nextRoot) && b.HasX509Authority(oldRoot) == (step.roots == 2) &&
+				(svid.Certificates[0].CheckSignatureFrom(nextRoot) == nil) == step.nextIssue
+			if ok {
+				break
+			}
+			if err == nil {
+				last = fmt.Sprintf("serial %x, %d roots", svid.Certificates[0].SerialNumber, len(b.X509Authorities()))
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the source does not hold the step's SVID and bundle; last: %s", step.name, last)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
 }

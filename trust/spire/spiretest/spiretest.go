@@ -8,8 +8,9 @@
 //
 // Every caller is the same workload: it is entitled to the IDs the Server
 // was made with, the first being its default. Rotate issues new X.509-SVIDs
-// and pushes them to open streams, as SPIRE does at rotation. It is meant
-// for tests only: it authenticates no caller.
+// and pushes them to open streams, as SPIRE does at rotation; SetCA plays
+// the steps of a CA rotation. It is meant for tests only: it authenticates
+// no caller.
 package spiretest
 
 import (
@@ -61,6 +62,10 @@ type Server struct {
 	mu    sync.Mutex
 	svids []*x509svid.SVID
 	subs  map[chan struct{}]struct{}
+	// issuer issues the X.509-SVIDs and authorities are the X.509
+	// bundle's roots: Config.CA's until SetCA.
+	issuer      *ca.CA
+	authorities []*x509.Certificate
 }
 
 // New issues the first X.509-SVIDs and starts serving on a socket in a new
@@ -79,7 +84,8 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spiretest: %w", err)
 	}
-	s := &Server{cfg: cfg, dir: dir, subs: map[chan struct{}]struct{}{}, done: make(chan struct{})}
+	s := &Server{cfg: cfg, dir: dir, subs: map[chan struct{}]struct{}{}, done: make(chan struct{}),
+		issuer: cfg.CA, authorities: cfg.CA.Bundle().X509Authorities()}
 	if _, err := s.Rotate(); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -114,9 +120,12 @@ func (s *Server) Close() {
 // Rotate issues new X.509-SVIDs for every ID and sends them to every open
 // FetchX509SVID stream. It returns the new default SVID.
 func (s *Server) Rotate() (*x509svid.SVID, error) {
+	s.mu.Lock()
+	issuer := s.issuer
+	s.mu.Unlock()
 	var svids []*x509svid.SVID
 	for _, id := range s.cfg.IDs {
-		sv, err := s.cfg.CA.IssueX509SVID(id, s.cfg.SVIDTTL)
+		sv, err := issuer.IssueX509SVID(id, s.cfg.SVIDTTL)
 		if err != nil {
 			return nil, fmt.Errorf("spiretest: %w", err)
 		}
@@ -125,13 +134,36 @@ func (s *Server) Rotate() (*x509svid.SVID, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.svids = svids
+	s.notify()
+	return svids[0], nil
+}
+
+// SetCA plays one step of a SPIRE CA rotation on the X.509 side: from now
+// on the X.509 bundle holds the roots of authorities, and X.509-SVIDs
+// are issued by issuer, which are reissued at once and sent to every open
+// FetchX509SVID stream. A rotation is three calls: SetCA(old, old, next)
+// prepares the next CA, SetCA(next, old, next) activates it, and
+// SetCA(next, next) prunes the old one. JWT-SVIDs and the JWT bundle stay
+// Config.CA's. It returns the new default SVID.
+func (s *Server) SetCA(issuer *ca.CA, authorities ...*ca.CA) (*x509svid.SVID, error) {
+	var roots []*x509.Certificate
+	for _, c := range authorities {
+		roots = append(roots, c.Bundle().X509Authorities()...)
+	}
+	s.mu.Lock()
+	s.issuer, s.authorities = issuer, roots
+	s.mu.Unlock()
+	return s.Rotate()
+}
+
+// notify wakes every open FetchX509SVID stream; s.mu is held.
+func (s *Server) notify() {
 	for ch := range s.subs {
 		select {
 		case ch <- struct{}{}:
 		default: // an update is already pending
 		}
 	}
-	return svids[0], nil
 }
 
 // Current returns the default X.509-SVID being served.
@@ -182,8 +214,8 @@ func concat(certs []*x509.Certificate) []byte {
 func (v *service) x509Response() (*workload.X509SVIDResponse, error) {
 	v.s.mu.Lock()
 	svids := v.s.svids
+	bundle := concat(v.s.authorities)
 	v.s.mu.Unlock()
-	bundle := concat(v.s.cfg.CA.Bundle().X509Authorities())
 	resp := &workload.X509SVIDResponse{}
 	for _, sv := range svids {
 		key, err := x509.MarshalPKCS8PrivateKey(sv.PrivateKey)
@@ -219,18 +251,28 @@ func (v *service) FetchX509SVID(_ *workload.X509SVIDRequest, stream workload.Spi
 	}
 }
 
-// FetchX509Bundles streams the trust domain's X.509 bundle (it does not
-// change).
+// FetchX509Bundles streams the trust domain's X.509 bundle: now, and
+// after each Rotate or SetCA.
 func (v *service) FetchX509Bundles(_ *workload.X509BundlesRequest, stream workload.SpiffeWorkloadAPI_FetchX509BundlesServer) error {
 	if err := checkHeader(stream.Context()); err != nil {
 		return err
 	}
-	c := v.s.cfg.CA
-	if err := stream.Send(&workload.X509BundlesResponse{Bundles: map[string][]byte{c.TrustDomain().IDString(): concat(c.Bundle().X509Authorities())}}); err != nil {
-		return err
+	ch, unsubscribe := v.s.subscribe()
+	defer unsubscribe()
+	td := v.s.cfg.CA.TrustDomain().IDString()
+	for {
+		v.s.mu.Lock()
+		bundle := concat(v.s.authorities)
+		v.s.mu.Unlock()
+		if err := stream.Send(&workload.X509BundlesResponse{Bundles: map[string][]byte{td: bundle}}); err != nil {
+			return err
+		}
+		select {
+		case <-ch:
+		case <-stream.Context().Done():
+			return stream.Context().Err()
+		}
 	}
-	<-stream.Context().Done()
-	return stream.Context().Err()
 }
 
 // FetchJWTSVID issues a JWT-SVID for the requested audience: for the
