@@ -22,8 +22,8 @@ import (
 // top of tools.
 var passthroughCapabilities = &mcp.ServerCapabilities{
 	Tools:       &mcp.ToolCapabilities{ListChanged: true},
-	Resources:   &mcp.ResourceCapabilities{Subscribe: true},
-	Prompts:     &mcp.PromptCapabilities{},
+	Resources:   &mcp.ResourceCapabilities{Subscribe: true, ListChanged: true},
+	Prompts:     &mcp.PromptCapabilities{ListChanged: true},
 	Completions: &mcp.CompletionCapabilities{},
 	Logging:     &mcp.LoggingCapabilities{},
 }

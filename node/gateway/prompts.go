@@ -21,8 +21,8 @@ import (
 // aggregatedCapabilities are what /mcp advertises.
 var aggregatedCapabilities = &mcp.ServerCapabilities{
 	Tools:       &mcp.ToolCapabilities{ListChanged: true},
-	Prompts:     &mcp.PromptCapabilities{},
-	Resources:   &mcp.ResourceCapabilities{Subscribe: true},
+	Prompts:     &mcp.PromptCapabilities{ListChanged: true},
+	Resources:   &mcp.ResourceCapabilities{Subscribe: true, ListChanged: true},
 	Completions: &mcp.CompletionCapabilities{},
 	Logging:     &mcp.LoggingCapabilities{},
 }
