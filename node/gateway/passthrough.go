@@ -43,8 +43,10 @@ func (g *Gateway) passthrough(ep *endpoint) mcp.Middleware {
 				return nil, err
 			}
 			meta := forwardMeta(paramsMeta(req.GetParams()), session(req))
+			ctx = withLogs(ctx, method, req)
 			via, done := g.callerFor(ctx, ep, session(req))
 			defer done()
+			via = g.logged(ctx, via)
 			return g.callUpstreamResult(ctx, via, t, func(ctx context.Context, s *mcp.ClientSession) (mcp.Result, error) {
 				// Each request goes upstream as a copy whose _meta carries
 				// only what forwardMeta lets through.
