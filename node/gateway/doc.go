@@ -56,9 +56,17 @@
 // written before the agent gets its answer; a call whose record cannot be
 // written fails (audit.go).
 //
+// # What upstreams tell agents
+//
+// Logs of a request that asked for them (logs.go), resource updates to
+// 2026-07-28 listeners (listen.go) and legacy sessions (relay.go), and
+// upstreams' prompt and resource list changes to the agents that see the
+// server (listchanged.go); the node's watch sessions survive an
+// upstream's restart (upstream/watch.go).
+//
 // # What is not here yet
 //
-// Prompts and resources list_changed relayed from upstreams, and resource
-// updates of legacy upstreams to 2026-07-28 listeners; see the README's
-// status. What is relayed to 2026-07-28 agents: logs.go, listen.go.
+// Log messages of stdio upstreams; a legacy agent's resource
+// subscriptions to a stdio upstream are not relayed to it; see the
+// README's status.
 package gateway

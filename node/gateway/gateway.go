@@ -122,6 +122,7 @@ type Gateway struct {
 	servers sync.Map    // server name → *endpoint
 	links   sync.Map    // *mcp.ServerSession → *agentLink (legacy agents; relay.go)
 	listen  listenRelay // 2026-07-28 agents' resource subscriptions (listen.go)
+	lists   listRelay   // upstreams' prompt and resource list changes (listchanged.go)
 }
 
 // Option configures New.
@@ -219,13 +220,13 @@ func (g *Gateway) newEndpoint(name string, perServer bool) *endpoint {
 	// The first middleware added is the outermost: the policy guard sees
 	// every request first.
 	if perServer {
-		s.AddReceivingMiddleware(g.guard(ep, true), g.loggingLevel(ep), g.passthrough(ep))
+		s.AddReceivingMiddleware(g.guard(ep, true), g.listAudience(ep), g.loggingLevel(ep), g.passthrough(ep))
 	} else {
-		s.AddReceivingMiddleware(g.guard(ep, false), g.loggingLevel(ep), g.aggregatedPrompts(ep), g.aggregatedResources(ep))
+		s.AddReceivingMiddleware(g.guard(ep, false), g.listAudience(ep), g.loggingLevel(ep), g.aggregatedPrompts(ep), g.aggregatedResources(ep))
 	}
 	// Outermost: every request below knows its caller (caller.go).
 	s.AddReceivingMiddleware(g.withCaller)
-	s.AddSendingMiddleware(ep.onlyToMiddleware, g.listenFilter(ep))
+	s.AddSendingMiddleware(ep.onlyToMiddleware, g.listenFilter(ep), g.listFilter)
 	get := func(*http.Request) *mcp.Server { return s }
 	ep.server = s
 	// In the 2026-07-28 era the POST is the whole request: an agent that
@@ -344,6 +345,7 @@ func (g *Gateway) Close() error {
 	}
 	// Last: legacy agents' links (relay.go) end with their sessions.
 	g.bg.Wait()
+	g.stopListWatches()
 	return nil
 }
 
@@ -503,6 +505,7 @@ func (g *Gateway) Sync() (err error) {
 	}
 	g.targets.Store(&targets)
 	g.govs.Store(&govs)
+	defer g.reconcileLists() // the list watches follow the served servers (listchanged.go)
 	for server, rs := range byServer {
 		seen[server] = true
 		ep, ok := g.servers.Load(server)

@@ -48,9 +48,7 @@ func TestListenRelaysResourceUpdates(t *testing.T) {
 	for _, era := range []struct {
 		name      string
 		stateless bool
-	}{{"2026-07-28 upstream", true}} {
-		// A legacy (stateful) upstream is not covered: with it, no
-		// update reached the listeners in this test (README, not built).
+	}{{"2026-07-28 upstream", true}, {"2025-11-25 upstream", false}} {
 		t.Run(era.name, func(t *testing.T) {
 			r := newRegistry(t)
 			url, up, upstreamSubs := resourceUpstream(t, era.stateless)

@@ -22,8 +22,8 @@ import (
 // top of tools.
 var passthroughCapabilities = &mcp.ServerCapabilities{
 	Tools:       &mcp.ToolCapabilities{ListChanged: true},
-	Resources:   &mcp.ResourceCapabilities{Subscribe: true},
-	Prompts:     &mcp.PromptCapabilities{},
+	Resources:   &mcp.ResourceCapabilities{Subscribe: true, ListChanged: true},
+	Prompts:     &mcp.PromptCapabilities{ListChanged: true},
 	Completions: &mcp.CompletionCapabilities{},
 	Logging:     &mcp.LoggingCapabilities{},
 }
@@ -43,8 +43,10 @@ func (g *Gateway) passthrough(ep *endpoint) mcp.Middleware {
 				return nil, err
 			}
 			meta := forwardMeta(paramsMeta(req.GetParams()), session(req))
+			ctx = withLogs(ctx, method, req)
 			via, done := g.callerFor(ctx, ep, session(req))
 			defer done()
+			via = g.logged(ctx, via)
 			return g.callUpstreamResult(ctx, via, t, func(ctx context.Context, s *mcp.ClientSession) (mcp.Result, error) {
 				// Each request goes upstream as a copy whose _meta carries
 				// only what forwardMeta lets through.

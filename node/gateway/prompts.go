@@ -21,8 +21,8 @@ import (
 // aggregatedCapabilities are what /mcp advertises.
 var aggregatedCapabilities = &mcp.ServerCapabilities{
 	Tools:       &mcp.ToolCapabilities{ListChanged: true},
-	Prompts:     &mcp.PromptCapabilities{},
-	Resources:   &mcp.ResourceCapabilities{Subscribe: true},
+	Prompts:     &mcp.PromptCapabilities{ListChanged: true},
+	Resources:   &mcp.ResourceCapabilities{Subscribe: true, ListChanged: true},
 	Completions: &mcp.CompletionCapabilities{},
 	Logging:     &mcp.LoggingCapabilities{},
 }
@@ -69,7 +69,7 @@ func (g *Gateway) aggregatedPrompts(ep *endpoint) mcp.Middleware {
 					return nil, err
 				}
 				fwd.Name = ref.name
-				return g.onServer(ctx, ep, session(req), ref.server, func(ctx context.Context, s *mcp.ClientSession) (mcp.Result, error) {
+				return g.onServer(withLogs(ctx, method, req), ep, session(req), ref.server, func(ctx context.Context, s *mcp.ClientSession) (mcp.Result, error) {
 					return s.GetPrompt(ctx, fwd)
 				})
 			case "completion/complete":
@@ -160,7 +160,7 @@ func (g *Gateway) onServer(ctx context.Context, ep *endpoint, ss *mcp.ServerSess
 	}
 	via, done := g.callerFor(ctx, ep, ss)
 	defer done()
-	return g.callUpstreamResult(ctx, via, t, fn)
+	return g.callUpstreamResult(ctx, g.logged(ctx, via), t, fn)
 }
 
 // served returns the newest live upstream of server, or -32602 when the

@@ -74,7 +74,7 @@ func (g *Gateway) aggregatedResources(ep *endpoint) mcp.Middleware {
 					return nil, err
 				}
 				fwd.URI = original
-				res, err := g.onServer(ctx, ep, session(req), server, func(ctx context.Context, s *mcp.ClientSession) (mcp.Result, error) {
+				res, err := g.onServer(withLogs(ctx, method, req), ep, session(req), server, func(ctx context.Context, s *mcp.ClientSession) (mcp.Result, error) {
 					return s.ReadResource(ctx, fwd)
 				})
 				if err != nil {

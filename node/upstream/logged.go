@@ -2,6 +2,9 @@ package upstream
 
 import (
 	"context"
+	"maps"
+	"reflect"
+	"strings"
 	"sync"
 	"time"
 
@@ -63,6 +66,51 @@ func (p *Pool) CallToolLogged(ctx context.Context, t Target, params *mcp.CallToo
 	settle(&l.mu, &l.last)
 	p.release(t, l)
 	return res, err
+}
+
+// CallLogged is Call for a request (resources/read, prompts/get) that
+// wants the upstream's log messages at level and above, as CallToolLogged:
+// fn's requests go on a leased session, and on a 2026-07-28 upstream carry
+// level in their _meta (leaseLevel). On a stdio upstream it is Call,
+// without logs.
+func (p *Pool) CallLogged(ctx context.Context, t Target, level mcp.LoggingLevel, onLog func(*mcp.LoggingMessageParams), fn func(context.Context, *mcp.ClientSession) error) error {
+	if t.Transport == TransportStdio || onLog == nil || level == "" {
+		return p.Call(ctx, t, fn)
+	}
+	l := &logLease{fn: onLog, level: level}
+	err := p.do(ctx, t, leased{p, l}, fn)
+	settle(&l.mu, &l.last)
+	p.release(t, l)
+	return err
+}
+
+// leaseLevel is the logging sessions' sending middleware: a request on a
+// leased 2026-07-28 session asks for the lease's level in its _meta.
+func (p *Pool) leaseLevel(next mcp.MethodHandler) mcp.MethodHandler {
+	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+		s, _ := req.GetSession().(*mcp.ClientSession)
+		params := req.GetParams()
+		if s == nil || strings.HasPrefix(method, "notifications/") || params == nil || reflect.ValueOf(params).IsNil() {
+			return next(ctx, method, req)
+		}
+		if ir := s.InitializeResult(); ir == nil || ir.ProtocolVersion < "2026-07-28" {
+			return next(ctx, method, req)
+		}
+		p.logMu.Lock()
+		l := p.logSessions[s].lease
+		p.logMu.Unlock()
+		if l != nil {
+			meta := maps.Clone(params.GetMeta())
+			if meta == nil {
+				meta = map[string]any{}
+			}
+			if _, set := meta[mcp.MetaKeyLogLevel]; !set {
+				meta[mcp.MetaKeyLogLevel] = l.level
+				params.SetMeta(meta)
+			}
+		}
+		return next(ctx, method, req)
+	}
 }
 
 // leased is the source of a logged call: an idle logging session of the
@@ -158,7 +206,7 @@ func (p *Pool) logClient() *mcp.Client {
 			MultiRoundTrip:              &mcp.MultiRoundTripOptions{Disabled: true},
 			LoggingMessageHandler:       p.onLog,
 		})
-		p.logCl.AddSendingMiddleware(metaToken)
+		p.logCl.AddSendingMiddleware(metaToken, p.leaseLevel)
 	})
 	return p.logCl
 }

@@ -142,11 +142,16 @@ type Pool struct {
 	logOnce     sync.Once
 	logCl       *mcp.Client
 
-	// watches are the watch sessions of resource subscriptions (watch.go).
+	// watches are the watch sessions of resource subscriptions and list
+	// changes (watch.go), each kept up by a goroutine of watchWG; stdioCl
+	// is the client of stdio upstreams' sessions.
 	watchMu   sync.Mutex
 	watches   map[*conn]*watch
+	watchWG   sync.WaitGroup
 	watchOnce sync.Once
 	watchCl   *mcp.Client
+	stdioOnce sync.Once
+	stdioCl   *mcp.Client
 
 	// restarts are stuck stdio servers being stopped (stdio.go).
 	restarts sync.WaitGroup
@@ -395,7 +400,13 @@ func (sh shared) session(ctx context.Context, c *conn) (*mcp.ClientSession, erro
 	if c.session != nil {
 		return c.session, nil
 	}
-	s, err := sh.p.dial(ctx, c, sh.p.client, false)
+	client := sh.p.client
+	if c.target.Transport == TransportStdio {
+		// The one session of a stdio upstream also carries what it
+		// notifies unsolicited (watch.go).
+		client = sh.p.stdioClient()
+	}
+	s, err := sh.p.dial(ctx, c, client, false)
 	if err != nil {
 		return nil, err
 	}
@@ -542,6 +553,12 @@ func isTransportFailure(ctx context.Context, err error) bool {
 // dial connects client to c's upstream, unless the breaker is open or a
 // re-dial is not due yet. c.mu must be held.
 func (p *Pool) dial(ctx context.Context, c *conn, client *mcp.Client, standalone bool) (*mcp.ClientSession, error) {
+	return p.dialWith(ctx, c, client, func() (mcp.Transport, error) { return p.transport(c.target, standalone) })
+}
+
+// dialWith is dial over the transports newTransport makes. c.mu must be
+// held.
+func (p *Pool) dialWith(ctx context.Context, c *conn, client *mcp.Client, newTransport func() (mcp.Transport, error)) (*mcp.ClientSession, error) {
 	now := time.Now()
 	if c.failures >= p.cfg.BreakerThreshold && now.Sub(c.openedAt) < p.cfg.BreakerCooldown {
 		return nil, fmt.Errorf("%s: %w: last error: %v", c.target.Key(), ErrUnavailable, c.lastErr)
@@ -549,7 +566,7 @@ func (p *Pool) dial(ctx context.Context, c *conn, client *mcp.Client, standalone
 	if now.Before(c.nextDial) {
 		return nil, fmt.Errorf("%s: %w: restarting after a failure (last error: %v)", c.target.Key(), ErrUnavailable, c.lastErr)
 	}
-	tr, err := p.transport(c.target, standalone)
+	tr, err := newTransport()
 	if err != nil {
 		return nil, err
 	}
@@ -557,7 +574,7 @@ func (p *Pool) dial(ctx context.Context, c *conn, client *mcp.Client, standalone
 	if err != nil && !c.legacy && versionRejected(err) {
 		c.legacy = true
 		p.logger.Info("upstream refuses the 2026-07-28 era; using "+legacyVersion, "upstream", c.target.Key())
-		if tr, err = p.transport(c.target, standalone); err != nil {
+		if tr, err = newTransport(); err != nil {
 			return nil, err
 		}
 		s, err = client.Connect(ctx, tr, c.sessionOptions())
@@ -709,6 +726,8 @@ func (c *conn) close(p *Pool) {
 
 // Close closes every session (and stops stdio servers).
 func (p *Pool) Close() error {
+	// Watches first: they would re-dial sessions closed under them.
+	p.closeWatches()
 	p.mu.Lock()
 	conns := p.conns
 	p.conns = map[string]*conn{}
@@ -716,7 +735,6 @@ func (p *Pool) Close() error {
 	for _, c := range conns {
 		c.close(p)
 	}
-	p.closeWatches()
 	p.restarts.Wait()
 	return nil
 }
