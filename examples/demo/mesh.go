@@ -101,9 +101,19 @@ func newMesh(o options) (*mesh, error) {
 		return nil, err
 	}
 	m := &mesh{o: o, dir: dir, central: filepath.Join(dir, "central"), keyring: filepath.Join(dir, "gossip.keys")}
+	// With base 0 each address is a port the kernel had free a moment
+	// ago; it may hand the same one out again once its probe closed, so
+	// one already given to another listener is drawn again.
+	given := map[string]bool{}
 	port := func(b, off int) (string, error) {
 		if o.base == 0 {
-			return freePort()
+			for {
+				addr, err := freePort()
+				if err != nil || !given[addr] {
+					given[addr] = true
+					return addr, err
+				}
+			}
 		}
 		return net.JoinHostPort("127.0.0.1", strconv.Itoa(o.base+100*b+off)), nil
 	}
