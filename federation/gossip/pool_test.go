@@ -347,6 +347,10 @@ type faultTransport struct {
 	packets chan *memberlist.Packet
 	conns   chan net.Conn
 	stop    chan struct{}
+	// gone closes once the NetTransport underneath has shut down: until
+	// then the forwarders keep draining it (discarding), or its listeners
+	// would block handing over a packet and Shutdown would wait forever.
+	gone chan struct{}
 	dropUDP atomic.Bool
 	cutTCP  atomic.Bool
 	dropped atomic.Int64
@@ -363,8 +367,9 @@ func newFaultTransport(t testing.TB) *faultTransport {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &faultTransport{NetTransport: nt, packets: make(chan *memberlist.Packet), conns: make(chan net.Conn), stop: make(chan struct{})}
+	f := &faultTransport{NetTransport: nt, packets: make(chan *memberlist.Packet), conns: make(chan net.Conn), stop: make(chan struct{}), gone: make(chan struct{})}
 	go func() {
+		defer f.drain(nt)
 		for {
 			select {
 			case <-f.stop:
@@ -383,6 +388,7 @@ func newFaultTransport(t testing.TB) *faultTransport {
 		}
 	}()
 	go func() {
+		defer f.drain(nt)
 		for {
 			select {
 			case <-f.stop:
@@ -419,7 +425,23 @@ func (f *faultTransport) DialAddressTimeout(a memberlist.Address, timeout time.D
 
 func (f *faultTransport) Shutdown() error {
 	close(f.stop)
-	return f.NetTransport.Shutdown()
+	err := f.NetTransport.Shutdown()
+	close(f.gone)
+	return err
+}
+
+// drain discards what nt's listeners still hand over until it has shut
+// down.
+func (f *faultTransport) drain(nt *memberlist.NetTransport) {
+	for {
+		select {
+		case <-f.gone:
+			return
+		case <-nt.PacketCh():
+		case c := <-nt.StreamCh():
+			_ = c.Close()
+		}
+	}
 }
 
 // withTransport makes a pool use ft, advertising its bound address.
