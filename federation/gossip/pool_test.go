@@ -350,7 +350,7 @@ type faultTransport struct {
 	// gone closes once the NetTransport underneath has shut down: until
 	// then the forwarders keep draining it (discarding), or its listeners
 	// would block handing over a packet and Shutdown would wait forever.
-	gone chan struct{}
+	gone    chan struct{}
 	dropUDP atomic.Bool
 	cutTCP  atomic.Bool
 	dropped atomic.Int64
