@@ -378,7 +378,7 @@ func (f *federation) serveForwarded(w http.ResponseWriter, r *http.Request) {
 		// and this node, and the trace is the signed one, whatever the
 		// request's unsigned header or _meta say.
 		ctx = gateway.ContextWithVia(ctx, ap.Actor.String())
-		ctx = upstream.ContextWithTracestate(upstream.ContextWithTraceparent(ctx, ap.Trace), ap.TraceState)
+		ctx = upstream.ContextWithTrace(ctx, ap.Trace, ap.TraceState)
 	}
 	r.Header.Del("Authorization")
 	r = r.WithContext(agentauth.NewContext(ctx, p))
@@ -507,9 +507,9 @@ func (f *federation) Assert(ctx context.Context, t upstream.Target, tool string)
 	if c, ok := tokens.CallerFromContext(ctx); ok {
 		call.RequestID = c.RequestID
 	}
-	call.Trace, _ = upstream.TraceparentFromContext(ctx)
-	if call.Trace != "" {
-		call.TraceState, _ = upstream.TracestateFromContext(ctx)
+	call.Trace, call.TraceState, _ = upstream.TraceFromContext(ctx)
+	if call.Trace == "" {
+		call.TraceState = ""
 	}
 	return f.minter.Mint(d.ID(), call)
 }

@@ -96,7 +96,8 @@ func (g *Gateway) callRecord(ctx context.Context, req *mcp.CallToolRequest, p ag
 	if req.Params != nil {
 		rec.WorkflowID, _ = req.Params.Meta[MetaWorkflowID].(string)
 	}
-	rec.TraceID = tracecontext.TraceID(traceparentOf(ctx, req))
+	tp, _ := traceOf(ctx, req)
+	rec.TraceID = tracecontext.TraceID(tp)
 	return rec
 }
 

@@ -35,61 +35,35 @@ func viaOf(ctx context.Context) []string {
 	return via
 }
 
-// traceparentOf returns the W3C traceparent of a tools/call, or "": the
-// one the context was given (a forwarded call's, from its verified
-// assertion), else the request's _meta["traceparent"], else its
-// "traceparent" header. Anything that is not a valid traceparent counts
-// as none.
-func traceparentOf(ctx context.Context, req *mcp.CallToolRequest) string {
-	if tp, ok := upstream.TraceparentFromContext(ctx); ok {
-		return validOrNone(tp)
-	}
-	if req.Params != nil {
-		if tp, _ := req.Params.Meta[upstream.MetaTraceparent].(string); tp != "" {
-			return validOrNone(tp)
-		}
-	}
-	if req.Extra != nil && req.Extra.Header != nil {
-		return validOrNone(req.Extra.Header.Get("traceparent"))
-	}
-	return ""
-}
-
-// tracestateOf returns the W3C tracestate that goes with traceparentOf's
-// traceparent, from the same carrier: a forwarded call's verified
-// assertion, else the request's _meta["tracestate"] beside its
-// _meta["traceparent"], else its "tracestate" headers (joined, as the
-// specification says). One that is not valid (tracecontext.ValidState: at
+// traceOf returns the W3C trace context of a tools/call: its
+// traceparent, or "", and the tracestate that goes with it, or "", both
+// from the same carrier: the one the context was given (a forwarded
+// call's, from its verified assertion), else the request's
+// _meta["traceparent"] and _meta["tracestate"], else its "traceparent"
+// header and "tracestate" headers (joined, as the specification says).
+// A traceparent that is not valid counts as none, and so does its
+// tracestate; a tracestate that is not valid (tracecontext.ValidState: at
 // most 32 members and 512 characters) counts as none.
-func tracestateOf(ctx context.Context, req *mcp.CallToolRequest) string {
-	if _, ok := upstream.TraceparentFromContext(ctx); ok {
-		ts, _ := upstream.TracestateFromContext(ctx)
-		return validStateOrNone(ts)
-	}
+func traceOf(ctx context.Context, req *mcp.CallToolRequest) (tp, ts string) {
+	var meta mcp.Meta
 	if req.Params != nil {
-		if tp, _ := req.Params.Meta[upstream.MetaTraceparent].(string); tp != "" {
-			ts, _ := req.Params.Meta[upstream.MetaTracestate].(string)
-			return validStateOrNone(ts)
-		}
+		meta = req.Params.Meta
 	}
-	if req.Extra != nil && req.Extra.Header != nil {
-		return validStateOrNone(strings.Join(req.Extra.Header.Values("tracestate"), ","))
+	if ctp, cts, ok := upstream.TraceFromContext(ctx); ok {
+		tp, ts = ctp, cts
+	} else if mtp, _ := meta[upstream.MetaTraceparent].(string); mtp != "" {
+		tp = mtp
+		ts, _ = meta[upstream.MetaTracestate].(string)
+	} else if req.Extra != nil && req.Extra.Header != nil {
+		tp, ts = req.Extra.Header.Get("traceparent"), strings.Join(req.Extra.Header.Values("tracestate"), ",")
 	}
-	return ""
-}
-
-func validStateOrNone(ts string) string {
-	if tracecontext.ValidState(ts) {
-		return ts
+	if !tracecontext.Valid(tp) {
+		return "", ""
 	}
-	return ""
-}
-
-func validOrNone(tp string) string {
-	if tracecontext.Valid(tp) {
-		return tp
+	if !tracecontext.ValidState(ts) {
+		ts = ""
 	}
-	return ""
+	return tp, ts
 }
 
 // withCarriedDeadline bounds r's context by the wait its sender says is

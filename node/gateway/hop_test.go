@@ -47,8 +47,8 @@ func TestTraceparentOf(t *testing.T) {
 		{"invalid header", bg, req("", "garbage"), ""},
 		{"none", bg, &mcp.CallToolRequest{}, ""},
 	} {
-		if got := traceparentOf(tc.ctx, tc.req); got != tc.want {
-			t.Errorf("%s: traceparentOf = %q; want %q", tc.name, got, tc.want)
+		if got, _ := traceOf(tc.ctx, tc.req); got != tc.want {
+			t.Errorf("%s: traceOf's traceparent = %q; want %q", tc.name, got, tc.want)
 		}
 	}
 }
@@ -61,7 +61,7 @@ func TestTracestateOf(t *testing.T) {
 	req := func(meta mcp.Meta, h http.Header) *mcp.CallToolRequest {
 		return &mcp.CallToolRequest{Params: &mcp.CallToolParamsRaw{Meta: meta}, Extra: &mcp.RequestExtra{Header: h}}
 	}
-	signed := upstream.ContextWithTracestate(upstream.ContextWithTraceparent(context.Background(), tp), "signed=1")
+	signed := upstream.ContextWithTrace(context.Background(), tp, "signed=1")
 	bg := context.Background()
 	for _, tc := range []struct {
 		name string
@@ -77,8 +77,8 @@ func TestTracestateOf(t *testing.T) {
 		{"invalid", bg, req(mcp.Meta{"traceparent": tp, "tracestate": "A=1"}, nil), ""},
 		{"a key twice", bg, req(nil, http.Header{"Traceparent": {tp}, "Tracestate": {"a=1", "a=2"}}), ""},
 	} {
-		if got := tracestateOf(tc.ctx, tc.req); got != tc.want {
-			t.Errorf("%s: tracestateOf = %q; want %q", tc.name, got, tc.want)
+		if _, got := traceOf(tc.ctx, tc.req); got != tc.want {
+			t.Errorf("%s: traceOf's tracestate = %q; want %q", tc.name, got, tc.want)
 		}
 	}
 }

@@ -56,9 +56,8 @@ func (g *Gateway) handler(ep *endpoint, r *route, exposed string) mcp.ToolHandle
 		rec := g.callRecord(ctx, req, p, exposed)
 		// The upstream request carries the call's trace context (and a
 		// forwarded one the assertion the pool mints for it).
-		if tp := traceparentOf(ctx, req); tp != "" {
-			ts := tracestateOf(ctx, req)
-			ctx = upstream.ContextWithTracestate(upstream.ContextWithTraceparent(ctx, tp), ts)
+		if tp, ts := traceOf(ctx, req); tp != "" {
+			ctx = upstream.ContextWithTrace(ctx, tp, ts)
 		}
 		res, err := g.serveCall(ctx, ep, r, req, p, c, rec)
 		out, err := g.audited(ctx, rec, c.start, res, err)

@@ -52,39 +52,41 @@ const MetaTraceparent = "traceparent"
 // and 512 characters).
 const MetaTracestate = "tracestate"
 
-// traceKey marks a call's context with the traceparent to pass on.
+// traceKey marks a call's context with the trace context to pass on: a
+// traceContext.
 type traceKey struct{}
 
+// traceContext is a call's W3C traceparent and the tracestate that goes
+// with it ("" for none).
+type traceContext struct{ parent, state string }
+
 // ContextWithTraceparent returns ctx carrying tp as the W3C traceparent
-// of the call made with it; "" records that the call has none (a caller
-// that decided so, such as a verified assertion without a trace, wins
-// over anything the request says). The pool passes it on to the upstream.
+// of the call made with it, with no tracestate; "" records that the call
+// has none (a caller that decided so, such as a verified assertion without
+// a trace, wins over anything the request says). The pool passes it on to
+// the upstream.
 func ContextWithTraceparent(ctx context.Context, tp string) context.Context {
-	return context.WithValue(ctx, traceKey{}, tp)
+	return ContextWithTrace(ctx, tp, "")
+}
+
+// ContextWithTrace is ContextWithTraceparent with ts, the W3C tracestate
+// that goes with tp, passed on beside it.
+func ContextWithTrace(ctx context.Context, tp, ts string) context.Context {
+	return context.WithValue(ctx, traceKey{}, traceContext{tp, ts})
 }
 
 // TraceparentFromContext returns the traceparent ContextWithTraceparent
-// put in ctx, and whether there was one ("" included).
+// or ContextWithTrace put in ctx, and whether there was one ("" included).
 func TraceparentFromContext(ctx context.Context) (string, bool) {
-	tp, ok := ctx.Value(traceKey{}).(string)
+	tp, _, ok := TraceFromContext(ctx)
 	return tp, ok
 }
 
-// stateKey marks a call's context with the tracestate to pass on.
-type stateKey struct{}
-
-// ContextWithTracestate returns ctx carrying ts as the W3C tracestate of
-// the call made with it, passed on beside its traceparent; "" records that
-// the call has none.
-func ContextWithTracestate(ctx context.Context, ts string) context.Context {
-	return context.WithValue(ctx, stateKey{}, ts)
-}
-
-// TracestateFromContext returns the tracestate ContextWithTracestate put
-// in ctx, and whether there was one ("" included).
-func TracestateFromContext(ctx context.Context) (string, bool) {
-	ts, ok := ctx.Value(stateKey{}).(string)
-	return ts, ok
+// TraceFromContext returns the traceparent and tracestate ContextWithTrace
+// (or ContextWithTraceparent) put in ctx, and whether there were any.
+func TraceFromContext(ctx context.Context) (tp, ts string, ok bool) {
+	tc, ok := ctx.Value(traceKey{}).(traceContext)
+	return tc.parent, tc.state, ok
 }
 
 // ErrTimeoutHeader is why ParseTimeout refuses a value.
@@ -144,14 +146,13 @@ func withTrace(params *mcp.CallToolParams, tp, ts string) {
 }
 
 // hopTransport sets, on each request it sends, the traceparent and
-// tracestate of the call the request is for (traceKey and stateKey in its
-// context) and the time left before
-// its context's deadline (TimeoutHeader).
+// tracestate of the call the request is for (traceKey in its context) and
+// the time left before its context's deadline (TimeoutHeader).
 type hopTransport struct{ base http.RoundTripper }
 
 // RoundTrip sends r with the call's trace context and deadline.
 func (ht hopTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	tp, _ := r.Context().Value(traceKey{}).(string)
+	tp, ts, _ := TraceFromContext(r.Context())
 	d, hasDeadline := r.Context().Deadline()
 	if !tracecontext.Valid(tp) && !hasDeadline {
 		return ht.base.RoundTrip(r)
@@ -159,7 +160,7 @@ func (ht hopTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	if tracecontext.Valid(tp) {
 		r.Header.Set("Traceparent", tp)
-		if ts, _ := r.Context().Value(stateKey{}).(string); tracecontext.ValidState(ts) {
+		if tracecontext.ValidState(ts) {
 			r.Header.Set("Tracestate", ts)
 		}
 	}

@@ -115,7 +115,7 @@ func TestCallCarriesTraceAndDeadline(t *testing.T) {
 	defer p.Close()
 	target := Target{Server: "corp.test/t", Version: "1.0.0", Transport: TransportStreamableHTTP, URL: url}
 
-	ctx, cancel := context.WithTimeout(ContextWithTracestate(ContextWithTraceparent(t.Context(), tp), ts), 3*time.Second)
+	ctx, cancel := context.WithTimeout(ContextWithTrace(t.Context(), tp, ts), 3*time.Second)
 	defer cancel()
 	meta := mcp.Meta{"other": "kept"}
 	if _, err := p.CallTool(ctx, target, &mcp.CallToolParams{Name: "t", Meta: meta}, nil); err != nil {
@@ -146,7 +146,7 @@ func TestCallCarriesTraceAndDeadline(t *testing.T) {
 
 	// A tracestate over the specification's bounds is dropped whole; the
 	// traceparent still goes, and no stale tracestate of the request's.
-	long := ContextWithTracestate(ContextWithTraceparent(t.Context(), tp), "a="+strings.Repeat("x", 256)+",b="+strings.Repeat("y", 256))
+	long := ContextWithTrace(t.Context(), tp, "a="+strings.Repeat("x", 256)+",b="+strings.Repeat("y", 256))
 	if _, err := p.CallTool(long, target, &mcp.CallToolParams{Name: "t", Meta: mcp.Meta{MetaTracestate: "stale=1"}}, nil); err != nil {
 		t.Fatal(err)
 	}

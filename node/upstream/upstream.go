@@ -272,8 +272,7 @@ func (p *Pool) callTool(ctx context.Context, t Target, src source, params *mcp.C
 	if t.Transport == TransportFederation {
 		ctx = context.WithValue(ctx, callToolKey{}, params.Name)
 	}
-	if tp, _ := TraceparentFromContext(ctx); tp != "" {
-		ts, _ := TracestateFromContext(ctx)
+	if tp, ts, _ := TraceFromContext(ctx); tp != "" {
 		withTrace(params, tp, ts)
 	}
 	var res *mcp.CallToolResult
@@ -438,8 +437,7 @@ func (p *Pool) do(ctx context.Context, t Target, src source, fn func(context.Con
 		return err
 	}
 	// Also read before detaching: the call's trace context (hop.go).
-	tp, _ := TraceparentFromContext(ctx)
-	ts, _ := TracestateFromContext(ctx)
+	tp, ts, _ := TraceFromContext(ctx)
 	caller := ctx
 	ctx, cancel := detach(ctx, p.callTimeout(t))
 	defer cancel()
@@ -451,7 +449,7 @@ func (p *Pool) do(ctx context.Context, t Target, src source, fn func(context.Con
 	}
 	callCtx := withToken(ctx, t, tok)
 	if tp != "" {
-		callCtx = ContextWithTracestate(ContextWithTraceparent(callCtx, tp), ts)
+		callCtx = ContextWithTrace(callCtx, tp, ts)
 	}
 	err = fn(callCtx, s)
 	if err != nil && versionRejected(err) && p.downgrade(c) {
