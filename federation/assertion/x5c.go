@@ -60,21 +60,11 @@ func (m *Minter) svidKey() (*minterKey, error) {
 	if len(s.Certificates) > maxX5CCerts {
 		return nil, fmt.Errorf("the node's X.509-SVID chain has %d certificates; at most %d are carried", len(s.Certificates), maxX5CCerts)
 	}
-	k := &minterKey{signer: s.PrivateKey, leaf: leaf}
-	alg := Algorithm
-	switch pub := s.PrivateKey.Public().(type) {
-	case *ecdsa.PublicKey:
-		if pub.Curve != elliptic.P256() {
-			return nil, fmt.Errorf("the node's X.509-SVID key is ECDSA %s; want P-256 (ES256) or RSA (RS256)", pub.Curve.Params().Name)
-		}
-	case *rsa.PublicKey:
-		if pub.N.BitLen() < minRSABits {
-			return nil, fmt.Errorf("the node's X.509-SVID key is RSA-%d; want at least %d bits", pub.N.BitLen(), minRSABits)
-		}
-		alg, k.rsa = AlgorithmRS256, true
-	default:
-		return nil, fmt.Errorf("the node's X.509-SVID key is %T; want ECDSA P-256 or RSA", pub)
+	alg, desc := x5cAlgorithm(s.PrivateKey.Public())
+	if alg == "" {
+		return nil, fmt.Errorf("the node's X.509-SVID key is %s; want ECDSA P-256 (ES256) or RSA of at least %d bits (RS256)", desc, minRSABits)
 	}
+	k := &minterKey{signer: s.PrivateKey, leaf: leaf, rsa: alg == AlgorithmRS256}
 	chain := make([]string, len(s.Certificates))
 	for i, c := range s.Certificates {
 		// RFC 7515 §4.1.6: standard base64, not base64url.
@@ -94,6 +84,28 @@ func (m *Minter) svidKey() (*minterKey, error) {
 	}
 	m.key.Store(k)
 	return k, nil
+}
+
+// x5cAlgorithm returns the algorithm of x5c-form assertions signed with
+// the private key of pub, the one rule minter and verifier share: ES256
+// for ECDSA P-256, RS256 for RSA of at least minRSABits; "" for any other
+// key. desc names the key for messages ("ECDSA P-384", "RSA-1024").
+func x5cAlgorithm(pub crypto.PublicKey) (alg, desc string) {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		desc = "ECDSA " + k.Curve.Params().Name
+		if k.Curve == elliptic.P256() {
+			alg = Algorithm
+		}
+	case *rsa.PublicKey:
+		desc = fmt.Sprintf("RSA-%d", k.N.BitLen())
+		if k.N.BitLen() >= minRSABits {
+			alg = AlgorithmRS256
+		}
+	default:
+		desc = fmt.Sprintf("%T", pub)
+	}
+	return alg, desc
 }
 
 // leafEntry is an x5c chain that verified: the leaf's SPIFFE ID and
@@ -206,19 +218,11 @@ func (v *Verifier) x5cLeaf(seg string, h header, peer spiffeid.ID, now time.Time
 			e.notAfter = c.NotAfter
 		}
 	}
-	switch k := e.key.(type) {
-	case *ecdsa.PublicKey:
-		if h.Alg != Algorithm || k.Curve != elliptic.P256() {
-			return nil, refuse(ErrAlgorithm, "alg is %s and the x5c leaf's key is ECDSA %s", h.Alg, k.Curve.Params().Name)
-		}
-	case *rsa.PublicKey:
-		if h.Alg != AlgorithmRS256 || k.N.BitLen() < minRSABits {
-			return nil, refuse(ErrAlgorithm, "alg is %s and the x5c leaf's key is RSA-%d", h.Alg, k.N.BitLen())
-		}
-		e.rsa = true
-	default:
-		return nil, refuse(ErrAlgorithm, "the x5c leaf's key is %T", k)
+	alg, desc := x5cAlgorithm(e.key)
+	if alg == "" || alg != h.Alg {
+		return nil, refuse(ErrAlgorithm, "alg is %s and the x5c leaf's key is %s", h.Alg, desc)
 	}
+	e.rsa = alg == AlgorithmRS256
 	if changed != nil {
 		v.leaves.put(seg, e)
 	}
