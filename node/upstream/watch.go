@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -366,16 +367,11 @@ func (p *Pool) unwatchLocked(wt *watch) {
 // watchClient returns the client of watch sessions, made on first use.
 func (p *Pool) watchClient() *mcp.Client {
 	p.watchOnce.Do(func() {
-		p.watchCl = mcp.NewClient(&mcp.Implementation{Name: "mcpmesh", Version: "1"}, &mcp.ClientOptions{
-			Logger:                   p.logger,
-			Capabilities:             &mcp.ClientCapabilities{},
-			MultiRoundTrip:           &mcp.MultiRoundTripOptions{Disabled: true},
-			ResourceUpdatedHandler:   p.onResourceUpdated,
-			PromptListChangedHandler: func(_ context.Context, req *mcp.PromptListChangedRequest) { p.onListChanged(req.Session, ListPrompts) },
-			ResourceListChangedHandler: func(_ context.Context, req *mcp.ResourceListChangedRequest) {
-				p.onListChanged(req.Session, ListResources)
-			},
-		})
+		p.watchCl = mcp.NewClient(&mcp.Implementation{Name: "mcpmesh", Version: "1"}, p.hearing(&mcp.ClientOptions{
+			Logger:         p.logger,
+			Capabilities:   &mcp.ClientCapabilities{},
+			MultiRoundTrip: &mcp.MultiRoundTripOptions{Disabled: true},
+		}))
 		p.watchCl.AddSendingMiddleware(metaToken)
 	})
 	return p.watchCl
@@ -385,19 +381,26 @@ func (p *Pool) watchClient() *mcp.Client {
 // pool's, plus what a watch hears (see above).
 func (p *Pool) stdioClient() *mcp.Client {
 	p.stdioOnce.Do(func() {
-		p.stdioCl = mcp.NewClient(&mcp.Implementation{Name: "mcpmesh", Version: "1"}, &mcp.ClientOptions{
+		p.stdioCl = mcp.NewClient(&mcp.Implementation{Name: "mcpmesh", Version: "1"}, p.hearing(&mcp.ClientOptions{
 			Logger:                      p.logger,
 			ProgressNotificationHandler: p.onProgress,
 			MultiRoundTrip:              &mcp.MultiRoundTripOptions{Disabled: true},
-			ResourceUpdatedHandler:      p.onResourceUpdated,
-			PromptListChangedHandler:    func(_ context.Context, req *mcp.PromptListChangedRequest) { p.onListChanged(req.Session, ListPrompts) },
-			ResourceListChangedHandler: func(_ context.Context, req *mcp.ResourceListChangedRequest) {
-				p.onListChanged(req.Session, ListResources)
-			},
-		})
+		}))
 		p.stdioCl.AddSendingMiddleware(metaToken)
 	})
 	return p.stdioCl
+}
+
+// hearing sets o's handlers of what an upstream notifies unsolicited
+// (resource updates, list changes) to hand it to the watchers of the
+// session it arrives on, and returns o.
+func (p *Pool) hearing(o *mcp.ClientOptions) *mcp.ClientOptions {
+	o.ResourceUpdatedHandler = p.onResourceUpdated
+	o.PromptListChangedHandler = func(_ context.Context, req *mcp.PromptListChangedRequest) { p.onListChanged(req.Session, ListPrompts) }
+	o.ResourceListChangedHandler = func(_ context.Context, req *mcp.ResourceListChangedRequest) {
+		p.onListChanged(req.Session, ListResources)
+	}
+	return o
 }
 
 func (p *Pool) onResourceUpdated(_ context.Context, req *mcp.ResourceUpdatedNotificationRequest) {
@@ -476,7 +479,7 @@ func (o listenObserver) RoundTrip(r *http.Request) (*http.Response, error) {
 		}
 		return resp, err
 	}
-	if resp.StatusCode != http.StatusOK || !bytes.HasPrefix([]byte(resp.Header.Get("Content-Type")), []byte("text/event-stream")) {
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 		return resp, nil // refused, or answered at once: nothing to keep
 	}
 	resp.Body = &listenBody{ReadCloser: resp.Body, ctx: r.Context(), ended: o.ended}
