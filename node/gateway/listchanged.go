@@ -7,7 +7,6 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/mcpmesh/mcpmesh/node/policy"
 	"github.com/mcpmesh/mcpmesh/node/upstream"
 	"github.com/mcpmesh/mcpmesh/trust/agentauth"
 )
@@ -383,12 +382,11 @@ func (g *Gateway) maySee(ep *endpoint, p agentauth.Principal, server string) boo
 	if _, killed := g.killed(p, server, ""); killed {
 		return false
 	}
-	r := &policy.Request{Principal: p, Action: policy.ActionList, Target: g.listNamespace}
+	listed := "" // the namespace, on /mcp
 	if ep != g.agg {
-		s := g.policyOf(server)
-		r.Server, r.Target = s.info, s.list
+		listed = server
 	}
-	return g.decide(r).Allowed
+	return g.decide(g.listRequest(p, listed)).Allowed
 }
 
 // notifyListChanged has go-sdk send ep's sessions a prompts (or resources)

@@ -158,12 +158,10 @@ func (g *Gateway) guard(ep *endpoint, perServer bool) mcp.Middleware {
 			switch method {
 			case "tools/list", "resources/list", "resources/templates/list", "prompts/list":
 				what := "the catalog of namespace " + g.cfg.Namespace
-				lr := &policy.Request{Principal: p, Action: policy.ActionList, Target: g.listNamespace}
 				if server != "" {
-					s := g.policyOf(server)
-					lr.Server, lr.Target, what = s.info, s.list, "the catalog of server "+server
+					what = "the catalog of server " + server
 				}
-				if err := g.authorize(lr, method+" "+what); err != nil {
+				if err := g.authorize(g.listRequest(p, server), method+" "+what); err != nil {
 					return nil, err
 				}
 				// A killed caller, or a killed server's own endpoint, lists
@@ -227,6 +225,17 @@ func (g *Gateway) authorizeResource(p agentauth.Principal, server, uri, method s
 	}
 	return g.authorize(&policy.Request{Principal: p, Action: policy.ActionReadResource, Server: g.server(server), URI: uri},
 		fmt.Sprintf("%s %s of %s", method, uri, server))
+}
+
+// listRequest is p's request to list the catalog of server, or of the
+// namespace when server is "".
+func (g *Gateway) listRequest(p agentauth.Principal, server string) *policy.Request {
+	r := &policy.Request{Principal: p, Action: policy.ActionList, Target: g.listNamespace}
+	if server != "" {
+		s := g.policyOf(server)
+		r.Server, r.Target = s.info, s.list
+	}
+	return r
 }
 
 // authorizePrompt decides getPrompt of a prompt (its upstream name).
