@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/mcpmesh/mcpmesh/node"
 	"github.com/mcpmesh/mcpmesh/node/dev"
 )
 
@@ -22,5 +23,6 @@ func runDev(ctx context.Context, args []string, stdout io.Writer) error {
 		lvl = slog.LevelInfo
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	node.TuneGC()
 	return dev.Run(ctx, dev.Config{DataDir: *data, BasePort: *base}, stdout, logger)
 }

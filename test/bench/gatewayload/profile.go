@@ -59,6 +59,7 @@ func runNodeRole(ctx context.Context, cfgPath, profilePath string) error {
 		return fmt.Errorf("log.level: %w", err)
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	node.TuneGC() // as mcpmesh node does
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	stop, err := startProfile(profilePath)
