@@ -98,8 +98,10 @@ func (f *FSM) applyRevokeAPIKey(b *pebble.Batch, index uint64, c RevokeAPIKey) a
 
 // APIKey returns one key record.
 func (f *FSM) APIKey(id string) (APIKey, error) {
-	return getOne[APIKey](f, apiKeyKey(id), func() error {
-		return errorf(KindNotFound, "API key %s does not exist", id)
+	return f.apiKeys.get(f, id, func() (APIKey, error) {
+		return getOne[APIKey](f, apiKeyKey(id), func() error {
+			return errorf(KindNotFound, "API key %s does not exist", id)
+		})
 	})
 }
 

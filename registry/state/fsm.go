@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -51,6 +52,13 @@ type FSM struct {
 
 	// applied is the Raft index of the last entry the state reflects.
 	applied Watermark
+	// restores counts snapshots restored (which may move applied back):
+	// with applied it says which state a memo's values were read from.
+	restores atomic.Uint64
+
+	// Reads every call makes, remembered per applied index (memo.go).
+	apiKeys     memo[APIKey]
+	tenantUsage memo[TenantUsage]
 }
 
 var (

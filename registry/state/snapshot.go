@@ -228,6 +228,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err := b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
+	f.restores.Add(1)
 	f.applied.Reset(applied) // an older snapshot moves it back
 	f.logger.Info("registry state restored from snapshot", "records", len(recs), "applied_index", applied)
 	return nil

@@ -350,9 +350,11 @@ func (f *FSM) UsageMarks() ([]UsageMark, error) {
 // TenantUsage returns a tenant's flushed total of month ("YYYY-MM"); zero
 // when it has none.
 func (f *FSM) TenantUsage(month, tenant string) (TenantUsage, error) {
-	tu, err := getOne[TenantUsage](f, tenantUsageKey(month, tenant), func() error { return nil })
-	tu.Month, tu.Tenant = month, tenant
-	return tu, err
+	return f.tenantUsage.get(f, string(tenantUsageKey(month, tenant)), func() (TenantUsage, error) {
+		tu, err := getOne[TenantUsage](f, tenantUsageKey(month, tenant), func() error { return nil })
+		tu.Month, tu.Tenant = month, tenant
+		return tu, err
+	})
 }
 
 // UsageRows returns the flushed chargeback rows of month, by tenant, tool,
