@@ -33,7 +33,7 @@ monitoring:
 # its check.
 .PHONY: patched-sdk
 patched-sdk:
-	cd third_party/go-sdk && $(GO) test -count=1 ./internal/json/
+	cd third_party/go-sdk && $(GO) test -count=1 ./internal/json/ && $(GO) test -count=1 -run TestPatched ./mcp/
 	cd third_party/segmentio-encoding && $(GO) test -count=1 ./json/
 
 unit:

@@ -60,6 +60,10 @@ type ToolHandlerFor[In, Out any] func(_ context.Context, request *CallToolReques
 type serverTool struct {
 	tool    *Tool
 	handler ToolHandler
+	// paramHeaders are tool's x-mcp-header bindings, found once when the
+	// tool is added (mcpmesh patch: they were found by re-marshalling
+	// the input schema on every call; see PATCHES.md).
+	paramHeaders []paramHeaderBinding
 }
 
 // applySchema validates whether data is valid JSON according to the provided
