@@ -19,6 +19,9 @@ const MetaRequestID = "io.mcpmesh/requestId"
 // upstream pool mints the token of every upstream request made for it.
 func (g *Gateway) withCaller(next mcp.MethodHandler) mcp.MethodHandler {
 	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+		if method == "tools/call" {
+			growStack()
+		}
 		p, ok := principalOf(ctx, req)
 		if !ok {
 			return next(ctx, method, req)
