@@ -15,8 +15,8 @@ import (
 // Resources, prompts and completion are not versioned in the registry;
 // on a server's own endpoint (/mcp/s/<ns>/<server>) they pass through, as
 // they are, to the upstream of the server's newest live version. The
-// aggregated /mcp serves prompts (prompts.go) but not resources, whose
-// URIs would need mapping in results too.
+// aggregated /mcp serves them too, with names and URIs mapped so that
+// every item routes back to its server (prompts.go, resources.go).
 
 // passthroughCapabilities are what a per-server endpoint advertises on
 // top of tools.
