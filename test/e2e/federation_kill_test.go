@@ -81,6 +81,19 @@ func TestKilledExportAtConsumer(t *testing.T) {
 		t.Errorf("hr's /metrics lacks %q", line)
 	}
 
+	// Both operators see it in mcpmesh peers.
+	hrPeers := decode[api.PeersResponse](t, "hr peers", mustCLI(t, m.hr, hrN, "peers", "-o", "json"))
+	if len(hrPeers.Peers) != 1 || len(hrPeers.Peers[0].Killed) != 1 || hrPeers.Peers[0].Killed[0].Reason != reason || hrPeers.Peers[0].Imported != 0 {
+		t.Errorf("hr's peers = %+v; want finance with lookup killed for %q", hrPeers.Peers, reason)
+	}
+	finPeers := decode[api.PeersResponse](t, "finance peers", mustCLI(t, m.fin, finN, "peers", "-o", "json"))
+	if len(finPeers.Peers) != 1 || finPeers.Peers[0].ExportedKilled != 1 || finPeers.Peers[0].Exported != 0 {
+		t.Errorf("finance's peers = %+v; want hr with 1 exported tool killed", finPeers.Peers)
+	}
+	if out := mustCLI(t, m.hr, hrN, "peers"); !strings.Contains(out, "switched off by the origin") || !strings.Contains(out, reason) {
+		t.Errorf("hr's mcpmesh peers does not say finance switched lookup off:\n%s", out)
+	}
+
 	// Finance lifts the kill: hr lists and calls the tool again.
 	start = time.Now()
 	mustCLI(t, m.fin, finN, "revive", "tool", ledgerServer+"/lookup")
