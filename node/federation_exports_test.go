@@ -67,7 +67,7 @@ func TestExportedTo(t *testing.T) {
 	cat := state.ExportedCatalog{Tools: []state.ExportedTool{
 		{Server: "corp.finance/ledger", Name: "report", Version: "2.0.0", Principals: []string{"oidc:"}, Scopes: []string{"reports:read"}},
 		{Server: "corp.finance/ledger", Name: "open", Version: "2.0.0"},
-	}}
+	}, Killed: []state.KilledTool{{Server: "corp.finance/ledger", Name: "transfer", Scope: state.KillTool, Reason: "incident 7"}}}
 	caller := func(id string, scopes ...string) agentauth.Principal {
 		return agentauth.Principal{ID: "hr.example.corp/" + id, TrustDomain: "hr.example.corp", Scopes: scopes, Method: agentauth.MethodFederation}
 	}
@@ -83,6 +83,8 @@ func TestExportedTo(t *testing.T) {
 		{"scope missing", caller("oidc:alice"), "report", "2.0.0", `needs scope "reports:read"`},
 		{"version not exported", caller("oidc:alice", "reports:read"), "report", "1.0.0", "is not exported to trust domain hr.example.corp"},
 		{"tool not exported", caller("oidc:alice"), "delete", "2.0.0", "is not exported"},
+		{"tool exported but killed", caller("oidc:alice"), "transfer", "2.0.0", "is not exported"},
+		{"killed tool without a version", caller("oidc:alice"), "transfer", "", "is not exported"},
 	} {
 		err := exportedTo(cat, tc.p, "corp.finance/ledger", tc.tool, tc.version)
 		switch {

@@ -15,8 +15,10 @@ const peersUsage = `peers [-consistent] [-o json]
 
 Shows the BU's peer BUs: each origin it imports tools from (imported
 count, catalog version, last successful sync, last error, stale when no
-sync succeeded for 3 minutes: its tools stay listed, marked stale) and each
-trust domain it exports to (exported count). The leader pulls each origin's
+sync succeeded for 3 minutes: its tools stay listed, marked stale; the
+tools the origin switched off with a kill switch, with its reason) and
+each trust domain it exports to (exported count, and how many of those
+tools a kill switch of this BU stops). The leader pulls each origin's
 catalog; every node answers from its replicated state. Agents call the
 imported tools on /mcp as <namespace>.<tool>.`
 
@@ -45,6 +47,16 @@ func runPeers(ctx context.Context, args []string, stdout io.Writer) error {
 					}
 					status += fmt.Sprintf("; refused changed definitions under the same version (kept the pinned ones): %s", strings.Join(names, ", "))
 				}
+				if len(p.Killed) > 0 {
+					var names []string
+					for _, k := range p.Killed {
+						names = append(names, fmt.Sprintf("%s/%s (%s switch: %s)", k.Server, k.Name, k.Scope, k.Reason))
+					}
+					status += "; switched off by the origin (calls answered as killed here): " + strings.Join(names, ", ")
+				}
+			}
+			if p.ExportedKilled > 0 {
+				status += fmt.Sprintf("; %d exported tools killed here (the peer is told why)", p.ExportedKilled)
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", ns, p.TrustDomain, imported, p.Exported, fmtTime(p.LastSync), status)
 		}

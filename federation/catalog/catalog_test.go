@@ -156,7 +156,7 @@ func TestExporterServesOnlyWhatIsExportedToTheCaller(t *testing.T) {
 	if len(hr.Tools) != 1 || hr.Tools[0].Name != "generate_report" || hr.Consumer != hrTD.Name() || hr.Version == 0 {
 		t.Fatalf("hr's catalog = %+v", hr)
 	}
-	if _, err := hr.Import("finance", hrTD); err != nil {
+	if _, _, err := hr.Import("finance", hrTD); err != nil {
 		t.Errorf("hr cannot import its catalog: %v", err)
 	}
 	_, sales := get(t, srv, salesTD, "")
@@ -386,7 +386,7 @@ func TestHostileCatalogsAreRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	good := Catalog{Consumer: hrTD.Name(), Version: ec.Version, Hash: ec.Hash, Tools: ec.Tools}
-	if _, err := good.Import("finance", hrTD); err != nil {
+	if _, _, err := good.Import("finance", hrTD); err != nil {
 		t.Fatalf("the honest catalog is refused: %v", err)
 	}
 	rehash := func(c *Catalog) { c.Hash, _ = state.CatalogHash(c.Tools) }
@@ -443,7 +443,7 @@ func TestHostileCatalogsAreRefused(t *testing.T) {
 			}
 			dc, err := DecodeCatalog(raw)
 			if err == nil {
-				_, err = dc.Import(tc.ns, hrTD)
+				_, _, err = dc.Import(tc.ns, hrTD)
 			}
 			var de *DecodeError
 			if !errors.As(err, &de) || !strings.Contains(err.Error(), tc.want) {

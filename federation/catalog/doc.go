@@ -19,6 +19,16 @@
 //     the export set) and moves the version only when the hash changed, so
 //     it is the same on every replica and rises on every change, and a
 //     change to one consumer's exports never wakes another's long poll.
+//   - A tool the exporter would share but has switched off with a kill
+//     switch (its own or its server's) is sent apart, in Catalog.Killed,
+//     with the switch's scope, reason and time and no definition, so the
+//     consumer can answer its agents "switched off by <trust domain>:
+//     <reason>" instead of "unknown tool". Killed entries go only to a
+//     consumer that asks (KilledParam, sent by HTTPFetcher): an older
+//     consumer gets the catalog it always got, in which the tool is just
+//     absent. A kill, its lifting and a new reason each move the
+//     consumer's catalog version, so they reach it through its long poll
+//     at once.
 //   - A deprecated version is exported with its sunset; the consumer hides
 //     it after the sunset by its own clock ([state.ImportedTool.Live]), as
 //     time passing is not a state change.

@@ -32,8 +32,10 @@ type ExporterConfig struct {
 	MaxWait time.Duration
 }
 
-// Exporter serves GET Path?since=<version>[&wait=<seconds>]: the catalog
-// this BU exports to the caller's trust domain, and nothing else. When the
+// Exporter serves GET Path?since=<version>[&wait=<seconds>][&killed=1]:
+// the catalog this BU exports to the caller's trust domain, and nothing
+// else; with killed=1 (KilledParam) also the exported tools a kill switch
+// stops, apart (Catalog.Killed). When the
 // catalog's version differs from since (or since is absent) it answers at
 // once, 200 with a Catalog; otherwise it waits for the registry to apply
 // a change that moves the version, up to the wait, and then answers 304
@@ -107,7 +109,7 @@ func (e *Exporter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if !hasSince || v != since {
-			e.answer(w, td.Name())
+			e.answer(w, td.Name(), q.Get(KilledParam) == "1")
 			return
 		}
 		if err := fsm.WaitApplied(ctx, next); err != nil {
@@ -118,14 +120,27 @@ func (e *Exporter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (e *Exporter) answer(w http.ResponseWriter, td string) {
+// answer sends the catalog exported to td, with its killed entries when
+// the consumer asked for them. The hash is computed over what is sent
+// (the mark's covers the killed entries, which a consumer that did not
+// ask does not get).
+func (e *Exporter) answer(w http.ResponseWriter, td string, withKilled bool) {
 	ec, err := e.cfg.FSM.ExportedCatalog(td)
 	if err != nil {
 		e.logger.Error("catalog exporter: build catalog", "consumer", td, "error", err)
 		httpError(w, http.StatusInternalServerError, "building the catalog failed")
 		return
 	}
-	body, err := json.Marshal(Catalog{Consumer: td, Version: ec.Version, Hash: ec.Hash, Tools: ec.Tools})
+	cat := Catalog{Consumer: td, Version: ec.Version, Tools: ec.Tools}
+	if withKilled {
+		cat.Killed = ec.Killed
+	}
+	if cat.Hash, err = state.CatalogHashOf(cat.Tools, cat.Killed); err != nil {
+		e.logger.Error("catalog exporter: hash catalog", "consumer", td, "error", err)
+		httpError(w, http.StatusInternalServerError, "building the catalog failed")
+		return
+	}
+	body, err := json.Marshal(cat)
 	if err != nil || len(body) > MaxCatalogBytes {
 		e.logger.Error("catalog exporter: catalog too large or unencodable", "consumer", td, "bytes", len(body), "error", err)
 		httpError(w, http.StatusInternalServerError, "the catalog exported to %s is too large to send (%d bytes, at most %d): export fewer tools", td, len(body), MaxCatalogBytes)

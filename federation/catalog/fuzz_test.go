@@ -25,6 +25,11 @@ func FuzzDecodeCatalog(f *testing.F) {
 	f.Add(good)
 	empty, _ := json.Marshal(Catalog{Consumer: "hr.example.corp", Hash: func() string { h, _ := state.CatalogHash(nil); return h }(), Tools: []state.ExportedTool{}})
 	f.Add(empty)
+	kc := Catalog{Consumer: "hr.example.corp", Version: 10, Tools: []state.ExportedTool{},
+		Killed: []state.KilledTool{{Server: "corp.finance/ledger", Name: "transfer_funds", Scope: state.KillTool, Reason: "incident 7"}}}
+	kc.Hash, _ = state.CatalogHashOf(kc.Tools, kc.Killed)
+	killed, _ := json.Marshal(kc)
+	f.Add(killed)
 	f.Add([]byte(`{"consumer":"hr.example.corp","version":1,"hash":"x","tools":[{"name":"a"}]}`))
 	f.Add([]byte(`{"consumer":"hr.example.corp","version":18446744073709551615,"hash":"","tools":null}`))
 	f.Add([]byte(`{}`))
@@ -37,7 +42,7 @@ func FuzzDecodeCatalog(f *testing.F) {
 			}
 			return
 		}
-		tools, err := c.Import("finance", hrTD)
+		tools, killed, err := c.Import("finance", hrTD)
 		if err != nil {
 			if !errors.As(err, new(*DecodeError)) {
 				t.Fatalf("Import error %T: %v", err, err)
@@ -58,6 +63,9 @@ func FuzzDecodeCatalog(f *testing.F) {
 			if err := state.ValidateImportedTool("finance", it); err != nil {
 				t.Fatalf("accepted a tool the state machine refuses: %v", err)
 			}
+		}
+		if err := state.ValidateKilledImports("finance", tools, killed); err != nil {
+			t.Fatalf("accepted killed entries the state machine refuses: %v", err)
 		}
 	})
 }

@@ -363,7 +363,7 @@ func (im *Importer) syncOnce(ctx context.Context, o Origin) (retry bool, err err
 		im.syncs.WithLabelValues(o.Namespace, resultUnchanged).Inc()
 		return false, im.recordSuccess(ctx, o)
 	}
-	tools, err := cat.Import(o.Namespace, im.cfg.TrustDomain)
+	tools, killed, err := cat.Import(o.Namespace, im.cfg.TrustDomain)
 	if err != nil {
 		im.syncs.WithLabelValues(o.Namespace, resultRefused).Inc()
 		return false, err
@@ -393,7 +393,7 @@ func (im *Importer) syncOnce(ctx context.Context, o Origin) (retry bool, err err
 	}
 	res, err := im.propose(ctx, state.PutImports{
 		Namespace: o.Namespace, TrustDomain: o.TrustDomain.Name(), CatalogVersion: cat.Version, Hash: cat.Hash,
-		Tools: tools, Refused: refused, SyncedAt: im.now().UTC(),
+		Tools: tools, Killed: killed, Refused: refused, SyncedAt: im.now().UTC(),
 	})
 	if err != nil {
 		im.syncs.WithLabelValues(o.Namespace, resultError).Inc()
@@ -402,7 +402,16 @@ func (im *Importer) syncOnce(ctx context.Context, o Origin) (retry bool, err err
 	im.syncs.WithLabelValues(o.Namespace, resultChanged).Inc()
 	if !res.Unchanged {
 		im.logger.Info("catalog importer: imported a new catalog", "origin", o.Namespace, "trust_domain", o.TrustDomain.Name(),
-			"version", cat.Version, "hash", ShortHash(cat.Hash), "tools", len(tools), "refused", len(refused))
+			"version", cat.Version, "hash", ShortHash(cat.Hash), "tools", len(tools), "killed", len(killed), "refused", len(refused))
+		for _, k := range killed {
+			if have && slices.ContainsFunc(cur.Killed, func(old state.KilledTool) bool {
+				return old.Server == k.Server && old.Name == k.Name && old.Reason == k.Reason
+			}) {
+				continue // logged when it was new
+			}
+			im.logger.Info("catalog importer: the origin has switched off an exported tool; calls are answered as killed here", "origin", o.Namespace,
+				"server", k.Server, "tool", k.Name, "scope", k.Scope, "reason", k.Reason, "at", k.At)
+		}
 		for _, r := range refused {
 			im.logger.Warn("catalog importer: refused a changed definition under the same version (rug pull); kept the pinned one",
 				"origin", o.Namespace, "server", r.Server, "version", r.Version, "tool", r.Name, "pinned", r.Pinned, "offered", r.Offered)
@@ -458,7 +467,8 @@ func oneLine(s string) string {
 	return s
 }
 
-// HTTPFetcher fetches a catalog over HTTP from the first of baseURLs that
+// HTTPFetcher fetches a catalog, with its killed entries, over HTTP from
+// the first of baseURLs that
 // answers (the origin's peer addresses, such as "https://10.0.0.5:8443";
 // baseURLs is called on every fetch so the list can follow gossip),
 // trying the next on a transport error or a 5xx. client carries the mTLS
@@ -472,7 +482,7 @@ func HTTPFetcher(client *http.Client, baseURLs func() []string) Fetcher {
 		}
 		var errs []error
 		for _, base := range urls {
-			cat, err := fetchOne(ctx, client, strings.TrimSuffix(base, "/")+Path+"?since="+strconv.FormatUint(since, 10))
+			cat, err := fetchOne(ctx, client, strings.TrimSuffix(base, "/")+Path+"?since="+strconv.FormatUint(since, 10)+"&"+KilledParam+"=1")
 			if err == nil {
 				return cat, nil
 			}

@@ -33,6 +33,13 @@ const maxListItems = 64
 // VersionHeader carries the catalog version on every answer, 304 too.
 const VersionHeader = "Mcpmesh-Catalog-Version"
 
+// KilledParam is the query parameter ("killed=1") by which a consumer
+// asks for the killed entries (Catalog.Killed). An exporter leaves them
+// out for a consumer that does not ask, so a consumer that predates them
+// gets the catalog it always got: its strict decoder would refuse the
+// unknown field, and with it every later catalog while a kill lasts.
+const KilledParam = "killed"
+
 // Catalog is the catalog sync message: what one BU exports to one
 // consumer trust domain, at one version. It is the body of a 200 answer
 // on Path.
@@ -45,10 +52,16 @@ type Catalog struct {
 	// the same on every replica of the exporter. Zero: nothing was ever
 	// exported to Consumer.
 	Version uint64 `json:"version"`
-	// Hash is state.CatalogHash(Tools); ShortHash its first 12 hex digits.
+	// Hash is state.CatalogHashOf(Tools, Killed) (state.CatalogHash(Tools)
+	// when Killed is empty); ShortHash its first 12 hex digits.
 	Hash string `json:"hash"`
 	// Tools are the exported tool versions.
 	Tools []state.ExportedTool `json:"tools"`
+	// Killed are the tools the exporter would export but has switched off
+	// with a kill switch, apart from Tools so that a reader that skips
+	// them never takes one for callable. Sent only to a consumer that asks
+	// (KilledParam).
+	Killed []state.KilledTool `json:"killed,omitempty"`
 }
 
 // ShortHash is the first 12 hex digits of a catalog hash, for gossip hints
@@ -106,9 +119,11 @@ func DecodeCatalog(raw []byte) (*Catalog, error) {
 }
 
 // Import checks a decoded catalog from origin namespace ns, sent to trust
-// domain self, and returns its tools as this BU stores them. It refuses
-// the whole catalog on the first problem: a catalog built for another
-// trust domain, a hash that does not match its tools, more than
+// domain self, and returns its tools as this BU stores them, and its
+// killed entries sorted by server and name. It refuses the whole catalog
+// on the first problem: a catalog built for another trust domain, a hash
+// that does not match its tools and killed entries, a killed entry that
+// is malformed, listed twice or also live, more than
 // state.MaxImportedTools tools, a tool whose server, version or name is
 // malformed, whose /mcp name "<ns>.<tool>" is not 1-128 of
 // [A-Za-z0-9_.-], listed twice, not approved or deprecated, with a
@@ -116,25 +131,25 @@ func DecodeCatalog(raw []byte) (*Catalog, error) {
 // whose schemas are not JSON Schema objects that compile, or whose pin
 // does not match its definition. It never panics; every error is a
 // *DecodeError.
-func (c *Catalog) Import(ns string, self spiffeid.TrustDomain) ([]state.ImportedTool, error) {
+func (c *Catalog) Import(ns string, self spiffeid.TrustDomain) ([]state.ImportedTool, []state.KilledTool, error) {
 	if err := state.ValidateNamespace(ns); err != nil {
-		return nil, refuse("", "origin %v", err)
+		return nil, nil, refuse("", "origin %v", err)
 	}
 	if c.Consumer != self.Name() {
-		return nil, refuse("consumer", "built for %q, not for this trust domain %q", c.Consumer, self.Name())
+		return nil, nil, refuse("consumer", "built for %q, not for this trust domain %q", c.Consumer, self.Name())
 	}
 	if len(c.Tools) > state.MaxImportedTools {
-		return nil, refuse("tools", "%d tools, at most %d", len(c.Tools), state.MaxImportedTools)
+		return nil, nil, refuse("tools", "%d tools, at most %d", len(c.Tools), state.MaxImportedTools)
 	}
-	if c.Version == 0 && len(c.Tools) > 0 {
-		return nil, refuse("version", "0 with tools")
+	if c.Version == 0 && (len(c.Tools) > 0 || len(c.Killed) > 0) {
+		return nil, nil, refuse("version", "0 with tools")
 	}
-	h, err := state.CatalogHash(c.Tools)
+	h, err := state.CatalogHashOf(c.Tools, c.Killed)
 	if err != nil {
-		return nil, refuse("tools", "cannot be hashed: %v", err)
+		return nil, nil, refuse("tools", "cannot be hashed: %v", err)
 	}
 	if h != c.Hash {
-		return nil, refuse("hash", "%q does not match the tools (%s)", c.Hash, h)
+		return nil, nil, refuse("hash", "%q does not match the tools (%s)", c.Hash, h)
 	}
 	out := make([]state.ImportedTool, 0, len(c.Tools))
 	seen := map[string]bool{}
@@ -145,13 +160,13 @@ func (c *Catalog) Import(ns string, self spiffeid.TrustDomain) ([]state.Imported
 			var de *DecodeError
 			if errors.As(err, &de) {
 				de.Field = strings.TrimSuffix(field+"."+de.Field, ".")
-				return nil, de
+				return nil, nil, de
 			}
-			return nil, refuse(field, "%v", err)
+			return nil, nil, refuse(field, "%v", err)
 		}
 		id := t.Server + "\x00" + t.Version + "\x00" + t.Name
 		if seen[id] {
-			return nil, refuse(field, "%s@%s %s is listed twice", t.Server, t.Version, t.Name)
+			return nil, nil, refuse(field, "%s@%s %s is listed twice", t.Server, t.Version, t.Name)
 		}
 		seen[id] = true
 		out = append(out, it)
@@ -159,7 +174,15 @@ func (c *Catalog) Import(ns string, self spiffeid.TrustDomain) ([]state.Imported
 	slices.SortStableFunc(out, func(a, b state.ImportedTool) int {
 		return cmp.Or(cmp.Compare(a.Server, b.Server), card.CompareVersions(a.Version, b.Version), cmp.Compare(a.Name, b.Name))
 	})
-	return out, nil
+	if err := state.ValidateKilledImports(ns, out, c.Killed); err != nil {
+		return nil, nil, refuse("killed", "%v", err)
+	}
+	killed := slices.Clone(c.Killed)
+	for i := range killed {
+		killed[i].At = killed[i].At.UTC()
+	}
+	state.SortKilledTools(killed)
+	return out, killed, nil
 }
 
 // importTool checks one exported tool and decodes its definition.

@@ -34,7 +34,10 @@
 // An operator's kill switch on a tool, a server, a tenant or an agent
 // (`mcpmesh kill`) refuses, on every replica once it has applied it, what
 // it covers with CodeKilled and the switch's reason, before any policy
-// decision; listings leave the killed items out (kills.go).
+// decision; listings leave the killed items out (kills.go). An imported
+// tool its exporting BU has switched off is unlisted too, and its calls
+// are answered here with CodeKilled naming that BU and its reason,
+// without forwarding them (exportkills.go).
 //
 // # Rate limits
 //

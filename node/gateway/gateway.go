@@ -252,6 +252,9 @@ type entry struct {
 	// cost and currency are the card's cost of one call.
 	cost     float64
 	currency string
+	// exportKill, on an imported tool, is its origin's kill switch: the
+	// tool is not listed and its calls are refused (exportkills.go).
+	exportKill *exportKill
 }
 
 // route is one exposed tool: the live versions that have it, and the
@@ -309,7 +312,7 @@ func (r *route) fingerprint() string {
 		if e.deprecation != nil {
 			dep = e.deprecation.Sunset.String() + e.deprecation.Replacement
 		}
-		vs = append(vs, v+"|"+e.hash+"|"+dep)
+		vs = append(vs, v+"|"+e.hash+"|"+dep+e.exportKill.fingerprint())
 	}
 	sort.Strings(vs)
 	return r.newest.version + ";" + strings.Join(vs, ";")

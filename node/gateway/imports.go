@@ -77,6 +77,11 @@ func (g *Gateway) importedRoutes() (map[string]*route, string, error) {
 				Tool: policy.Tool{Name: t.Name, Version: t.Version, Deprecated: t.Deprecation != nil, Annotations: def.Annotations}})
 			addRoute(byServer, e)
 		}
+		// Tools the origin switched off keep their names, unlisted, so
+		// that their calls are answered as killed (exportkills.go).
+		for _, k := range im.Killed {
+			addRoute(byServer, killedImportEntry(im, k))
+		}
 		nameRoutes(im.Namespace, byServer, out)
 	}
 	return out, hex.EncodeToString(h.Sum(nil)), nil

@@ -171,8 +171,14 @@ type KilledData struct {
 	Kind   state.KillKind `json:"kind"`
 	Name   string         `json:"name"`
 	Reason string         `json:"reason"`
-	By     string         `json:"by"`
-	At     time.Time      `json:"at"`
+	// By is who pulled the switch; empty for another BU's switch (it
+	// stays inside that BU).
+	By string    `json:"by,omitempty"`
+	At time.Time `json:"at"`
+	// TrustDomain and Namespace name the BU whose switch it is, when it is
+	// not this one's: an imported tool its exporter switched off.
+	TrustDomain string `json:"trustDomain,omitempty"`
+	Namespace   string `json:"namespace,omitempty"`
 }
 
 func killedError(k state.Kill, namespace string) error {

@@ -55,7 +55,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}, []string{"namespace", "action", "decision"})
 	m.killRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mcpmesh_kill_refusals_total",
-		Help: "Requests refused by a kill switch at the front door, by namespace and the kind of switch that refused them (tool, server, tenant, agent).",
+		Help: "Requests refused by a kill switch at the front door, by the namespace whose switch refused them (this BU's, or for an imported tool the exporting BU's) and its kind (tool, server, tenant, agent).",
 	}, []string{"namespace", "kind"})
 	m.killSwitches = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "mcpmesh_kill_switches",

@@ -264,7 +264,7 @@ func (g *Gateway) filter(ep *endpoint, p agentauth.Principal, server string, res
 		tools := res.Tools[:0:0]
 		for _, t := range res.Tools {
 			r := ep.route(t.Name)
-			if r == nil {
+			if r == nil || r.newest.exportKill != nil {
 				continue
 			}
 			e, _, err := g.pickVersion(r, "", p.ID)

@@ -76,6 +76,9 @@ func (g *Gateway) serveCall(ctx context.Context, ep *endpoint, r *route, req *mc
 		g.metrics.observe(g.cfg.Namespace, c.exposed, "killed", time.Since(c.start))
 		return nil, err
 	}
+	if x := r.newest.exportKill; x != nil {
+		return nil, g.refuseExportKilled(x, c, rec) // the origin's switch
+	}
 	version, state, err := versionOfCall(req.Params)
 	var e *entry
 	if err == nil {

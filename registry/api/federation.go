@@ -40,6 +40,14 @@ type Peer struct {
 	// Refused counts tool versions whose changed definitions were refused
 	// (rug pull); the pinned ones are kept.
 	Refused []state.RefusedTool `json:"refused,omitempty"`
+	// Killed are the tools the origin exports to this BU but has switched
+	// off with a kill switch: not listed here, their calls answered as
+	// killed with the origin's reason.
+	Killed []state.KilledTool `json:"killed,omitempty"`
+	// ExportedKilled counts the tools this BU exports to the peer's trust
+	// domain that a kill switch of this BU stops (the peer is told, with
+	// the reason).
+	ExportedKilled int `json:"exportedKilled,omitempty"`
 	// Stale is set for an origin without a successful sync for longer
 	// than state.DefaultStaleAfter: its tools are still listed, marked
 	// stale.
@@ -134,7 +142,7 @@ func PeersOf(fsm *state.FSM, now time.Time) ([]Peer, error) {
 	}
 	for _, im := range ims {
 		p := peer(im.Namespace, im.TrustDomain)
-		p.Imported, p.CatalogVersion, p.Refused = len(im.Tools), im.CatalogVersion, im.Refused
+		p.Imported, p.CatalogVersion, p.Refused, p.Killed = len(im.Tools), im.CatalogVersion, im.Refused, im.Killed
 	}
 	for _, st := range sts {
 		p := peer(st.Namespace, st.TrustDomain)
@@ -155,10 +163,10 @@ func PeersOf(fsm *state.FSM, now time.Time) ([]Peer, error) {
 			return nil, err
 		}
 		if i, ok := seenTD[td]; ok {
-			out[i].Exported = len(cat.Tools)
+			out[i].Exported, out[i].ExportedKilled = len(cat.Tools), len(cat.Killed)
 			continue
 		}
-		out = append(out, Peer{TrustDomain: td, Exported: len(cat.Tools)})
+		out = append(out, Peer{TrustDomain: td, Exported: len(cat.Tools), ExportedKilled: len(cat.Killed)})
 	}
 	return out, nil
 }

@@ -55,7 +55,8 @@ type Export struct {
 	// ("2.1.0"), a major ("2.x") or a minor ("2.1.x"), matching by the
 	// numbers of MAJOR.MINOR.PATCH (a prerelease of a matched version
 	// matches too). Empty: every version. Either way only live versions
-	// (approved or deprecated, not killed) are ever exported.
+	// (approved or deprecated) are ever exported, and a tool a kill switch
+	// stops is listed apart as killed, without its definition.
 	Versions []string `json:"versions,omitempty"`
 	// To lists the consumers.
 	To []Consumer `json:"to"`
@@ -351,7 +352,7 @@ type CatalogMark struct {
 	// consumer is exported: the same on every replica, rising on every
 	// change. Zero: nothing was ever exported to it.
 	Version uint64 `json:"version"`
-	// Hash is CatalogHash of the exported tools.
+	// Hash is CatalogHashOf the exported tools and the killed entries.
 	Hash string `json:"hash"`
 }
 
@@ -361,6 +362,9 @@ type ExportedCatalog struct {
 	CatalogMark
 	// Tools are sorted by server, version precedence and name.
 	Tools []ExportedTool `json:"tools"`
+	// Killed are the tools Tools would hold but for a kill switch, sorted
+	// by server and name; Hash is CatalogHashOf(Tools, Killed).
+	Killed []KilledTool `json:"killed,omitempty"`
 }
 
 // CatalogHash is the hash of an exported tool list: card.CanonicalHash of
@@ -381,27 +385,23 @@ func liveState(s card.State) bool { return s == card.StateApproved || s == card.
 
 // buildCatalog lists what the export set es shares with trust domain td,
 // reading the registry from r: the named tools of each matching live
-// version of each exported server, not killed. It is a pure function of
-// the state, so every replica builds the same catalog.
-func buildCatalog(r pebble.Reader, es []Export, td string) ([]ExportedTool, error) {
+// version of each exported server, and apart, sorted by server and name,
+// those of them that a kill switch stops (the server's or the tool's),
+// without definitions (exportkills.go). It is a pure function of the
+// state, so every replica builds the same catalog.
+func buildCatalog(r pebble.Reader, es []Export, td string) ([]ExportedTool, []KilledTool, error) {
 	out := []ExportedTool{}
-	seen := map[string]bool{}
+	var killed []KilledTool
+	seen, seenKilled := map[string]bool{}, map[string]bool{}
 	for _, e := range es {
 		ci := slices.IndexFunc(e.To, func(c Consumer) bool { return c.TrustDomain == td })
 		if ci < 0 {
 			continue
 		}
 		con := e.To[ci]
-		killed, err := hasKey(r, killKey(KillServer, e.Server))
-		if err != nil {
-			return nil, err
-		}
-		if killed {
-			continue
-		}
 		versions, err := scan[ServerVersion](r, []byte("v\x00"+e.Server+"\x00"))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, sv := range versions {
 			if !liveState(sv.State) || !e.MatchesVersion(sv.Version) {
@@ -415,14 +415,19 @@ func buildCatalog(r pebble.Reader, es []Export, td string) ([]ExportedTool, erro
 				if seen[id] {
 					continue
 				}
-				if k, err := hasKey(r, killKey(KillTool, sv.Server+"/"+ref.Name)); err != nil {
-					return nil, err
-				} else if k {
+				if k, found, err := exportKill(r, sv.Server, ref.Name); err != nil {
+					return nil, nil, err
+				} else if found {
+					seen[id] = true
+					if kid := sv.Server + "\x00" + ref.Name; !seenKilled[kid] {
+						seenKilled[kid] = true
+						killed = append(killed, KilledTool{Server: sv.Server, Name: ref.Name, Scope: k.Kind, Reason: k.Reason, At: k.At.UTC()})
+					}
 					continue
 				}
 				tv, found, err := getJSON[card.ToolVersion](r, toolKey(sv.Server, sv.Version, ref.Name))
 				if err != nil {
-					return nil, err
+					return nil, nil, err
 				}
 				if !found {
 					continue
@@ -438,7 +443,8 @@ func buildCatalog(r pebble.Reader, es []Export, td string) ([]ExportedTool, erro
 		}
 	}
 	SortExportedTools(out)
-	return out, nil
+	SortKilledTools(killed)
+	return out, killed, nil
 }
 
 // SortExportedTools sorts tools by server, version precedence and name.
@@ -495,18 +501,18 @@ func (f *FSM) markCatalogs(b *pebble.Batch, index uint64, t CommandType, res any
 		}
 	}
 	for td, m := range tds {
-		tools, err := buildCatalog(b, es.Exports, td)
+		tools, killed, err := buildCatalog(b, es.Exports, td)
 		if err != nil {
 			panic(fmt.Sprintf("registry state: build catalog for %s: %v", td, err))
 		}
-		h, err := CatalogHash(tools)
+		h, err := CatalogHashOf(tools, killed)
 		if err != nil {
 			panic(fmt.Sprintf("registry state: %v", err))
 		}
 		if h == m.Hash {
 			continue
 		}
-		if m.Version == 0 && len(tools) == 0 {
+		if m.Version == 0 && len(tools) == 0 && len(killed) == 0 {
 			continue // never exported anything: no mark needed
 		}
 		mustStage(setJSON(b, catalogMarkKey(td), CatalogMark{TrustDomain: td, Version: index, Hash: h}))
@@ -529,21 +535,21 @@ func (f *FSM) ExportedCatalog(td string) (ExportedCatalog, error) {
 	if err != nil {
 		return ExportedCatalog{}, fmt.Errorf("read exports: %w", err)
 	}
-	tools, err := buildCatalog(snap, es.Exports, td)
+	tools, killed, err := buildCatalog(snap, es.Exports, td)
 	if err != nil {
 		return ExportedCatalog{}, err
 	}
 	if !found {
 		// Only a state older than catalog marks has tools without one.
 		m = CatalogMark{TrustDomain: td}
-		if len(tools) > 0 {
+		if len(tools) > 0 || len(killed) > 0 {
 			m.Version = es.ModifyIndex
 		}
-		if m.Hash, err = CatalogHash(tools); err != nil {
+		if m.Hash, err = CatalogHashOf(tools, killed); err != nil {
 			return ExportedCatalog{}, err
 		}
 	}
-	return ExportedCatalog{CatalogMark: m, Tools: tools}, nil
+	return ExportedCatalog{CatalogMark: m, Tools: tools, Killed: killed}, nil
 }
 
 // CatalogVersion returns the version of what is exported to td (zero when

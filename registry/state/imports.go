@@ -95,6 +95,10 @@ type Imports struct {
 	Hash           string `json:"hash"`
 	// Tools are sorted by server, version precedence and name.
 	Tools []ImportedTool `json:"tools"`
+	// Killed are the tools the origin exports but has switched off with a
+	// kill switch, sorted by server and name: never served, and answered
+	// as killed (exportkills.go).
+	Killed []KilledTool `json:"killed,omitempty"`
 	// Refused lists the tools whose new definitions were refused.
 	Refused  []RefusedTool `json:"refused,omitempty"`
 	SyncedAt time.Time     `json:"syncedAt"`
@@ -110,6 +114,7 @@ type PutImports struct {
 	CatalogVersion uint64         `json:"catalogVersion"`
 	Hash           string         `json:"hash"`
 	Tools          []ImportedTool `json:"tools"`
+	Killed         []KilledTool   `json:"killed,omitempty"`
 	Refused        []RefusedTool  `json:"refused,omitempty"`
 	SyncedAt       time.Time      `json:"syncedAt"`
 	Remove         bool           `json:"remove,omitempty"`
@@ -190,6 +195,9 @@ func (f *FSM) applyPutImports(b *pebble.Batch, index uint64, c PutImports) any {
 			return err
 		}
 	}
+	if err := ValidateKilledImports(c.Namespace, c.Tools, c.Killed); err != nil {
+		return err
+	}
 	if found && cur.TrustDomain == c.TrustDomain {
 		if c.CatalogVersion < cur.CatalogVersion {
 			return errorf(KindConflict, "imports of %s: catalog version %d is older than the stored %d", c.Namespace, c.CatalogVersion, cur.CatalogVersion)
@@ -206,7 +214,10 @@ func (f *FSM) applyPutImports(b *pebble.Batch, index uint64, c PutImports) any {
 				return errorf(KindConflict, "imports of %s: %s@%s %s: definition hash %s differs from the pinned %s under the same version", c.Namespace, t.Server, t.Version, t.Name, t.Hash, h)
 			}
 		}
-		if cur.CatalogVersion == c.CatalogVersion && cur.Hash == c.Hash && slices.EqualFunc(cur.Refused, c.Refused, func(a, b RefusedTool) bool { return a == b }) {
+		if cur.CatalogVersion == c.CatalogVersion && cur.Hash == c.Hash && slices.EqualFunc(cur.Refused, c.Refused, func(a, b RefusedTool) bool { return a == b }) &&
+			slices.EqualFunc(cur.Killed, c.Killed, func(a, b KilledTool) bool {
+				return a.Server == b.Server && a.Name == b.Name && a.Scope == b.Scope && a.Reason == b.Reason && a.At.Equal(b.At)
+			}) {
 			return ApplyResult{Index: index, Unchanged: true}
 		}
 	}
@@ -216,7 +227,7 @@ func (f *FSM) applyPutImports(b *pebble.Batch, index uint64, c PutImports) any {
 	}
 	mustStage(setJSON(b, key, Imports{
 		Namespace: c.Namespace, TrustDomain: c.TrustDomain, CatalogVersion: c.CatalogVersion, Hash: c.Hash,
-		Tools: tools, Refused: c.Refused, SyncedAt: c.SyncedAt, ModifyIndex: index,
+		Tools: tools, Killed: c.Killed, Refused: c.Refused, SyncedAt: c.SyncedAt, ModifyIndex: index,
 	}))
 	return ApplyResult{Index: index}
 }
