@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
 
@@ -76,19 +77,15 @@ func (g *Gateway) link(ep *endpoint, ss *mcp.ServerSession) *agentLink {
 	l.aff = g.pool.NewAffinity(upstream.Relay{
 		Capabilities: caps,
 		Elicit: func(ctx context.Context, p *mcp.ElicitParams) (*mcp.ElicitResult, error) {
-			ctx, done := l.agentContext(ctx)
-			defer done()
-			return ss.Elicit(ctx, p)
+			return askAgent(l, ctx, func(ctx context.Context) (*mcp.ElicitResult, error) { return ss.Elicit(ctx, p) })
 		},
 		CreateMessage: func(ctx context.Context, p *mcp.CreateMessageWithToolsParams) (*mcp.CreateMessageWithToolsResult, error) {
-			ctx, done := l.agentContext(ctx)
-			defer done()
-			return ss.CreateMessageWithTools(ctx, p)
+			return askAgent(l, ctx, func(ctx context.Context) (*mcp.CreateMessageWithToolsResult, error) {
+				return ss.CreateMessageWithTools(ctx, p)
+			})
 		},
 		ListRoots: func(ctx context.Context, p *mcp.ListRootsParams) (*mcp.ListRootsResult, error) {
-			ctx, done := l.agentContext(ctx)
-			defer done()
-			return ss.ListRoots(ctx, p)
+			return askAgent(l, ctx, func(ctx context.Context) (*mcp.ListRootsResult, error) { return ss.ListRoots(ctx, p) })
 		},
 		Log: func(ctx context.Context, p *mcp.LoggingMessageParams) {
 			ctx, done := l.agentContext(ctx)
@@ -139,10 +136,17 @@ func (l *agentLink) enter(ctx context.Context) func() {
 }
 
 // agentContext returns the context to send something to the agent under:
-// the newest request of the agent's being served (see calls), ended when
-// upstreamCtx, the upstream's side of it, ends; or, with no request being
-// served, a bounded background context (go-sdk then uses the session's
-// standalone stream).
+// that of the newest request of the agent's being served (see calls), so
+// that go-sdk sends it on that request's stream, ended when upstreamCtx,
+// the upstream's side of it, ends; or, with no request being served, a
+// bounded background context (go-sdk then uses the session's standalone
+// stream).
+//
+// Only the upstream's side ends it: the agent's request it is routed by
+// may be another of the agent's concurrent calls than the one the
+// upstream asks for (the upstream's message does not say which), and
+// that call ending must not cancel a question still waiting for the
+// agent's answer.
 func (l *agentLink) agentContext(upstreamCtx context.Context) (context.Context, context.CancelFunc) {
 	l.mu.Lock()
 	var base context.Context
@@ -153,11 +157,27 @@ func (l *agentLink) agentContext(upstreamCtx context.Context) (context.Context, 
 	if base == nil {
 		return context.WithTimeout(context.Background(), 30*time.Second)
 	}
-	ctx, cancel := context.WithCancel(base)
+	ctx, cancel := context.WithCancel(context.WithoutCancel(base))
 	stop := context.AfterFunc(upstreamCtx, cancel)
 	return ctx, func() {
 		stop()
 		cancel()
+	}
+}
+
+// askAgent sends the agent a request of its upstream's with ask, under
+// agentContext. go-sdk refuses to write on the stream of a request it has
+// answered ("write to closed stream"); when the request ask was routed by
+// ended between agentContext and the write, it asks again under the
+// agent's next request being served, or its standalone stream.
+func askAgent[R any](l *agentLink, upstreamCtx context.Context, ask func(context.Context) (R, error)) (R, error) {
+	for attempt := 1; ; attempt++ {
+		ctx, done := l.agentContext(upstreamCtx)
+		r, err := ask(ctx)
+		done()
+		if err == nil || attempt == 3 || upstreamCtx.Err() != nil || !strings.Contains(err.Error(), "write to closed stream") {
+			return r, err
+		}
 	}
 }
 
