@@ -73,8 +73,8 @@
 //     (refused-ms, a call every 5ms), then releases it (`mcpmesh
 //     revive`), untimed, and waits until calls work again. /exporter
 //     pulls it in finance: the refusal is finance's -32012 passed on by
-//     hr or, when hr has pulled finance's new catalog first (a killed
-//     tool is no longer exported), an unknown tool at hr; the log counts
+//     hr or, when hr has pulled finance's new catalog first (which lists
+//     the tool as killed), hr's own -32012 naming finance; the log counts
 //     which. /consumer pulls it in hr on the imported tool, which hr
 //     names by the exporter's server and tool too, and refuses before
 //     forwarding.
