@@ -129,7 +129,7 @@ func (p *Pool) forward(ctx context.Context, t Target, tool string) (with func(co
 			return err
 		}
 		if d := fc.InDoubt(); d != nil {
-			return fmt.Errorf("%s: %w", t.Key(), d)
+			return d // it names the tool and version
 		}
 		return err
 	}
