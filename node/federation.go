@@ -1,12 +1,10 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -29,7 +27,6 @@ import (
 	"github.com/mcpmesh/mcpmesh/trust/agentauth"
 	"github.com/mcpmesh/mcpmesh/trust/bundles"
 	"github.com/mcpmesh/mcpmesh/trust/manifest"
-	"github.com/mcpmesh/mcpmesh/trust/tokens"
 )
 
 // federation is a node's part in the mesh of BUs (config federation.*):
@@ -487,71 +484,6 @@ func (f *federation) httpClient() *http.Client {
 
 // HTTPClient implements upstream.Federation.
 func (f *federation) HTTPClient() *http.Client { return f.httpClient() }
-
-// Assert implements upstream.Federation: the assertion of one forwarded
-// tools/call, for the caller in ctx.
-func (f *federation) Assert(ctx context.Context, t upstream.Target, tool string) (string, error) {
-	m := f.holder.Current(time.Now())
-	d, ok := m.DomainByNamespace(t.Namespace)
-	if !ok {
-		return "", fmt.Errorf("namespace %s is not in the federation manifest in force", t.Namespace)
-	}
-	if !m.Allows(f.td, d.ID()) {
-		return "", fmt.Errorf("the federation manifest does not let %s call %s", f.td.Name(), d.ID().Name())
-	}
-	p, ok := agentauth.FromContext(ctx)
-	if !ok {
-		return "", errors.New("no caller to vouch for")
-	}
-	call := assertion.CallOf(p, t.Server+"/"+tool, t.Version)
-	if c, ok := tokens.CallerFromContext(ctx); ok {
-		call.RequestID = c.RequestID
-	}
-	call.Trace, call.TraceState, _ = upstream.TraceFromContext(ctx)
-	if call.Trace == "" {
-		call.TraceState = ""
-	}
-	return f.minter.Mint(d.ID(), call)
-}
-
-// federationTransport sends a request addressed to a federation URL to
-// the nodes of the namespace it names.
-type federationTransport struct{ f *federation }
-
-// RoundTrip implements http.RoundTripper.
-func (ft federationTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	f := ft.f
-	ns, ok := upstream.FederationNamespace(r.URL)
-	if !ok {
-		return nil, fmt.Errorf("%s is not a federation URL", r.URL.Redacted())
-	}
-	m := f.holder.Current(time.Now())
-	d, ok := m.DomainByNamespace(ns)
-	if !ok {
-		return nil, fmt.Errorf("namespace %s is not in the federation manifest in force", ns)
-	}
-	addrs := f.addrs(m, d.ID())
-	var body []byte
-	if r.Body != nil {
-		var err error
-		body, err = io.ReadAll(r.Body)
-		r.Body.Close()
-		if err != nil {
-			return nil, err
-		}
-	}
-	resp, _, err := f.client.DoFailover(r.Context(), d.ID(), addrs, 0, func(ctx context.Context) (*http.Request, error) {
-		req := r.Clone(ctx)
-		req.URL = &url.URL{Path: r.URL.Path, RawQuery: r.URL.RawQuery}
-		req.Host = ""
-		if body != nil {
-			req.Body = io.NopCloser(bytes.NewReader(body))
-			req.ContentLength = int64(len(body))
-		}
-		return req, nil
-	})
-	return resp, err
-}
 
 var _ upstream.Federation = (*federation)(nil)
 

@@ -88,11 +88,15 @@
 //     checked against VerifierConfig.Node), which makes every other node
 //     of the BU refuse it; the calling node then mints a new assertion for
 //     each node it tries on failover (minting costs tens of microseconds).
+//     mcpmesh nodes pin every forwarded call's assertion to the node the
+//     peer connection's handshake verified (node/federation_forward.go).
 //
-// What remains: the minting node itself can present one unpinned
+// What remains: a minting node that does not pin can present one
 // assertion to each node of the target BU once. It could do as much by
 // minting, so this is no escalation, but the per-call audit then shows
-// the same request id more than once on the exporting side.
+// the same request id more than once on the exporting side. (A call that
+// mcpmesh repeats on another node, a read-only or idempotent one whose
+// first node broke off, shows so too, under a new assertion.)
 //
 // The package owns the assertion format, minting, verification, the replay
 // cache and the mapping of a verified assertion to a principal. It does

@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -138,24 +140,42 @@ func (c *Client) do(ctx context.Context, td spiffeid.TrustDomain, addr string, r
 	if err != nil {
 		return nil, err
 	}
+	resp, _, err := c.send(ctx, td, addr, cc, req)
+	return resp, err
+}
+
+// send sends req over cc, the connection to addr, bounded by ctx. wrote
+// reports whether the HTTP/3 client began to encode the request's header
+// on a request stream: until it has, nothing of the request can have
+// been written, so a failure before leaves the peer without it
+// (DoFailover's delivery rule, failover.go).
+func (c *Client) send(ctx context.Context, td spiffeid.TrustDomain, addr string, cc *clientConn, req *http.Request) (resp *http.Response, wrote bool, err error) {
+	var began atomic.Bool
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteHeaderField: func(string, []string) { began.Store(true) }})
 	r := req.Clone(ctx)
 	r.URL.Scheme, r.URL.Host, r.Host = "https", addr, addr
-	resp, err := cc.cc.RoundTrip(r)
+	resp, err = cc.cc.RoundTrip(r)
 	if err != nil {
-		if cc.conn.Context().Err() != nil {
-			c.drop(addr, cc)
-		}
-		if isTLSAlert(err) {
-			// In TLS 1.3 the server checks the client certificate after
-			// the client finished its handshake: its refusal arrives with
-			// the first request.
-			c.drop(addr, cc)
-			c.metrics.handshakes.WithLabelValues(ReasonRefusedByPeer).Inc()
-			return nil, fmt.Errorf("peer %s (%s) refused this node's certificate (%s): does the manifest relate the two trust domains, and has %s stored this trust domain's bundle? %w", addr, td.Name(), ReasonRefusedByPeer, td.Name(), err)
-		}
-		return nil, fmt.Errorf("peer request to %s (%s): %w", addr, td.Name(), err)
+		err = c.sendFailed(td, addr, cc, err)
 	}
-	return resp, nil
+	return resp, began.Load(), err
+}
+
+// sendFailed handles a request over cc that failed with err: it drops a
+// connection that is no longer of use, and says what happened.
+func (c *Client) sendFailed(td spiffeid.TrustDomain, addr string, cc *clientConn, err error) error {
+	if cc.conn.Context().Err() != nil {
+		c.drop(addr, cc)
+	}
+	if isTLSAlert(err) {
+		// In TLS 1.3 the server checks the client certificate after
+		// the client finished its handshake: its refusal arrives with
+		// the first request.
+		c.drop(addr, cc)
+		c.metrics.handshakes.WithLabelValues(ReasonRefusedByPeer).Inc()
+		return fmt.Errorf("peer %s (%s) refused this node's certificate (%s): does the manifest relate the two trust domains, and has %s stored this trust domain's bundle? %w", addr, td.Name(), ReasonRefusedByPeer, td.Name(), err)
+	}
+	return fmt.Errorf("peer request to %s (%s): %w", addr, td.Name(), err)
 }
 
 // conn returns the pooled connection to addr, dialing one if needed, and

@@ -11,7 +11,10 @@
 // federation.NewHandler, https_spiffe profile: the node's SVID, no client
 // authentication). Client sends requests to a peer address for an
 // expected trust domain over one pooled QUIC connection per address;
-// DoFailover tries a BU's addresses in order.
+// DoFailover tries a BU's addresses in order, moving on after a request
+// that may have been delivered only when the caller says it is safe to
+// repeat (its doc states the rule), and builds each attempt's request for
+// the node its connection's handshake verified.
 //
 // Security settings, on both sides: TLS 1.3 only, session tickets
 // disabled and 0-RTT off, because a resumed session or early data would

@@ -200,7 +200,9 @@ func TestFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	newReq := func(ctx context.Context) (*http.Request, error) {
+	// Not safe to repeat: a dead address is still passed, since nothing
+	// was sent to it.
+	newReq := func(ctx context.Context, _ spiffeid.ID) (*http.Request, error) {
 		return http.NewRequestWithContext(ctx, http.MethodGet, "/federation/v1/whoami", nil)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -209,7 +211,7 @@ func TestFailover(t *testing.T) {
 	dead := deadUDPAddr(t)
 	live := srv.Addr().String()
 	start := time.Now()
-	resp, addr, err := c.DoFailover(ctx, financeTD, []string{dead, live}, 2*time.Second, newReq)
+	resp, addr, err := c.DoFailover(ctx, financeTD, []string{dead, live}, 2*time.Second, false, newReq)
 	if err != nil {
 		t.Fatalf("failover past a dead address: %v", err)
 	}
@@ -225,7 +227,7 @@ func TestFailover(t *testing.T) {
 	if timeouts != 1 {
 		t.Fatalf("%v handshake timeouts after one dead address; want 1", timeouts)
 	}
-	resp, addr, err = c.DoFailover(ctx, financeTD, []string{dead, live}, 2*time.Second, newReq)
+	resp, addr, err = c.DoFailover(ctx, financeTD, []string{dead, live}, 2*time.Second, false, newReq)
 	if err != nil || addr != live {
 		t.Fatalf("second request: %v from %s; want an answer from %s", err, addr, live)
 	}
@@ -235,7 +237,7 @@ func TestFailover(t *testing.T) {
 	}
 	// A new bundle set ends the penalty: the address is tried first again.
 	c.Revalidate()
-	resp, addr, err = c.DoFailover(ctx, financeTD, []string{dead, live}, 2*time.Second, newReq)
+	resp, addr, err = c.DoFailover(ctx, financeTD, []string{dead, live}, 2*time.Second, false, newReq)
 	if err != nil || addr != live {
 		t.Fatalf("request after Revalidate: %v from %s; want an answer from %s", err, addr, live)
 	}
@@ -245,10 +247,10 @@ func TestFailover(t *testing.T) {
 	}
 
 	// An HTTP error answer is not failed over.
-	teapot := func(ctx context.Context) (*http.Request, error) {
+	teapot := func(ctx context.Context, _ spiffeid.ID) (*http.Request, error) {
 		return http.NewRequestWithContext(ctx, http.MethodGet, "/federation/v1/teapot", nil)
 	}
-	resp, addr, err = c.DoFailover(ctx, financeTD, []string{live, dead}, 2*time.Second, teapot)
+	resp, addr, err = c.DoFailover(ctx, financeTD, []string{live, dead}, 2*time.Second, false, teapot)
 	if err != nil || addr != live || resp.StatusCode != http.StatusTeapot {
 		t.Fatalf("teapot: %v %s %v; want 418 from the first address", err, addr, resp)
 	}
@@ -256,7 +258,7 @@ func TestFailover(t *testing.T) {
 
 	// None answers: one error listing every address and its reason.
 	dead2 := deadUDPAddr(t)
-	_, _, err = c.DoFailover(ctx, financeTD, []string{dead, dead2}, 2*time.Second, newReq)
+	_, _, err = c.DoFailover(ctx, financeTD, []string{dead, dead2}, 2*time.Second, false, newReq)
 	var ue *UnavailableError
 	if !errors.As(err, &ue) || len(ue.Attempts) != 2 {
 		t.Fatalf("err = %v; want an UnavailableError with 2 attempts", err)

@@ -691,6 +691,10 @@ func (g *Gateway) upstreamError(e *entry, err error) error {
 			// force does not (or no longer) let this BU call ns.
 			return &jsonrpc.Error{Code: CodeRemoteUnavailable, Message: fmt.Sprintf("namespace %s cannot be called from this BU now: %v; central security's federation manifest decides which BUs may call which", ns, err)}
 		}
+		if errors.Is(err, upstream.ErrInDoubt) {
+			// Not "retry later": the call may have run there.
+			return &jsonrpc.Error{Code: CodeRemoteUnavailable, Message: fmt.Sprintf("namespace %s: %v", ns, err)}
+		}
 		return &jsonrpc.Error{Code: CodeRemoteUnavailable, Message: fmt.Sprintf("namespace %s did not answer the call of %s@%s: %v; this BU's own tools are unaffected; retry later", ns, e.server, e.version, err)}
 	}
 	msg := fmt.Sprintf("upstream %s@%s failed: %v", e.server, e.version, err)

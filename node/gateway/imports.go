@@ -71,8 +71,11 @@ func (g *Gateway) importedRoutes() (map[string]*route, string, error) {
 				continue
 			}
 			def.Meta = mcp.Meta{MetaOrigin: origin}
+			// A call that may have reached a node of the exporter is
+			// repeated on another only if the definition says that is safe.
+			safe := def.Annotations != nil && (def.Annotations.ReadOnlyHint || def.Annotations.IdempotentHint)
 			e := &entry{server: t.Server, version: t.Version, tool: t.Name, hash: t.Hash, def: def, input: input, deprecation: t.Deprecation,
-				target: upstream.Target{Namespace: im.Namespace, Server: t.Server, Version: t.Version, Transport: upstream.TransportFederation, URL: upstream.FederationURL(im.Namespace, t.Server)}}
+				target: upstream.Target{Namespace: im.Namespace, Server: t.Server, Version: t.Version, Transport: upstream.TransportFederation, URL: upstream.FederationURL(im.Namespace, t.Server), SafeToRepeat: safe}}
 			e.authz = policy.NewTarget(&policy.Request{Action: policy.ActionCall, Namespace: im.Namespace, Server: policy.Server{Name: t.Server},
 				Tool: policy.Tool{Name: t.Name, Version: t.Version, Deprecated: t.Deprecation != nil, Annotations: def.Annotations}})
 			addRoute(byServer, e)

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -47,14 +48,51 @@ func FederationNamespace(u *url.URL) (string, bool) {
 type Federation interface {
 	// HTTPClient is the client of every request to another BU: it maps a
 	// FederationURL's host to that BU's nodes, authenticates with the
-	// node's SVID and fails over between them.
+	// node's SVID and fails over between them. A request whose context
+	// carries a ForwardedCall (ForwardedCallFromContext) is that call's:
+	// the client sends it with an assertion minted for each node it
+	// tries, and records in it when the call may have run without its
+	// answer arriving.
 	HTTPClient() *http.Client
-	// Assert mints the credential of one tools/call of tool (the
-	// exporter's own tool name) at t, on behalf of the caller in ctx.
-	Assert(ctx context.Context, t Target, tool string) (string, error)
+	// PrepareCall prepares one tools/call of tool (the exporter's own tool
+	// name) at t, on behalf of the caller in ctx: what the assertions of
+	// its attempts vouch for. It mints nothing; it fails when this node
+	// would not vouch for the call (the manifest in force does not let
+	// this BU call t's).
+	PrepareCall(ctx context.Context, t Target, tool string) (ForwardedCall, error)
 	// CallTimeout bounds one call to another BU, in place of the pool's
 	// Config.CallTimeout; zero keeps that.
 	CallTimeout() time.Duration
+}
+
+// ForwardedCall is one tools/call of a tool another BU exports, as the
+// Federation prepared it: the pool carries it, opaque, in the context of
+// the call's requests to the Federation's client. Implementations are
+// safe for concurrent use.
+type ForwardedCall interface {
+	// InDoubt returns, once the call failed, an error wrapping ErrInDoubt
+	// when the exporting BU may have carried it out without its answer
+	// reaching this node, and the call was not repeated; nil otherwise.
+	InDoubt() error
+}
+
+// ErrInDoubt marks the failure of a forwarded call that may have been
+// carried out by the exporting BU all the same: a node there received it
+// and then broke off (died, or lost its connection) before answering,
+// and the call was not repeated on another node, because its tool is
+// not annotated readOnlyHint or idempotentHint (Target.SafeToRepeat).
+// The agent must not take the failure to mean the call did nothing.
+var ErrInDoubt = errors.New("the call may have been carried out by the exporting BU")
+
+// forwardedCallKey marks the context of a forwarded tools/call's requests
+// with its ForwardedCall.
+type forwardedCallKey struct{}
+
+// ForwardedCallFromContext returns the ForwardedCall whose request ctx is
+// the context of, or nil.
+func ForwardedCallFromContext(ctx context.Context) ForwardedCall {
+	fc, _ := ctx.Value(forwardedCallKey{}).(ForwardedCall)
+	return fc
 }
 
 // callTimeout bounds one call to t.
@@ -70,44 +108,39 @@ func (p *Pool) callTimeout(t Target) time.Duration {
 // WithFederation lets the pool call tools of other BUs (TransportFederation).
 func WithFederation(f Federation) Option { return optionFunc(func(p *Pool) { p.fed = f }) }
 
-// callToolKey marks the context of a tools/call with the tool's name, for
-// the assertion of a federation target.
-type callToolKey struct{}
-
-// assert returns the assertion of a request to a federation target: one
-// per tools/call; other requests (session set-up, pings) carry none, the
-// calling node being authenticated by its SVID alone.
-func (p *Pool) assert(ctx context.Context, t Target) (string, error) {
-	tool, _ := ctx.Value(callToolKey{}).(string)
-	if tool == "" {
-		return "", nil
-	}
+// forward prepares a tools/call of tool at t, a federation target, and
+// returns what carries it to the Federation's client (with, applied to
+// the context of the call's requests) and what gives its final error
+// (settle: the Federation's word when the call is in doubt).
+func (p *Pool) forward(ctx context.Context, t Target, tool string) (with func(context.Context) context.Context, settle func(error) error, err error) {
 	if p.fed == nil {
-		return "", fmt.Errorf("%s: %w: federation is not configured on this node", t.Key(), ErrNoToken)
+		return nil, nil, fmt.Errorf("%s: %w: federation is not configured on this node", t.Key(), ErrNoToken)
 	}
-	tok, err := p.fed.Assert(ctx, t, tool)
+	fc, err := p.fed.PrepareCall(ctx, t, tool)
 	if err != nil {
-		return "", fmt.Errorf("%s: %w: %w", t.Key(), ErrNoToken, err)
+		return nil, nil, fmt.Errorf("%s: %w: %w", t.Key(), ErrNoToken, err)
 	}
-	return tok, nil
-}
-
-// federationTransport sets the assertion of a request (headerTokenKey in
-// its context) as its Authorization; a request without one goes without.
-type federationTransport struct{ base http.RoundTripper }
-
-// RoundTrip sends r, with its assertion when it has one.
-func (ft federationTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if tok, _ := r.Context().Value(headerTokenKey{}).(string); tok != "" {
-		r = r.Clone(r.Context())
-		r.Header.Set("Authorization", "Bearer "+tok)
+	with = func(ctx context.Context) context.Context { return context.WithValue(ctx, forwardedCallKey{}, fc) }
+	settle = func(err error) error {
+		if err == nil {
+			return nil
+		}
+		if _, answered := Answered(err); answered {
+			return err
+		}
+		if d := fc.InDoubt(); d != nil {
+			return d // it names the tool and version
+		}
+		return err
 	}
-	return ft.base.RoundTrip(r)
+	return with, settle, nil
 }
 
 // federationClient is the HTTP client of a federation target's sessions:
-// each request carries its assertion, its call's trace context and the
-// time the call has left (hop.go).
+// each request carries its call's trace context and the time the call has
+// left (hop.go). A tools/call's assertion is the Federation client's to
+// mint, per attempt (ForwardedCall); the session's other requests carry
+// none, the calling node being authenticated by its SVID alone.
 func (p *Pool) federationClient() (*http.Client, error) {
 	if p.fed == nil {
 		return nil, fmt.Errorf("federation is not configured on this node")
@@ -117,6 +150,6 @@ func (p *Pool) federationClient() (*http.Client, error) {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	c.Transport = federationTransport{base: hopTransport{base: base}}
+	c.Transport = hopTransport{base: base}
 	return &c, nil
 }

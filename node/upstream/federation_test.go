@@ -3,6 +3,8 @@ package upstream
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -17,12 +19,30 @@ import (
 )
 
 // testFederation sends every federation request to one test server and
-// mints "assertion:<ns>:<server>:<tool>:<principal>" as the assertion.
+// sends a tools/call with "assertion:<ns>:<server>:<tool>:<principal>" as
+// its assertion. When fail is set, it fails the tools/call requests that
+// reach the server with it, after they were served, and marks them in
+// doubt.
 type testFederation struct {
-	srv *httptest.Server
+	srv  *httptest.Server
+	fail error
 
 	mu   sync.Mutex
 	seen []string // the namespaces requests were addressed to
+}
+
+// testCall is a testFederation's ForwardedCall.
+type testCall struct {
+	assertion string
+
+	mu    sync.Mutex
+	doubt error
+}
+
+func (c *testCall) InDoubt() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.doubt
 }
 
 func (f *testFederation) HTTPClient() *http.Client {
@@ -37,13 +57,25 @@ func (f *testFederation) HTTPClient() *http.Client {
 		u, _ := url.Parse(f.srv.URL)
 		r = r.Clone(r.Context())
 		r.URL.Scheme, r.URL.Host, r.Host = u.Scheme, u.Host, u.Host
-		return http.DefaultTransport.RoundTrip(r)
+		fc, _ := ForwardedCallFromContext(r.Context()).(*testCall)
+		if fc != nil {
+			r.Header.Set("Authorization", "Bearer "+fc.assertion)
+		}
+		resp, err := http.DefaultTransport.RoundTrip(r)
+		if err == nil && fc != nil && f.fail != nil {
+			resp.Body.Close()
+			fc.mu.Lock()
+			fc.doubt = fmt.Errorf("%w: %w", ErrInDoubt, f.fail)
+			fc.mu.Unlock()
+			return nil, f.fail
+		}
+		return resp, err
 	})}
 }
 
-func (f *testFederation) Assert(ctx context.Context, t Target, tool string) (string, error) {
+func (f *testFederation) PrepareCall(ctx context.Context, t Target, tool string) (ForwardedCall, error) {
 	c, _ := tokens.CallerFromContext(ctx)
-	return "assertion:" + t.Namespace + ":" + t.Server + ":" + tool + ":" + c.Principal, nil
+	return &testCall{assertion: "assertion:" + t.Namespace + ":" + t.Server + ":" + tool + ":" + c.Principal}, nil
 }
 
 func (f *testFederation) CallTimeout() time.Duration { return 0 }
@@ -166,5 +198,43 @@ func TestSlowRemoteToolKeepsTheBU(t *testing.T) {
 	res, err := p.CallTool(ctx, target, &mcp.CallToolParams{Name: "generate_report", Arguments: map[string]any{}}, nil)
 	if err != nil || res.IsError {
 		t.Fatalf("the call after a slow one: %+v, %v; want it answered", res, err)
+	}
+}
+
+// TestForwardedCallInDoubt: when the Federation's client says a call may
+// have been carried out at the exporter without its answer arriving, the
+// pool's error says so (ErrInDoubt), in place of go-sdk's account of the
+// broken request; a call that fails otherwise does not.
+func TestForwardedCallInDoubt(t *testing.T) {
+	const server = "corp.finance/ledger"
+	var runs sync.WaitGroup
+	s := mcp.NewServer(&mcp.Implementation{Name: "finance", Version: "1"}, nil)
+	s.AddTool(&mcp.Tool{Name: "transfer", InputSchema: json.RawMessage(`{"type":"object"}`)}, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		runs.Done()
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "done"}}}, nil
+	})
+	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, &mcp.StreamableHTTPOptions{Stateless: true})
+	mux := http.NewServeMux()
+	mux.Handle(FederationPath+server, h)
+	broke := errors.New("the node broke off before answering")
+	fed := &testFederation{srv: httptest.NewServer(mux), fail: broke}
+	defer fed.srv.Close()
+	p := NewPool(Config{CallTimeout: 10 * time.Second}, WithFederation(fed))
+	defer p.Close()
+	target := Target{Namespace: "finance", Server: server, Version: "2.0.0", Transport: TransportFederation, URL: FederationURL("finance", server)}
+	ctx := tokens.ContextWithCaller(context.Background(), tokens.Caller{Principal: "oidc:alice", Tenant: "payroll", RequestID: "r1"})
+	runs.Add(1)
+	_, err := p.CallTool(ctx, target, &mcp.CallToolParams{Name: "transfer", Arguments: map[string]any{}}, nil)
+	if !errors.Is(err, ErrInDoubt) || !strings.Contains(err.Error(), broke.Error()) {
+		t.Fatalf("a call the exporter served but whose answer was lost = %v; want an error wrapping ErrInDoubt and saying why", err)
+	}
+	runs.Wait()
+
+	// A call that fails while nothing marks it in doubt keeps its error.
+	fed.srv.Close()
+	fed.fail = nil
+	_, err = p.CallTool(ctx, target, &mcp.CallToolParams{Name: "transfer", Arguments: map[string]any{}}, nil)
+	if err == nil || errors.Is(err, ErrInDoubt) {
+		t.Fatalf("a call to a closed server = %v; want an error, not ErrInDoubt", err)
 	}
 }

@@ -36,7 +36,9 @@ type (
 // (the node itself when there is none), or "" when the pool mints none.
 func (p *Pool) mint(ctx context.Context, t Target) (string, error) {
 	if t.Transport == TransportFederation {
-		return p.assert(ctx, t)
+		// The Federation's client mints each attempt's assertion
+		// (ForwardedCall); no other request to a BU carries a token.
+		return "", nil
 	}
 	if p.tokens == nil {
 		return "", nil

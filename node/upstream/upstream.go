@@ -65,6 +65,12 @@ type Target struct {
 	URL       string
 	Command   string
 	Args      []string
+	// SafeToRepeat is set on the target of one tool of another BU whose
+	// exported definition is annotated readOnlyHint or idempotentHint: a
+	// call of it that may have reached a node of that BU, which then
+	// broke off, is repeated on another of its nodes. Other calls are
+	// not (ErrInDoubt). It is no part of the target's identity (Key).
+	SafeToRepeat bool
 	// Env is the whole environment of a stdio server (plus PATH and HOME
 	// set by the pool); nothing of the node's environment is inherited.
 	Env map[string]string
@@ -269,8 +275,14 @@ func (p *Pool) callTool(ctx context.Context, t Target, src source, params *mcp.C
 		defer done()
 		params.SetProgressToken(token)
 	}
+	// A call to another BU is prepared here and its assertions minted by
+	// the Federation's client, one per node tried (federation.go).
+	with, settle := func(ctx context.Context) context.Context { return ctx }, func(err error) error { return err }
 	if t.Transport == TransportFederation {
-		ctx = context.WithValue(ctx, callToolKey{}, params.Name)
+		var err error
+		if with, settle, err = p.forward(ctx, t, params.Name); err != nil {
+			return nil, err
+		}
 	}
 	if tp, ts, _ := TraceFromContext(ctx); tp != "" {
 		withTrace(params, tp, ts)
@@ -278,10 +290,10 @@ func (p *Pool) callTool(ctx context.Context, t Target, src source, params *mcp.C
 	var res *mcp.CallToolResult
 	err := p.do(ctx, t, src, func(ctx context.Context, s *mcp.ClientSession) error {
 		var err error
-		res, err = s.CallTool(ctx, params)
+		res, err = s.CallTool(with(ctx), params)
 		return err
 	})
-	return res, err
+	return res, settle(err)
 }
 
 // progressWatch relays one call's progress.

@@ -27,7 +27,10 @@ type testUpstream struct {
 	headers []http.Header
 }
 
-const upstreamTool = `{"name":"lookup","description":"Looks a thing up.","inputSchema":{"type":"object","properties":{"q":{"type":"string"}},"required":["q"]}}`
+// upstreamTool is the test upstream's one tool. It is read-only (so a
+// call of it that another BU's node may have received before it died is
+// repeated on the next node, federation_atmostonce_test.go).
+const upstreamTool = `{"name":"lookup","description":"Looks a thing up.","inputSchema":{"type":"object","properties":{"q":{"type":"string"}},"required":["q"]},"annotations":{"readOnlyHint":true}}`
 
 func startUpstream(t *testing.T, label string) *testUpstream {
 	t.Helper()
