@@ -31,7 +31,7 @@ func runNode(ctx context.Context, args []string, _ io.Writer) error {
 		return err
 	}
 	logger := newLogger(cfg.Log)
-	logger.Debug("garbage collector target", "gogc", node.TuneGC())
+	node.TuneGC()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if err := raftMetrics(reg); err != nil {
