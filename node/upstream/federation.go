@@ -108,32 +108,33 @@ func (p *Pool) callTimeout(t Target) time.Duration {
 // WithFederation lets the pool call tools of other BUs (TransportFederation).
 func WithFederation(f Federation) Option { return optionFunc(func(p *Pool) { p.fed = f }) }
 
-// forward prepares a tools/call of tool at t, a federation target, and
-// returns what carries it to the Federation's client (with, applied to
-// the context of the call's requests) and what gives its final error
-// (settle: the Federation's word when the call is in doubt).
-func (p *Pool) forward(ctx context.Context, t Target, tool string) (with func(context.Context) context.Context, settle func(error) error, err error) {
+// forward prepares a tools/call of tool at t, a federation target: the
+// call's requests to the Federation's client carry it in their context.
+func (p *Pool) forward(ctx context.Context, t Target, tool string) (ForwardedCall, error) {
 	if p.fed == nil {
-		return nil, nil, fmt.Errorf("%s: %w: federation is not configured on this node", t.Key(), ErrNoToken)
+		return nil, fmt.Errorf("%s: %w: federation is not configured on this node", t.Key(), ErrNoToken)
 	}
 	fc, err := p.fed.PrepareCall(ctx, t, tool)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w: %w", t.Key(), ErrNoToken, err)
+		return nil, fmt.Errorf("%s: %w: %w", t.Key(), ErrNoToken, err)
 	}
-	with = func(ctx context.Context) context.Context { return context.WithValue(ctx, forwardedCallKey{}, fc) }
-	settle = func(err error) error {
-		if err == nil {
-			return nil
-		}
-		if _, answered := Answered(err); answered {
-			return err
-		}
-		if d := fc.InDoubt(); d != nil {
-			return d // it names the tool and version
-		}
+	return fc, nil
+}
+
+// settleForwarded returns the final error of a call that ended with err:
+// for a forwarded call (fc not nil) that got no answer, the Federation's
+// word when the call is in doubt, which names its tool and version.
+func settleForwarded(fc ForwardedCall, err error) error {
+	if fc == nil || err == nil {
 		return err
 	}
-	return with, settle, nil
+	if _, answered := Answered(err); answered {
+		return err
+	}
+	if d := fc.InDoubt(); d != nil {
+		return d
+	}
+	return err
 }
 
 // federationClient is the HTTP client of a federation target's sessions:

@@ -277,10 +277,10 @@ func (p *Pool) callTool(ctx context.Context, t Target, src source, params *mcp.C
 	}
 	// A call to another BU is prepared here and its assertions minted by
 	// the Federation's client, one per node tried (federation.go).
-	with, settle := func(ctx context.Context) context.Context { return ctx }, func(err error) error { return err }
+	var fc ForwardedCall
 	if t.Transport == TransportFederation {
 		var err error
-		if with, settle, err = p.forward(ctx, t, params.Name); err != nil {
+		if fc, err = p.forward(ctx, t, params.Name); err != nil {
 			return nil, err
 		}
 	}
@@ -289,11 +289,14 @@ func (p *Pool) callTool(ctx context.Context, t Target, src source, params *mcp.C
 	}
 	var res *mcp.CallToolResult
 	err := p.do(ctx, t, src, func(ctx context.Context, s *mcp.ClientSession) error {
+		if fc != nil {
+			ctx = context.WithValue(ctx, forwardedCallKey{}, fc)
+		}
 		var err error
-		res, err = s.CallTool(with(ctx), params)
+		res, err = s.CallTool(ctx, params)
 		return err
 	})
-	return res, settle(err)
+	return res, settleForwarded(fc, err)
 }
 
 // progressWatch relays one call's progress.
