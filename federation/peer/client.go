@@ -123,13 +123,19 @@ func NewClient(cfg ClientConfig, opts ...Option) (*Client, error) {
 func (c *Client) Do(ctx context.Context, td spiffeid.TrustDomain, addr string, req *http.Request) (*http.Response, error) {
 	start := time.Now()
 	resp, err := c.do(ctx, td, addr, req)
+	c.observeOut(td, start, resp, err)
+	return resp, err
+}
+
+// observeOut counts one request sent to a node of td since start, and
+// how it ended: resp's status, or err.
+func (c *Client) observeOut(td spiffeid.TrustDomain, start time.Time, resp *http.Response, err error) {
 	code := "error"
 	if err == nil {
 		code = codeLabel(resp.StatusCode)
 	}
 	c.metrics.requests.WithLabelValues("out", td.Name(), code).Inc()
 	c.metrics.duration.WithLabelValues("out").Observe(time.Since(start).Seconds())
-	return resp, err
 }
 
 func (c *Client) do(ctx context.Context, td spiffeid.TrustDomain, addr string, req *http.Request) (*http.Response, error) {

@@ -193,13 +193,8 @@ func (e *buildError) Error() string { return e.err.Error() }
 func (c *Client) attempt(ctx context.Context, td spiffeid.TrustDomain, addr string, newRequest func(context.Context, spiffeid.ID) (*http.Request, error)) (resp *http.Response, peer spiffeid.ID, sent bool, err error) {
 	start := time.Now()
 	defer func() {
-		code := "error"
-		if err == nil {
-			code = codeLabel(resp.StatusCode)
-		}
 		if _, built := err.(*buildError); !built {
-			c.metrics.requests.WithLabelValues("out", td.Name(), code).Inc()
-			c.metrics.duration.WithLabelValues("out").Observe(time.Since(start).Seconds())
+			c.observeOut(td, start, resp, err)
 		}
 	}()
 	cc, err := c.conn(ctx, td, addr)
