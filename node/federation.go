@@ -61,9 +61,6 @@ type federation struct {
 	// applied marks the manifest version and stored bundle sequences
 	// reconcile last applied (only follow's goroutine uses it).
 	applied string
-	// exports caches the exported catalogs forwarded calls are checked
-	// against (federation_exports.go).
-	exports exportsCache
 }
 
 // newFederation builds the node's federation from its config; nil when
@@ -78,7 +75,6 @@ func newFederation(n *Node, td spiffeid.TrustDomain, nodeID spiffeid.ID, reg pro
 		return nil, fmt.Errorf("federation.manifest_key_file: %w", err)
 	}
 	f := &federation{n: n, td: td, logger: n.logger.With("component", "federation"), holder: &manifest.Holder{}}
-	f.exports.applied, f.exports.read = n.cluster.FSM.AppliedIndex, n.cluster.FSM.ExportedCatalog
 	n.manifestKey = pub
 	if err := reg.Register(manifest.NewCollector(f.holder)); err != nil {
 		return nil, fmt.Errorf("register manifest metrics: %w", err)
@@ -446,7 +442,7 @@ func (f *federation) exportCheck(p agentauth.Principal, server, tool, version st
 		// that call no tool.
 		return errors.New("a forwarded tools/call must carry the calling node's federation assertion for its caller")
 	}
-	cat, err := f.exports.get(p.TrustDomain)
+	cat, err := f.n.cluster.FSM.ExportedCatalog(p.TrustDomain)
 	if err != nil {
 		return fmt.Errorf("exports unreadable: %w", err)
 	}

@@ -521,8 +521,16 @@ func (f *FSM) markCatalogs(b *pebble.Batch, index uint64, t CommandType, res any
 
 // ExportedCatalog returns what the namespace exports to trust domain td,
 // read from one consistent view of the state. A trust domain never
-// exported anything has version 0 and no tools.
+// exported anything has version 0 and no tools. The catalog is built
+// once per applied index (memo.go): the exporting node checks every
+// forwarded tools/call against it, and building it reads and decodes
+// every exported tool's definition. It is shared: callers must not
+// modify it.
 func (f *FSM) ExportedCatalog(td string) (ExportedCatalog, error) {
+	return f.exportedCatalogs.get(f, td, func() (ExportedCatalog, error) { return f.exportedCatalog(td) })
+}
+
+func (f *FSM) exportedCatalog(td string) (ExportedCatalog, error) {
 	f.mu.RLock()
 	snap := f.db.NewSnapshot()
 	f.mu.RUnlock()

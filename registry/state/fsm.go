@@ -57,8 +57,9 @@ type FSM struct {
 	restores atomic.Uint64
 
 	// Reads every call makes, remembered per applied index (memo.go).
-	apiKeys     memo[APIKey]
-	tenantUsage memo[TenantUsage]
+	apiKeys          memo[APIKey]
+	tenantUsage      memo[TenantUsage]
+	exportedCatalogs memo[ExportedCatalog]
 }
 
 var (

@@ -101,3 +101,36 @@ func TestMemoForgetsFailures(t *testing.T) {
 		t.Fatalf("a failed read was remembered: read %d times in 2 gets", calls)
 	}
 }
+
+// A key is read once per applied index, and again as soon as the index
+// moves, for every key.
+func TestMemoReadsOncePerIndex(t *testing.T) {
+	a := &applier{t: t, f: newTestFSM(t)}
+	var m memo[string]
+	reads := map[string]int{}
+	get := func(key string) string {
+		t.Helper()
+		v, err := m.get(a.f, key, func() (string, error) {
+			reads[key]++
+			return fmt.Sprintf("%s@%d", key, a.f.AppliedIndex()), nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	for range 3 {
+		get("hr.example.corp")
+	}
+	get("sales.example.corp")
+	if reads["hr.example.corp"] != 1 || reads["sales.example.corp"] != 1 {
+		t.Fatalf("reads at one index: %v, want one per key", reads)
+	}
+	a.mustOK(PutTenant{Tenant: Tenant{Name: "payroll", Owners: []string{"alice"}}, By: "admin", At: t0})
+	if got := get("hr.example.corp"); got != "hr.example.corp@1" || reads["hr.example.corp"] != 2 {
+		t.Fatalf("after the index moved: %s, reads %v", got, reads)
+	}
+	if got := get("sales.example.corp"); got != "sales.example.corp@1" || reads["sales.example.corp"] != 2 {
+		t.Fatalf("after the index moved, the other key: %s, reads %v", got, reads)
+	}
+}
