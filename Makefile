@@ -26,14 +26,16 @@ test: build monitoring patched-sdk
 monitoring:
 	cd deploy/check && $(GO) test -count=1 ./...
 
-# The go-sdk is built from third_party/go-sdk, v1.8.0 with one patch
-# (PATCHES.md): its JSON package's tests, and the check that the patched
-# Unmarshal decodes what the original did; and segmentio/encoding, which
-# go-sdk decodes with, from third_party/segmentio-encoding with one patch:
-# its check.
+# The go-sdk is built from third_party/go-sdk, v1.8.0 with three patches
+# (PATCHES.md): its JSON package's tests, the checks of the patches
+# (TestPatched*), and the release's own tests of mcp and internal/jsonrpc2
+# run against the patched sources (upstream-tests.sh); and
+# segmentio/encoding, which go-sdk decodes with, from
+# third_party/segmentio-encoding with one patch: its check.
 .PHONY: patched-sdk
 patched-sdk:
 	cd third_party/go-sdk && $(GO) test -count=1 ./internal/json/ && $(GO) test -count=1 -run TestPatched ./mcp/
+	bash third_party/go-sdk/upstream-tests.sh
 	cd third_party/segmentio-encoding && $(GO) test -count=1 ./json/
 
 unit:

@@ -893,6 +893,11 @@ type streamableServerConn struct {
 	server     *Server
 	toolLookup func(name string) (*serverTool, bool)
 
+	// handleInline, when set (stateless connections only), handles the one
+	// call of a request on the HTTP request's own goroutine instead of
+	// publishing it to incoming for the jsonrpc2 reader (mcpmesh patch 3).
+	handleInline func(*jsonrpc.Request)
+
 	incoming chan jsonrpc.Message // messages from the client to the server
 
 	mu sync.Mutex // guards all fields below
@@ -1751,6 +1756,18 @@ func (c *streamableServerConn) servePOST(w http.ResponseWriter, req *http.Reques
 		}
 	}
 
+	// A stateless connection carries this one request: handle a lone call
+	// here, on this goroutine, rather than hand it to the jsonrpc2 reader and
+	// its handler goroutines and wait for them (mcpmesh patch 3). Its
+	// response is written to w (and done closed) before handleInline
+	// returns. subscriptions/listen parks until the client goes away and
+	// keeps the published path.
+	if jreq, ok := incoming[0].(*jsonrpc.Request); ok && c.handleInline != nil && !isBatch && len(incoming) == 1 && !isSubscriptionsListen && jreq.IsCall() {
+		c.handleInline(jreq)
+		c.hangResponse(req.Context(), done)
+		return
+	}
+
 	// Publish incoming messages.
 	for _, msg := range incoming {
 		select {
@@ -2091,14 +2108,19 @@ func (t *StreamableClientTransport) Connect(ctx context.Context) (Connection, er
 }
 
 type streamableClientConn struct {
-	url        string
-	client     *http.Client
-	ctx        context.Context    // connection context, detached from Connect
-	cancel     context.CancelFunc // cancels ctx
-	incoming   chan jsonrpc.Message
-	maxRetries int
-	strict     bool         // from [StreamableClientTransport.strict]
-	logger     *slog.Logger // from [StreamableClientTransport.logger]
+	url      string
+	client   *http.Client
+	ctx      context.Context    // connection context, detached from Connect
+	cancel   context.CancelFunc // cancels ctx
+	incoming chan jsonrpc.Message
+
+	// receiveInline, when set, hands a message of a call's response stream
+	// to the jsonrpc2 connection on the calling goroutine, as its reader
+	// would (mcpmesh patch 3).
+	receiveInline func(jsonrpc.Message)
+	maxRetries    int
+	strict        bool         // from [StreamableClientTransport.strict]
+	logger        *slog.Logger // from [StreamableClientTransport.logger]
 
 	// disableStandaloneSSE controls whether to disable the standalone SSE stream
 	// for receiving server-to-client notifications when no request is in flight.
@@ -2210,7 +2232,7 @@ func (c *streamableClientConn) connectStandaloneSSE() {
 		c.fail(err)
 		return
 	}
-	go c.handleSSE(c.ctx, summary, resp, nil)
+	go c.handleSSE(c.ctx, summary, resp, nil, false)
 }
 
 // fail handles an asynchronous error while reading.
@@ -2402,10 +2424,20 @@ func (c *streamableClientConn) Write(ctx context.Context, msg jsonrpc.Message) e
 		return nil
 	}
 
+	// mcpmesh patch 3: a call's response is read on the caller's goroutine,
+	// which would otherwise only wait for it, and handed to the jsonrpc2
+	// connection there: no goroutine to read it and no hand-off through the
+	// connection's reader. Not for subscriptions/listen, whose caller does
+	// not wait for its response (callSubscriptionsListen).
+	inline := c.receiveInline != nil && requestMethod != methodSubscriptionsListen
 	contentType := baseMediaType(resp.Header.Get("Content-Type"))
 	switch contentType {
 	case "application/json":
-		go c.handleJSON(requestSummary, resp)
+		if inline {
+			c.handleJSON(requestSummary, resp, true)
+		} else {
+			go c.handleJSON(requestSummary, resp, false)
+		}
 
 	case "text/event-stream":
 		var forCall *jsonrpc.Request
@@ -2416,7 +2448,11 @@ func (c *streamableClientConn) Write(ctx context.Context, msg jsonrpc.Message) e
 		// therefore is already cancelled when the JSON-RPC request is cancelled
 		// (or rather, context cancellation is what *triggers* JSON-RPC
 		// cancellation)
-		go c.handleSSE(ctx, requestSummary, resp, forCall)
+		if inline && forCall != nil {
+			c.handleSSE(ctx, requestSummary, resp, forCall, true)
+		} else {
+			go c.handleSSE(ctx, requestSummary, resp, forCall, false)
+		}
 
 	default:
 		resp.Body.Close()
@@ -2486,7 +2522,7 @@ func protocolVersionFromMessage(msg jsonrpc.Message) string {
 	return v
 }
 
-func (c *streamableClientConn) handleJSON(requestSummary string, resp *http.Response) {
+func (c *streamableClientConn) handleJSON(requestSummary string, resp *http.Response, inline bool) {
 	body, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if err != nil {
@@ -2498,10 +2534,28 @@ func (c *streamableClientConn) handleJSON(requestSummary string, resp *http.Resp
 		c.fail(fmt.Errorf("%s: failed to decode response: %v", requestSummary, err))
 		return
 	}
+	// If the connection was closed by the client, exit gracefully.
+	c.publish(msg, inline)
+}
+
+// publish hands msg to the jsonrpc2 connection: on this goroutine if inline
+// (mcpmesh patch 3), else through incoming to the connection's reader. It
+// reports false if the connection was closed by the client.
+func (c *streamableClientConn) publish(msg jsonrpc.Message, inline bool) bool {
+	if inline && c.receiveInline != nil {
+		select {
+		case <-c.done:
+			return false
+		default:
+		}
+		c.receiveInline(msg)
+		return true
+	}
 	select {
 	case c.incoming <- msg:
+		return true
 	case <-c.done:
-		// The connection was closed by the client; exit gracefully.
+		return false
 	}
 }
 
@@ -2511,7 +2565,7 @@ func (c *streamableClientConn) handleJSON(requestSummary string, resp *http.Resp
 // If forCall is set, it is the call that initiated the stream, and the
 // stream is complete when we receive its response. Otherwise, this is the
 // standalone stream.
-func (c *streamableClientConn) handleSSE(ctx context.Context, requestSummary string, resp *http.Response, forCall *jsonrpc2.Request) {
+func (c *streamableClientConn) handleSSE(ctx context.Context, requestSummary string, resp *http.Response, forCall *jsonrpc2.Request, inline bool) {
 	// Track the last event ID to detect progress.
 	// The retry counter is only reset when progress is made (lastEventID advances).
 	// This prevents infinite retry loops when a server repeatedly terminates
@@ -2520,7 +2574,7 @@ func (c *streamableClientConn) handleSSE(ctx context.Context, requestSummary str
 	retriesWithoutProgress := 0
 
 	for {
-		lastEventID, reconnectDelay, clientClosed := c.processStream(ctx, requestSummary, resp, forCall)
+		lastEventID, reconnectDelay, clientClosed := c.processStreamOn(ctx, requestSummary, resp, forCall, inline)
 
 		// If the connection was closed by the client, we're done.
 		if clientClosed {
@@ -2615,6 +2669,12 @@ func (c *streamableClientConn) checkResponse(ctx context.Context, requestSummary
 // indicating if the connection was closed by the client. If resp is nil, it
 // returns "", false.
 func (c *streamableClientConn) processStream(ctx context.Context, requestSummary string, resp *http.Response, forCall *jsonrpc.Request) (lastEventID string, reconnectDelay time.Duration, clientClosed bool) {
+	return c.processStreamOn(ctx, requestSummary, resp, forCall, false)
+}
+
+// processStreamOn is processStream, publishing inline if set (mcpmesh
+// patch 3; see publish).
+func (c *streamableClientConn) processStreamOn(ctx context.Context, requestSummary string, resp *http.Response, forCall *jsonrpc.Request, inline bool) (lastEventID string, reconnectDelay time.Duration, clientClosed bool) {
 	defer func() {
 		// Drain any remaining unprocessed body. This allows the connection to be re-used after closing.
 		io.Copy(io.Discard, resp.Body)
@@ -2665,21 +2725,18 @@ func (c *streamableClientConn) processStream(ctx context.Context, requestSummary
 			return "", 0, true
 		}
 
-		select {
-		case c.incoming <- msg:
-			// Check if this is the response to our call, which terminates the request.
-			// (it could also be a server->client request or notification).
-			if jsonResp, ok := msg.(*jsonrpc.Response); ok && forCall != nil {
-				// TODO: we should never get a response when forReq is nil (the standalone SSE request).
-				// We should detect this case.
-				if jsonResp.ID == forCall.ID {
-					return "", 0, true
-				}
-			}
-
-		case <-c.done:
+		if !c.publish(msg, inline) {
 			// The connection was closed by the client; exit gracefully.
 			return "", 0, true
+		}
+		// Check if this is the response to our call, which terminates the request.
+		// (it could also be a server->client request or notification).
+		if jsonResp, ok := msg.(*jsonrpc.Response); ok && forCall != nil {
+			// TODO: we should never get a response when forReq is nil (the standalone SSE request).
+			// We should detect this case.
+			if jsonResp.ID == forCall.ID {
+				return "", 0, true
+			}
 		}
 	}
 	// The loop finished without an error, indicating the server closed the stream.
@@ -2694,10 +2751,7 @@ func (c *streamableClientConn) processStream(ctx context.Context, requestSummary
 			ID:    forCall.ID,
 			Error: fmt.Errorf("request terminated without response"),
 		}
-		select {
-		case c.incoming <- errmsg:
-		case <-c.done:
-		}
+		c.publish(errmsg, inline)
 	}
 	return lastEventID, reconnectDelay, false
 }

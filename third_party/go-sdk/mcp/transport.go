@@ -221,7 +221,7 @@ func connect[H handler, State any](ctx context.Context, t Transport, b binder[H,
 	if cp, ok := mcpConn.(cancellationPropagator); ok {
 		propagateCancellation = cp.propagateCancellation()
 	}
-	_ = jsonrpc2.NewConnection(ctx, jsonrpc2.ConnectionConfig{
+	conn := jsonrpc2.NewConnection(ctx, jsonrpc2.ConnectionConfig{
 		Reader:    reader,
 		Writer:    writer,
 		Closer:    mcpConn,
@@ -236,6 +236,16 @@ func connect[H handler, State any](ctx context.Context, t Transport, b binder[H,
 		PropagateCancellation: propagateCancellation,
 	})
 	assert(preempter.conn != nil, "unbound preempter")
+	if sc, ok := mcpConn.(*streamableServerConn); ok && sc.stateless {
+		// mcpmesh patch 3: a stateless connection's one call is handled on
+		// the HTTP request's goroutine.
+		sc.handleInline = conn.HandleInline
+	}
+	if cc, ok := mcpConn.(*streamableClientConn); ok {
+		// mcpmesh patch 3: a call's response stream is read on the
+		// caller's goroutine and handed to the connection there.
+		cc.receiveInline = conn.ReceiveInline
+	}
 	return h, nil
 }
 

@@ -56,6 +56,11 @@ type Connection struct {
 
 	onInternalError func(error)
 	onDone          func()
+
+	// readCtx and preempter are those of the reader, kept for HandleInline
+	// (mcpmesh patch 3).
+	readCtx   context.Context
+	preempter Preempter
 }
 
 // inFlightState records the state of the incoming and outgoing calls on a
@@ -256,6 +261,7 @@ func (c *Connection) start(ctx context.Context, reader Reader, preempter Preempt
 
 		// The goroutine started here will continue until the underlying stream is closed.
 		s.reading = true
+		c.readCtx, c.preempter = ctx, preempter
 		go c.readIncoming(ctx, reader, preempter)
 	})
 }
@@ -519,23 +525,7 @@ func (c *Connection) readIncoming(ctx context.Context, reader Reader, preempter 
 			break
 		}
 
-		switch msg := msg.(type) {
-		case *Request:
-			c.acceptRequest(ctx, msg, preempter)
-
-		case *Response:
-			c.updateInFlight(func(s *inFlightState) {
-				if ac, ok := s.outgoingCalls[msg.ID]; ok {
-					delete(s.outgoingCalls, msg.ID)
-					ac.retire(msg)
-				} else {
-					// TODO: How should we report unexpected responses?
-				}
-			})
-
-		default:
-			c.internalErrorf("Read returned an unexpected message of type %T", msg)
-		}
+		c.receive(ctx, msg, preempter)
 	}
 
 	c.updateInFlight(func(s *inFlightState) {
@@ -561,57 +551,53 @@ func (c *Connection) readIncoming(ctx context.Context, reader Reader, preempter 
 	})
 }
 
+// receive delivers one message read from the reader (or handed to
+// ReceiveInline): a request to the handler queue, a response to its call.
+func (c *Connection) receive(ctx context.Context, msg Message, preempter Preempter) {
+	switch msg := msg.(type) {
+	case *Request:
+		c.acceptRequest(ctx, msg, preempter)
+
+	case *Response:
+		c.updateInFlight(func(s *inFlightState) {
+			if ac, ok := s.outgoingCalls[msg.ID]; ok {
+				delete(s.outgoingCalls, msg.ID)
+				ac.retire(msg)
+			} else {
+				// TODO: How should we report unexpected responses?
+			}
+		})
+
+	default:
+		c.internalErrorf("Read returned an unexpected message of type %T", msg)
+	}
+}
+
+// ReceiveInline delivers msg, a message that reached the connection other
+// than through its Reader, exactly as a message read by the Reader is
+// delivered, but on the calling goroutine: a response retires its call, a
+// request joins the handler queue. It is for a transport that reads a call's
+// response on the goroutine that waits for it (mcpmesh patch 3).
+func (c *Connection) ReceiveInline(msg Message) {
+	var (
+		ctx       context.Context
+		preempter Preempter
+	)
+	c.updateInFlight(func(*inFlightState) { ctx, preempter = c.readCtx, c.preempter })
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	c.receive(ctx, msg, preempter)
+}
+
 // acceptRequest either handles msg synchronously or enqueues it to be handled
 // asynchronously.
 func (c *Connection) acceptRequest(ctx context.Context, msg *Request, preempter Preempter) {
-	// In theory notifications cannot be cancelled, but we build them a cancel
-	// context anyway.
-	reqCtx, cancel := context.WithCancelCause(ctx)
-	req := &incomingRequest{
-		Request: msg,
-		ctx:     reqCtx,
-		cancel:  cancel,
-	}
-
-	// If the request is a call, add it to the incoming map so it can be
-	// cancelled (or responded) by ID.
-	var err error
-	c.updateInFlight(func(s *inFlightState) {
-		s.incoming++
-
-		if req.IsCall() {
-			if s.incomingByID[req.ID] != nil {
-				err = fmt.Errorf("%w: request ID %v already in use", ErrInvalidRequest, req.ID)
-				req.ID = ID{} // Don't misattribute this error to the existing request.
-				return
-			}
-
-			if s.incomingByID == nil {
-				s.incomingByID = make(map[ID]*incomingRequest)
-			}
-			s.incomingByID[req.ID] = req
-
-			// When shutting down, reject all new Call requests, even if they could
-			// theoretically be handled by the preempter. The preempter could return
-			// ErrAsyncResponse, which would increase the amount of work in flight
-			// when we're trying to ensure that it strictly decreases.
-			err = s.shuttingDown(ErrServerClosing)
-		}
-	})
-	if err != nil {
-		c.processResult("acceptRequest", req, nil, err)
+	req := c.admit(ctx, msg, preempter)
+	if req == nil {
 		return
 	}
-
-	if preempter != nil {
-		result, err := preempter.Preempt(req.ctx, req.Request)
-
-		if !errors.Is(err, ErrNotHandled) {
-			c.processResult("Preempt", req, result, err)
-			return
-		}
-	}
-
+	var err error
 	c.updateInFlight(func(s *inFlightState) {
 		// If the connection is shutting down, don't enqueue anything to the
 		// handler — not even notifications. That ensures that if the handler
@@ -649,6 +635,117 @@ func (c *Connection) acceptRequest(ctx context.Context, msg *Request, preempter 
 	if err != nil {
 		c.processResult("acceptRequest", req, nil, err)
 	}
+}
+
+// HandleInline handles msg, a request that reached the connection other than
+// through its Reader, on the calling goroutine: the same bookkeeping as a
+// request read by the Reader (cancellation by ID, the preempter, shutdown),
+// but the handler runs here instead of on handleAsync's goroutine, and the
+// response is written before HandleInline returns. It is for a connection
+// that carries exactly one request, such as a stateless HTTP request, where
+// handing the request to other goroutines only costs scheduler work
+// (mcpmesh patch 3).
+func (c *Connection) HandleInline(msg *Request) {
+	var (
+		ctx       context.Context
+		preempter Preempter
+	)
+	c.updateInFlight(func(*inFlightState) { ctx, preempter = c.readCtx, c.preempter })
+	if ctx == nil {
+		// The connection was closed before it started reading: admit
+		// refuses the request as the connection is shutting down.
+		ctx = context.Background()
+	}
+	req := c.admit(ctx, msg, preempter)
+	if req == nil {
+		return
+	}
+	var err error
+	c.updateInFlight(func(s *inFlightState) { err = s.shuttingDown(ErrServerClosing) })
+	if err == nil {
+		if err = req.ctx.Err(); err != nil {
+			if cause := context.Cause(req.ctx); cause != nil {
+				err = cause
+			}
+		}
+	}
+	if err != nil {
+		c.processResult("HandleInline", req, nil, err)
+		return
+	}
+	settled := false
+	defer func() {
+		if !settled {
+			// The handler panicked. On a goroutine of its own that ended the
+			// process; here the caller (net/http) may recover, so settle the
+			// request first: else the connection would wait for it forever
+			// as it closes.
+			// (With no panic to recover, the handler called
+			// runtime.Goexit, which goes on once this returns.)
+			p := recover()
+			c.processResult("HandleInline", req, nil, fmt.Errorf("%w: the handler of %q did not return", ErrInternal, req.Method))
+			if p != nil {
+				panic(p)
+			}
+		}
+	}()
+	result, err := c.handler.Handle(req.ctx, req.Request)
+	settled = true
+	c.processResult(c.handler, req, result, err)
+}
+
+// admit registers msg as an incoming request and offers it to the
+// preempter. It returns nil when the request is settled (refused or
+// preempted), or the request for the handler.
+func (c *Connection) admit(ctx context.Context, msg *Request, preempter Preempter) *incomingRequest {
+	// In theory notifications cannot be cancelled, but we build them a cancel
+	// context anyway.
+	reqCtx, cancel := context.WithCancelCause(ctx)
+	req := &incomingRequest{
+		Request: msg,
+		ctx:     reqCtx,
+		cancel:  cancel,
+	}
+
+	// If the request is a call, add it to the incoming map so it can be
+	// cancelled (or responded) by ID.
+	var err error
+	c.updateInFlight(func(s *inFlightState) {
+		s.incoming++
+
+		if req.IsCall() {
+			if s.incomingByID[req.ID] != nil {
+				err = fmt.Errorf("%w: request ID %v already in use", ErrInvalidRequest, req.ID)
+				req.ID = ID{} // Don't misattribute this error to the existing request.
+				return
+			}
+
+			if s.incomingByID == nil {
+				s.incomingByID = make(map[ID]*incomingRequest)
+			}
+			s.incomingByID[req.ID] = req
+
+			// When shutting down, reject all new Call requests, even if they could
+			// theoretically be handled by the preempter. The preempter could return
+			// ErrAsyncResponse, which would increase the amount of work in flight
+			// when we're trying to ensure that it strictly decreases.
+			err = s.shuttingDown(ErrServerClosing)
+		}
+	})
+	if err != nil {
+		c.processResult("acceptRequest", req, nil, err)
+		return nil
+	}
+
+	if preempter != nil {
+		result, err := preempter.Preempt(req.ctx, req.Request)
+
+		if !errors.Is(err, ErrNotHandled) {
+			c.processResult("Preempt", req, result, err)
+			return nil
+		}
+	}
+	return req
 }
 
 // handleAsync invokes the handler on the requests in the handler queue
