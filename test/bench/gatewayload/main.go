@@ -46,6 +46,7 @@ type options struct {
 	timeout      time.Duration
 	profileDir   string
 	federation   bool
+	baseline     string
 }
 
 func main() {
@@ -84,6 +85,8 @@ func run() error {
 		"`go tool pprof -top DIR/mcpmesh.pprof` (the profile holds the program's symbols)")
 	flag.BoolVar(&o.federation, "federation", false, "measure a cross-BU call instead: two federated one-node BUs (hr, finance), the upstream registered in both and exported by\n"+
 		"finance to hr; direct, through hr (local) and through hr then finance over HTTP/3 (crossbu), interleaved (see the package doc)")
+	flag.StringVar(&o.baseline, "baseline", "", "another mcpmesh binary, run as a second node (baseline) measured interleaved with the others: compares two\n"+
+		"builds in one run, e.g. before and after a change (not with -profile or -federation)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -130,6 +133,14 @@ func run() error {
 	if o.calls < 1 || o.rounds < 1 || o.calls < o.rounds || o.warmup < 0 || o.listCalls < 0 || o.payload < 1 {
 		return errors.New("want -calls ≥ -rounds ≥ 1, -warmup ≥ 0, -list-calls ≥ 0 and -payload ≥ 1")
 	}
+	if o.baseline != "" {
+		if o.profileDir != "" || o.federation {
+			return errors.New("-baseline: not with -profile or -federation")
+		}
+		if _, err := os.Stat(o.baseline); err != nil {
+			return fmt.Errorf("-baseline: %w", err)
+		}
+	}
 	if _, err := os.Stat(o.bin); err != nil && o.profileDir == "" {
 		return fmt.Errorf("mcpmesh binary: %w (run `make build`, or pass -mcpmesh)", err)
 	}
@@ -147,6 +158,8 @@ func run() error {
 // setup is the running processes and the client sessions to each target.
 type setup struct {
 	upstream, proxy, node *child
+	// baseline is the -baseline node, if any.
+	baseline *child
 	// fed is the two BUs of a -federation run (proxy and node are nil).
 	fed          *federationSetup
 	upstreamURL  string
@@ -204,6 +217,19 @@ func measure(ctx context.Context, o options) (err error) {
 		{name: "direct", url: s.upstreamURL + mcpPath, tool: "echo"},
 		{name: "proxy", url: "http://" + pxAddr + mcpPath, tool: "echo"},
 		{name: "mcpmesh", url: nodeURL + mcpPath, tool: benchToolName, bearer: secret},
+	}
+	if o.baseline != "" {
+		base, baseURL, err := startNode(ctx, func(cfgPath string) *exec.Cmd { return exec.Command(o.baseline, "node", "-config", cfgPath) }, baselineNode, dir, o.nodeLogLevel)
+		if err != nil {
+			return fmt.Errorf("-baseline: %w", err)
+		}
+		defer base.stop()
+		s.baseline = base
+		baseSecret, err := registerUpstream(ctx, baseURL, benchServer, s.upstreamURL+mcpPath)
+		if err != nil {
+			return fmt.Errorf("-baseline: %w", err)
+		}
+		s.targets = append(s.targets, &target{name: baselineNode.name, url: baseURL + mcpPath, tool: benchToolName, bearer: baseSecret})
 	}
 	for _, t := range s.targets {
 		if err := t.connect(ctx, o.era); err != nil {
@@ -434,6 +460,13 @@ func printHeader(o options, s *setup) {
 	}
 	fmt.Printf("  processes: upstream pid %d, proxy pid %d, mcpmesh node pid %d (%s, log.level %s), client pid %d\n",
 		s.upstream.pid(), s.proxy.pid(), s.node.pid(), node, o.nodeLogLevel, os.Getpid())
+	if s.baseline != nil {
+		base := o.baseline
+		if out, err := exec.Command(o.baseline, "version").Output(); err == nil {
+			base += " " + strings.TrimSpace(string(out))
+		}
+		fmt.Printf("  baseline: a second mcpmesh node, pid %d (%s), configured as the first\n", s.baseline.pid(), base)
+	}
 	fmt.Printf("  load average at start: %s (other work on the machine shows up as noise: compare ratios within one run)\n", loadAvg())
 	fmt.Println()
 }

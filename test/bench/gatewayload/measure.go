@@ -65,7 +65,11 @@ func (s *setup) procs() []proc {
 	if s.fed != nil {
 		return []proc{{"upstream", s.upstream.pid()}, {hrNode.name, s.fed.hr.pid()}, {financeNode.name, s.fed.finance.pid()}, {"client", os.Getpid()}}
 	}
-	return []proc{{"upstream", s.upstream.pid()}, {"proxy", s.proxy.pid()}, {"mcpmesh", s.node.pid()}, {"client", os.Getpid()}}
+	procs := []proc{{"upstream", s.upstream.pid()}, {"proxy", s.proxy.pid()}, {"mcpmesh", s.node.pid()}, {"client", os.Getpid()}}
+	if s.baseline != nil {
+		procs = append(procs, proc{baselineNode.name, s.baseline.pid()})
+	}
+	return procs
 }
 
 // targetStats is what one target's measured rounds of a phase added up to.
@@ -333,6 +337,12 @@ func (p *phase) print(w io.Writer, s *setup) {
 	}
 	fmt.Fprintf(w, ", added p99 %s, gateway CPU/call %.2f× (%.0f vs %.0f µs)\n", ratio(a99m, a99p), cpuM/cpuP, cpuM, cpuP)
 	fmt.Fprintf(w, "aim (mcpmesh ≤ %.1f× the proxy): added p50 %s, CPU/call %s\n", aim, verdict(a50m, a50p), verdict(time.Duration(cpuM*1e3), time.Duration(cpuP*1e3)))
+	if base := p.byName(baselineNode.name); base != nil {
+		a50b, a99b := percentile(base.lats, 0.50)-d50, percentile(base.lats, 0.99)-d99
+		cpuB := p.cpuPerReq(base, baselineNode.name, s.clkTck)
+		fmt.Fprintf(w, "mcpmesh / baseline: added p50 %s, added p99 %s, gateway CPU/call %.2f× (%.0f vs %.0f µs); baseline / proxy: CPU/call %.2f×\n",
+			ratio(a50m, a50b), ratio(a99m, a99b), cpuM/cpuB, cpuM, cpuB, cpuB/cpuP)
+	}
 	fmt.Fprintf(w, "background CPU while idle (during the other targets' rounds, included above): proxy %.1f ms/s, mcpmesh %.1f ms/s; load average now %s\n\n",
 		p.idleRate("proxy", "proxy", s.clkTck), p.idleRate("mcpmesh", "mcpmesh", s.clkTck), loadAvg())
 }
@@ -342,7 +352,7 @@ func (p *phase) print(w io.Writer, s *setup) {
 // faster than direct).
 func ratio(a, b time.Duration) string {
 	if b <= 0 {
-		return "n/a (proxy's is not positive)"
+		return "n/a (the divisor, the proxy's or the baseline's, is not positive)"
 	}
 	return fmt.Sprintf("%.2f×", float64(a)/float64(b))
 }

@@ -49,6 +49,9 @@ type nodeSpec struct {
 // benchNode is the node of the gateway comparison.
 var benchNode = nodeSpec{name: "node", namespace: benchNamespace, trustDomain: benchTrustDomain}
 
+// baselineNode is the -baseline node: benchNode's BU, its own files.
+var baselineNode = nodeSpec{name: "baseline", namespace: benchNamespace, trustDomain: benchTrustDomain}
+
 // caDir is where the node's CA lives.
 func (ns nodeSpec) caDir(dir string) string {
 	if ns.name == benchNode.name {
