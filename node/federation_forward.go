@@ -15,6 +15,7 @@ import (
 
 	"github.com/mcpmesh/mcpmesh/federation/assertion"
 	"github.com/mcpmesh/mcpmesh/federation/peer"
+	"github.com/mcpmesh/mcpmesh/node/gateway"
 	"github.com/mcpmesh/mcpmesh/node/upstream"
 	"github.com/mcpmesh/mcpmesh/trust/agentauth"
 	"github.com/mcpmesh/mcpmesh/trust/tokens"
@@ -135,12 +136,8 @@ func (e *inDoubtError) Error() string {
 	if e.safe {
 		why = "its answer had begun"
 	}
-	rid := e.requestID
-	if rid == "" {
-		rid = "(none)"
-	}
-	return fmt.Sprintf("the call of %s@%s may have been carried out by %s's node %s (%s), which received it and broke off before answering (%v); it was not repeated on another node, as %s; check %s's audit for request id %s before calling again",
-		e.tool, e.version, e.ns, e.node, e.addr, e.cause, why, e.ns, rid)
+	return fmt.Sprintf("the call of %s@%s may have been carried out by %s's node %s (%s), which received it and broke off before answering (%v); it was not repeated on another node, as %s; before calling again, check %s",
+		e.tool, e.version, e.ns, e.node, e.addr, e.cause, why, gateway.RemoteAuditHint(e.ns, e.requestID))
 }
 
 func (e *inDoubtError) Unwrap() []error { return []error{upstream.ErrInDoubt, e.cause} }
@@ -197,6 +194,11 @@ func (ft federationTransport) RoundTrip(r *http.Request) (*http.Response, error)
 		last = node
 		return req, nil
 	})
+	if ue := (*peer.UnavailableError)(nil); errors.As(err, &ue) && !anySent(ue.Attempts) {
+		// Every node tried failed before the request could have reached
+		// it: nothing ran there, and the agent may call again.
+		err = fmt.Errorf("%w: %w", upstream.ErrNotDelivered, err)
+	}
 	if fc == nil {
 		return resp, err
 	}
@@ -208,6 +210,17 @@ func (ft federationTransport) RoundTrip(r *http.Request) (*http.Response, error)
 		resp.Body = &forwardedBody{ReadCloser: resp.Body, ctx: r.Context(), fc: fc, node: last, addr: addr}
 	}
 	return resp, err
+}
+
+// anySent reports whether a request may have reached the node of one of
+// the attempts (sent as safe to repeat).
+func anySent(as []peer.Attempt) bool {
+	for _, a := range as {
+		if a.Sent {
+			return true
+		}
+	}
+	return false
 }
 
 // forwardedBody is the response of a forwarded tools/call: when it breaks

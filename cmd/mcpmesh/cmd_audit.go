@@ -22,16 +22,25 @@ func runAudit(ctx context.Context, args []string, stdout io.Writer) error {
 // filterFlags are the record filters of audit query and export.
 type filterFlags struct {
 	principal, tenant, tool, outcome, kind, since, until string
+	requestID                                            *string
 }
 
 func (f *filterFlags) register(fs interface {
 	StringVar(p *string, name, value, usage string)
+	Func(name, usage string, fn func(string) error)
 }) {
 	fs.StringVar(&f.principal, "principal", "", "only records of this principal (apikey:<id>, oidc:<sub>, a SPIFFE ID, token:bootstrap)")
 	fs.StringVar(&f.tenant, "tenant", "", "only records of this tenant")
 	fs.StringVar(&f.tool, "tool", "", "only records of this tool: <server>/<tool>, the name the agent called, or a server")
 	fs.StringVar(&f.outcome, "outcome", "", "only this outcome: "+audit.OutcomeNames())
 	fs.StringVar(&f.kind, "kind", "", "only this kind of record: call, auth or admin")
+	fs.Func("request-id", "only the records of this request id: a tools/call result's _meta \"io.mcpmesh/requestId\", or the id an error about a call that may have run names (a call forwarded to another BU is recorded there under the same id)", func(s string) error {
+		if err := api.CheckRequestID(s); err != nil {
+			return err
+		}
+		f.requestID = &s
+		return nil
+	})
 	fs.StringVar(&f.since, "since", "", "only records at or after: RFC 3339, a date (YYYY-MM-DD), or a duration back from now (24h)")
 	fs.StringVar(&f.until, "until", "", "only records before: RFC 3339, a date, or a duration back from now")
 }
@@ -39,6 +48,9 @@ func (f *filterFlags) register(fs interface {
 // query builds the API filter, resolving relative times against now.
 func (f *filterFlags) query(now time.Time) (api.AuditQuery, error) {
 	q := api.AuditQuery{Principal: f.principal, Tenant: f.tenant, Tool: f.tool, Outcome: f.outcome, Kind: f.kind}
+	if f.requestID != nil {
+		q.RequestID = *f.requestID
+	}
 	for _, p := range []struct {
 		flag, value string
 		to          *time.Time
@@ -60,7 +72,7 @@ func (f *filterFlags) query(now time.Time) (api.AuditQuery, error) {
 }
 
 func auditQuery(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := newFlagSet("audit query", "audit query [-all] [-principal P] [-tenant T] [-tool T] [-outcome O] [-kind K] [-since S] [-until U] [-limit N]  (the node's newest matching records; with -all, the BU's)")
+	fs := newFlagSet("audit query", "audit query [-all] [-request-id ID] [-principal P] [-tenant T] [-tool T] [-outcome O] [-kind K] [-since S] [-until U] [-limit N]  (the node's newest matching records; with -all, the BU's)")
 	var cf clientFlags
 	cf.register(fs)
 	var ff filterFlags
@@ -88,7 +100,7 @@ func auditQuery(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	return cf.print(stdout, res, func(tw *tabwriter.Writer) {
-		fmt.Fprintln(tw, "SEQ\tTIME\tKIND\tPRINCIPAL\tTENANT\tWHAT\tOUTCOME\tCODE\tMS")
+		fmt.Fprintln(tw, "SEQ\tTIME\tKIND\tPRINCIPAL\tTENANT\tWHAT\tOUTCOME\tCODE\tMS\tREQUEST")
 		for _, r := range res.Records {
 			fmt.Fprintln(tw, recordRow(r))
 		}
@@ -98,7 +110,9 @@ func auditQuery(ctx context.Context, args []string, stdout io.Writer) error {
 	})
 }
 
-// recordRow is a record's row of the audit query table, from SEQ on.
+// recordRow is a record's row of the audit query table, from SEQ on. The
+// request id comes last, whole, so that it can be copied into
+// -request-id.
 func recordRow(r audit.Record) string {
 	what := r.Tool
 	if r.Version != "" {
@@ -107,7 +121,7 @@ func recordRow(r audit.Record) string {
 	if r.Kind != audit.KindCall {
 		what = strings.TrimSpace(r.Action + " " + r.Target)
 	}
-	return fmt.Sprintf("%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%.1f", r.Seq, r.Time.UTC().Format(time.RFC3339), r.Kind, orDash(r.Principal), orDash(r.Tenant), what, r.Outcome, r.ErrorCode, r.DurationMs)
+	return fmt.Sprintf("%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%.1f\t%s", r.Seq, r.Time.UTC().Format(time.RFC3339), r.Kind, orDash(r.Principal), orDash(r.Tenant), what, r.Outcome, r.ErrorCode, r.DurationMs, orDash(r.RequestID))
 }
 
 func orDash(s string) string {

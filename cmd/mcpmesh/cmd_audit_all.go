@@ -21,7 +21,7 @@ func auditQueryAll(ctx context.Context, c *api.Client, q api.AuditQuery, cf *cli
 		return err
 	}
 	err = cf.print(stdout, res, func(tw *tabwriter.Writer) {
-		fmt.Fprintln(tw, "NODE\tSEQ\tTIME\tKIND\tPRINCIPAL\tTENANT\tWHAT\tOUTCOME\tCODE\tMS")
+		fmt.Fprintln(tw, "NODE\tSEQ\tTIME\tKIND\tPRINCIPAL\tTENANT\tWHAT\tOUTCOME\tCODE\tMS\tREQUEST")
 		for _, r := range res.Records {
 			fmt.Fprintf(tw, "%s\t%s\n", r.Node, recordRow(r))
 		}

@@ -1,7 +1,9 @@
 package audit
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
@@ -20,6 +22,12 @@ type Filter struct {
 	Tool string
 	// Outcome must equal the record's.
 	Outcome Outcome
+	// RequestID must equal the record's: the gateway's id of the agent's
+	// request, which a call forwarded to another BU keeps there, so both
+	// BUs' records of one call share it. No index serves it: a query by
+	// request id reads every record, but decodes only those whose stored
+	// JSON holds the id (see Filter.Match).
+	RequestID string
 	// Since and Until bound the record's Time: Since <= Time < Until.
 	Since, Until time.Time
 	// Limit bounds how many records Query returns: the newest that
@@ -41,6 +49,7 @@ func (f Filter) Match(r Record) bool {
 		f.Tenant != "" && r.Tenant != f.Tenant,
 		f.Kind != "" && r.Kind != f.Kind,
 		f.Outcome != "" && r.Outcome != f.Outcome,
+		f.RequestID != "" && r.RequestID != f.RequestID,
 		f.Tool != "" && r.Tool != f.Tool && r.CalledAs != f.Tool && r.Server != f.Tool,
 		!f.Since.IsZero() && r.Time.Before(f.Since),
 		!f.Until.IsZero() && !r.Time.Before(f.Until):
@@ -61,7 +70,7 @@ func (l *Log) Query(ctx context.Context, f Filter) ([]Record, error) {
 		limit = MaxLimit
 	}
 	var out []Record
-	err := l.scan(ctx, true, func(r Record) (bool, error) {
+	err := l.scan(ctx, true, f.stored(), func(r Record) (bool, error) {
 		if f.Match(r) {
 			out = append(out, r)
 		}
@@ -78,7 +87,7 @@ func (l *Log) Query(ctx context.Context, f Filter) ([]Record, error) {
 // first, as of one point in time; it stops at fn's first error and returns
 // it. Records that cannot be decoded are skipped; Verify reports them.
 func (l *Log) Export(ctx context.Context, f Filter, fn func(Record) error) error {
-	return l.scan(ctx, false, func(r Record) (bool, error) {
+	return l.scan(ctx, false, f.stored(), func(r Record) (bool, error) {
 		if !f.Match(r) {
 			return true, nil
 		}
@@ -86,9 +95,32 @@ func (l *Log) Export(ctx context.Context, f Filter, fn func(Record) error) error
 	})
 }
 
+// stored returns a test of a stored record value that is false only for
+// records the filter cannot match, cheaper than decoding them; nil when
+// the filter has none. Decoding a record's JSON costs far more than
+// looking for a few bytes in it, and a query by request id matches one
+// or two records of the whole log.
+func (f Filter) stored() func(v []byte) bool {
+	if f.RequestID == "" {
+		return nil
+	}
+	// The body is the record as encoding/json writes it, so the id is in
+	// it exactly as json.Marshal writes a string (same escaping). The
+	// needle's unescaped quotes cannot occur inside another field's
+	// string value; a false match (in the binary header) only costs a
+	// decode, as Match decides.
+	id, err := json.Marshal(f.RequestID)
+	if err != nil {
+		return nil
+	}
+	needle := append([]byte(`"requestId":`), id...)
+	return func(v []byte) bool { return bytes.Contains(v, needle) }
+}
+
 // scan calls fn with every decodable record from a snapshot, in seq order
-// (reverse: newest first), until fn returns false or an error.
-func (l *Log) scan(ctx context.Context, reverse bool, fn func(Record) (bool, error)) error {
+// (reverse: newest first), until fn returns false or an error. A record
+// whose stored value keep (when not nil) refuses is skipped undecoded.
+func (l *Log) scan(ctx context.Context, reverse bool, keep func([]byte) bool, fn func(Record) (bool, error)) error {
 	if err := l.acquire(); err != nil {
 		return err
 	}
@@ -109,7 +141,11 @@ func (l *Log) scan(ctx context.Context, reverse bool, fn func(Record) (bool, err
 		if n++; n%1024 == 0 && ctx.Err() != nil {
 			return ctx.Err()
 		}
-		r, err := Decode(it.Value())
+		v := it.Value()
+		if keep != nil && !keep(v) {
+			continue
+		}
+		r, err := Decode(v)
 		if err != nil {
 			l.logger.Warn("audit log: skipping a record that cannot be decoded; run `mcpmesh audit verify`", "key", fmt.Sprintf("%x", it.Key()), "error", err)
 			continue

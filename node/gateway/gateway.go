@@ -679,8 +679,9 @@ func toolFromDefinition(def json.RawMessage) (*mcp.Tool, error) {
 
 // upstreamError maps a failed upstream call to the JSON-RPC error the agent
 // sees: an upstream's own JSON-RPC error passes through; anything else says
-// which upstream failed and that the call did not complete.
-func (g *Gateway) upstreamError(e *entry, err error) error {
+// which upstream failed, that the call did not complete, and whether it
+// may have run all the same (under request id rid; mayhaverun.go).
+func (g *Gateway) upstreamError(e *entry, rid string, err error) error {
 	if je, ok := upstream.Answered(err); ok {
 		return je
 	}
@@ -695,6 +696,9 @@ func (g *Gateway) upstreamError(e *entry, err error) error {
 			// Not "retry later": the call may have run there.
 			return &jsonrpc.Error{Code: CodeRemoteUnavailable, Message: fmt.Sprintf("namespace %s: %v", ns, err)}
 		}
+		if m := mayHaveRunError(e, rid, err); m != nil {
+			return &jsonrpc.Error{Code: CodeRemoteUnavailable, Message: m.Error()}
+		}
 		return &jsonrpc.Error{Code: CodeRemoteUnavailable, Message: fmt.Sprintf("namespace %s did not answer the call of %s@%s: %v; this BU's own tools are unaffected; retry later", ns, e.server, e.version, err)}
 	}
 	msg := fmt.Sprintf("upstream %s@%s failed: %v", e.server, e.version, err)
@@ -702,7 +706,10 @@ func (g *Gateway) upstreamError(e *entry, err error) error {
 	case errors.Is(err, upstream.ErrBusy), errors.Is(err, upstream.ErrUnavailable):
 		msg = fmt.Sprintf("upstream %s@%s is unavailable: %v; retry later", e.server, e.version, err)
 	case errors.Is(err, context.DeadlineExceeded):
-		msg = fmt.Sprintf("upstream %s@%s did not answer in time", e.server, e.version)
+		msg = fmt.Sprintf("upstream %s@%s did not answer in time; the tool is annotated readOnlyHint or idempotentHint: retry later", e.server, e.version)
+		if m := mayHaveRunError(e, rid, err); m != nil {
+			msg = m.Error()
+		}
 	}
 	return &jsonrpc.Error{Code: codeUpstreamUnavailable, Message: msg}
 }

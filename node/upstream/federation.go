@@ -84,6 +84,14 @@ type ForwardedCall interface {
 // The agent must not take the failure to mean the call did nothing.
 var ErrInDoubt = errors.New("the call may have been carried out by the exporting BU")
 
+// ErrNotDelivered marks the failure of a forwarded call that certainly
+// reached no node of the exporting BU (none could be connected to, or
+// each refused it before it could be delivered), so it did not run there
+// and may be made again. A forwarded call's failure that is marked
+// neither ErrNotDelivered nor ErrInDoubt (its call timeout ran out, say)
+// may have run all the same.
+var ErrNotDelivered = errors.New("the call reached no node of the exporting BU")
+
 // forwardedCallKey marks the context of a forwarded tools/call's requests
 // with its ForwardedCall.
 type forwardedCallKey struct{}

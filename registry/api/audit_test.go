@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -226,6 +227,7 @@ func TestAuditLogAPI(t *testing.T) {
 		if i == 5 {
 			rec.Outcome = audit.OutcomeDenied
 		}
+		rec.RequestID = fmt.Sprintf("rid-%d", i)
 		if _, err := l.Append(ctx, rec); err != nil {
 			t.Fatal(err)
 		}
@@ -243,6 +245,32 @@ func TestAuditLogAPI(t *testing.T) {
 	var apiErr *Error
 	if _, err := cl.AuditQuery(ctx, AuditQuery{Outcome: "fine"}); !errors.As(err, &apiErr) || apiErr.Status != http.StatusBadRequest || !strings.Contains(err.Error(), "outcome") {
 		t.Errorf("query with an unknown outcome: %v", err)
+	}
+	if got, err := cl.AuditQuery(ctx, AuditQuery{RequestID: "rid-4"}); err != nil || len(got.Records) != 1 || got.Records[0].Seq != 5 || got.Records[0].RequestID != "rid-4" {
+		t.Errorf("query request id rid-4: %+v, %v; want record 5 alone", got, err)
+	}
+	if got, err := cl.AuditQuery(ctx, AuditQuery{RequestID: "rid-4", Tenant: "benefits"}); err != nil || len(got.Records) != 0 {
+		t.Errorf("query request id rid-4 of tenant benefits (it is payroll's): %+v, %v; want none", got, err)
+	}
+	var ids strings.Builder
+	if err := cl.AuditExport(ctx, AuditQuery{RequestID: "rid-2"}, &ids); err != nil || strings.Count(ids.String(), "\n") != 1 || !strings.Contains(ids.String(), `"requestId":"rid-2"`) {
+		t.Errorf("export request id rid-2: %q, %v; want its one record", ids.String(), err)
+	}
+	for _, bad := range []struct{ raw, want string }{
+		{"request_id=", "empty"},
+		{"request_id=" + strings.Repeat("x", MaxRequestIDBytes+1), "longer than any request id"},
+		{"request_id=a%0Ab", "control character"},
+		{"request_id=%FF", "UTF-8"},
+	} {
+		resp, err := http.Get(srv.URL + "/v1/audit?" + bad.raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "request_id") || !strings.Contains(string(body), bad.want) {
+			t.Errorf("GET /v1/audit?%.40s: %d %s; want 400 saying request_id: %s", bad.raw, resp.StatusCode, body, bad.want)
+		}
 	}
 	var out strings.Builder
 	if err := cl.AuditExport(ctx, AuditQuery{Until: base.Add(3 * time.Hour), Limit: 1}, &out); err != nil {

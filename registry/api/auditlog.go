@@ -4,12 +4,15 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/mcpmesh/mcpmesh/node/audit"
 	"github.com/mcpmesh/mcpmesh/registry/state"
@@ -18,7 +21,7 @@ import (
 // The audit log of the node that answers (each node keeps its own: the
 // records of the requests it served):
 //
-//	GET /v1/audit?principal=&tenant=&tool=&outcome=&kind=&since=&until=&limit=
+//	GET /v1/audit?principal=&tenant=&tool=&outcome=&kind=&request_id=&since=&until=&limit=
 //	GET /v1/audit/export?…the same filters…   (JSON lines, every match)
 //	GET /v1/audit/verify                        (the chain, against its checkpoints)
 //	GET /v1/audit/checkpoints[?node=ID]         (checkpointed heads in Raft)
@@ -53,7 +56,12 @@ type AuditVerifyResponse struct {
 // Until).
 type AuditQuery struct {
 	Principal, Tenant, Tool, Outcome, Kind string
-	Since, Until                           time.Time
+	// RequestID selects the records of one request: the id the gateway
+	// gave it (a tools/call result's _meta "io.mcpmesh/requestId", and
+	// the id an error about a call that may have run names). A call
+	// forwarded to another BU is recorded there under the same id.
+	RequestID    string
+	Since, Until time.Time
 	// Limit bounds a query (the newest matches); zero means the server's
 	// default (100). Export ignores it.
 	Limit int
@@ -61,7 +69,7 @@ type AuditQuery struct {
 
 func (q AuditQuery) values() url.Values {
 	v := url.Values{}
-	for k, s := range map[string]string{"principal": q.Principal, "tenant": q.Tenant, "tool": q.Tool, "outcome": q.Outcome, "kind": q.Kind} {
+	for k, s := range map[string]string{"principal": q.Principal, "tenant": q.Tenant, "tool": q.Tool, "outcome": q.Outcome, "kind": q.Kind, "request_id": q.RequestID} {
 		if s != "" {
 			v.Set(k, s)
 		}
@@ -100,6 +108,12 @@ func auditFilter(r *http.Request) (audit.Filter, error) {
 	if f.Kind != "" && !kinds[string(f.Kind)] {
 		return f, badRequest("kind %q: want call, auth or admin", f.Kind)
 	}
+	if q.Has("request_id") {
+		f.RequestID = q.Get("request_id")
+		if err := CheckRequestID(f.RequestID); err != nil {
+			return f, badRequest("request_id: %v", err)
+		}
+	}
 	for _, p := range []struct {
 		name string
 		to   *time.Time
@@ -120,6 +134,34 @@ func auditFilter(r *http.Request) (audit.Filter, error) {
 		f.Limit = n
 	}
 	return f, nil
+}
+
+// MaxRequestIDBytes bounds the request_id of an audit query: the longest
+// request id a record can hold is a forwarded call's, which the calling
+// BU's assertion bounds to 128 bytes (assertion.MaxValueBytes); the
+// gateway's own are 22 characters.
+const MaxRequestIDBytes = 128
+
+// CheckRequestID checks the request id an audit query asks for: present,
+// bounded (MaxRequestIDBytes), and UTF-8 without control characters, as
+// every recorded one is (the rule federation assertions apply to the ids
+// they carry). The admin API answers 400 with its error; clients check
+// first, so that a BU-wide query fails once rather than at each replica.
+func CheckRequestID(id string) error {
+	switch {
+	case id == "":
+		return errors.New("empty; give the id of the request to look for (a tools/call result's _meta \"io.mcpmesh/requestId\", or the one an error names)")
+	case len(id) > MaxRequestIDBytes:
+		return fmt.Errorf("%d bytes, longer than any request id (at most %d)", len(id), MaxRequestIDBytes)
+	case !utf8.ValidString(id):
+		return errors.New("not valid UTF-8")
+	}
+	for _, r := range id {
+		if unicode.IsControl(r) {
+			return fmt.Errorf("%q holds a control character; no request id does", id)
+		}
+	}
+	return nil
 }
 
 // auditRoutes adds the audit log's routes.

@@ -14,7 +14,9 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcpmesh/mcpmesh/node/audit"
 	"github.com/mcpmesh/mcpmesh/node/gateway"
+	"github.com/mcpmesh/mcpmesh/registry/api"
 	"github.com/mcpmesh/mcpmesh/test/internal/testcluster"
 )
 
@@ -253,6 +255,16 @@ func TestForwardedCallAtMostOnce(t *testing.T) {
 		t.Fatalf("finance.balance (request %s, answered as %s): the upstream's runs %+v; want one by %s, then one by another node", first.requestID, rid, runs, killed.ID)
 	}
 	t.Logf("finance.balance: repeated on finance %s and answered %q", runs[1].node, text)
+	// The finance node that answered recorded the call under hr's request
+	// id, and only once.
+	for _, n := range m.fin.Nodes {
+		if n.ID == runs[1].node {
+			recs := decode[api.AuditRecords](t, "audit query", mustCLI(t, m.fin, n, "audit", "query", "-request-id", rid, "-o", "json")).Records
+			if len(recs) != 1 || recs[0].RequestID != rid || recs[0].Outcome != audit.OutcomeOK {
+				t.Errorf("finance %s: audit query -request-id %s = %+v; want its one record of the answered call", n.ID, rid, recs)
+			}
+		}
+	}
 	if got := minted() - before; got != 2 {
 		t.Errorf("hr minted %v assertions for a call tried on two nodes; want 2", got)
 	}
@@ -263,7 +275,7 @@ func TestForwardedCallAtMostOnce(t *testing.T) {
 		t.Fatalf("finance.transfer with its node killed answered %q; want -32018", text)
 	}
 	msg := err.Error()
-	for _, want := range []string{"may have been carried out", "node/" + killed.ID, "not repeated", "request id " + first.requestID} {
+	for _, want := range []string{"may have been carried out", "node/" + killed.ID, "not repeated", "request id " + first.requestID, "audit query -all -request-id " + first.requestID} {
 		if rpcCode(err) != gateway.CodeRemoteUnavailable || !strings.Contains(msg, want) {
 			t.Fatalf("finance.transfer with its node killed: %v; want -32018 saying %q", err, want)
 		}
@@ -271,17 +283,32 @@ func TestForwardedCallAtMostOnce(t *testing.T) {
 	t.Logf("finance.transfer: the agent got %v", err)
 	var rec string
 	if !testcluster.Eventually(10*time.Second, func() bool {
-		for _, r := range auditRecords(t, m.hr, hr, "call", false) {
-			if r.RequestID == first.requestID {
-				rec = fmt.Sprintf("%s %s %d %s", r.CalledAs, r.Outcome, r.ErrorCode, r.Reason)
-				return r.ErrorCode == gateway.CodeRemoteUnavailable && strings.Contains(r.Reason, "may have been carried out") && strings.Contains(r.Reason, first.requestID)
-			}
-		}
-		return false
+		recs := decode[api.AuditRecords](t, "audit query", mustCLI(t, m.hr, hr, "audit", "query", "-request-id", first.requestID, "-o", "json")).Records
+		rec = fmt.Sprintf("%+v", recs)
+		return len(recs) == 1 && recs[0].RequestID == first.requestID && recs[0].ErrorCode == gateway.CodeRemoteUnavailable &&
+			strings.Contains(recs[0].Reason, "may have been carried out") && strings.Contains(recs[0].Reason, first.requestID)
 	}) {
-		t.Errorf("hr's audit has no record of request %s saying it may have been carried out within 10s; last: %q", first.requestID, rec)
+		t.Errorf("hr: audit query -request-id %s did not find exactly one record saying it may have been carried out within 10s; last: %s", first.requestID, rec)
 	}
 	if runs := up.runsOf(first.requestID); len(runs) != 1 {
 		t.Errorf("finance.transfer request %s ran %d times at the upstream: %+v; want once", first.requestID, len(runs), runs)
+	}
+
+	// What finance's audit says of it, asked as the error says, once the
+	// nodes killed are back: nothing. The node died while running the
+	// call and records a call when it ends, which is why the error says
+	// that such a node has no record and the tool's own records must tell.
+	for _, n := range m.fin.Nodes {
+		if !n.Running() {
+			n.Start()
+		}
+	}
+	for _, n := range m.fin.Nodes {
+		n.WaitReady(60 * time.Second)
+	}
+	out, code := m.fin.CLI(killed, "audit", "query", "-all", "-request-id", first.requestID, "-o", "json")
+	var fin api.AuditAllRecords
+	if err := json.Unmarshal([]byte(out), &fin); code != 0 || err != nil || fin.Partial || len(fin.Nodes) != len(m.fin.Nodes) || len(fin.Records) != 0 {
+		t.Errorf("finance: audit query -all -request-id %s (exit %d) = %s; want every replica's answer, and no record", first.requestID, code, out)
 	}
 }

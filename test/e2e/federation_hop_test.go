@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpmesh/mcpmesh/node/audit"
+	"github.com/mcpmesh/mcpmesh/node/gateway"
 	"github.com/mcpmesh/mcpmesh/registry/api"
 	"github.com/mcpmesh/mcpmesh/test/internal/testcluster"
 )
@@ -372,9 +374,51 @@ func TestFederationHop(t *testing.T) {
 				checkCarried(t, c, tp)
 				t.Logf("%s: finance's upstream was told %sms, worked %v and stopped %v after the agent's error (%v)", era, c.timeout,
 					c.ended.Sub(c.started).Round(time.Millisecond), c.ended.Sub(agentDone).Round(time.Millisecond), c.endErr)
+				checkTimedOutLookup(t, m, err, c.requestID)
 			})
 		}
 	})
+}
+
+// requestIDFlag finds the request id an error tells to look up.
+var requestIDFlag = regexp.MustCompile("-request-id ([A-Za-z0-9_-]+)")
+
+// checkTimedOutLookup checks the agent's error of a call of a tool that
+// is not safe to repeat, which hr's call timeout ended while finance ran
+// it: it says the call may have run and names the request id, and
+// finance's audit, asked by that id with -all as the error says, holds
+// exactly the one record of it (written once finance's call ended), as
+// does hr's.
+func checkTimedOutLookup(t *testing.T, m *mesh, err error, upstreamRID string) {
+	t.Helper()
+	if rpcCode(err) != gateway.CodeRemoteUnavailable || !strings.Contains(err.Error(), "may have run there") || strings.Contains(err.Error(), "retry later") {
+		t.Errorf("the timed-out call: %v; want -32018 saying it may have run there, not to retry later", err)
+		return
+	}
+	sub := requestIDFlag.FindStringSubmatch(err.Error())
+	if sub == nil || sub[1] != upstreamRID {
+		t.Errorf("the timed-out call: %v; want it to name -request-id %s (the id finance's upstream got)", err, upstreamRID)
+		return
+	}
+	rid := sub[1]
+	var last string
+	var fin api.AuditAllRecords
+	if !testcluster.Eventually(15*time.Second, func() bool {
+		out, code := m.fin.CLI(m.fin.Nodes[0], "audit", "query", "-all", "-request-id", rid, "-o", "json")
+		last = out
+		return code == 0 && json.Unmarshal([]byte(out), &fin) == nil && len(fin.Records) > 0
+	}) {
+		t.Errorf("finance: audit query -all -request-id %s found nothing within 15s; last: %s", rid, last)
+		return
+	}
+	if len(fin.Records) != 1 || fin.Records[0].RequestID != rid || fin.Records[0].Kind != audit.KindCall || fin.Partial {
+		t.Errorf("finance: audit query -all -request-id %s = %+v; want exactly the one call record", rid, fin)
+	}
+	hr := decode[api.AuditRecords](t, "audit query", mustCLI(t, m.hr, m.hr.Nodes[0], "audit", "query", "-request-id", rid, "-o", "json"))
+	if len(hr.Records) != 1 || hr.Records[0].RequestID != rid || hr.Records[0].ErrorCode != gateway.CodeRemoteUnavailable {
+		t.Errorf("hr: audit query -request-id %s = %+v; want exactly the one record, of error -32018", rid, hr.Records)
+	}
+	t.Logf("request %s: finance recorded it as %s (%s); hr as %s", rid, fin.Records[0].Outcome, fin.Records[0].Reason, hr.Records[0].Outcome)
 }
 
 // auditRecord returns the call record of request id on c's node n.
