@@ -703,7 +703,7 @@ func (g *Gateway) upstreamError(e *entry, rid string, err error) error {
 	}
 	msg := fmt.Sprintf("upstream %s@%s failed: %v", e.server, e.version, err)
 	switch {
-	case errors.Is(err, upstream.ErrBusy), errors.Is(err, upstream.ErrUnavailable):
+	case errors.Is(err, upstream.ErrBusy), errors.Is(err, upstream.ErrUnavailable), errors.Is(err, upstream.ErrNotSent):
 		msg = fmt.Sprintf("upstream %s@%s is unavailable: %v; retry later", e.server, e.version, err)
 	case errors.Is(err, context.DeadlineExceeded):
 		msg = fmt.Sprintf("upstream %s@%s did not answer in time; the tool is annotated readOnlyHint or idempotentHint: retry later", e.server, e.version)

@@ -12,7 +12,8 @@ import (
 //
 // "Retry later" is advice only where following it cannot run a call
 // twice: the call certainly did not reach its upstream (the bulkhead was
-// full, the circuit open, no node of the exporting BU could be reached),
+// full, the circuit open, its session could not be set up, no node of the
+// exporting BU could be reached),
 // or its tool is annotated readOnlyHint or idempotentHint. A call whose
 // time ran out after it was sent may have run: an upstream past its call
 // timeout may still carry it out, and another BU's node may still be
@@ -36,7 +37,7 @@ func safeToRepeat(e *entry) bool {
 // certainlyNotRun reports whether a failed call never reached its
 // upstream.
 func certainlyNotRun(err error) bool {
-	return errors.Is(err, upstream.ErrBusy) || errors.Is(err, upstream.ErrUnavailable) || errors.Is(err, upstream.ErrNotDelivered)
+	return errors.Is(err, upstream.ErrBusy) || errors.Is(err, upstream.ErrUnavailable) || errors.Is(err, upstream.ErrNotSent) || errors.Is(err, upstream.ErrNotDelivered)
 }
 
 // RemoteAuditHint says where a call forwarded to namespace ns under

@@ -121,6 +121,11 @@ var ErrBusy = errors.New("upstream at capacity; retry shortly")
 // repeated failures; calls fail fast until a probe succeeds.
 var ErrUnavailable = errors.New("upstream unavailable (circuit open after repeated failures)")
 
+// ErrNotSent marks a call that failed before its request was sent: the
+// session to its upstream could not be set up. The upstream has not run
+// it, so it can be made again.
+var ErrNotSent = errors.New("the call was not sent")
+
 // Pool holds the upstream sessions of one node. It is safe for concurrent use.
 type Pool struct {
 	cfg    Config
@@ -460,7 +465,7 @@ func (p *Pool) do(ctx context.Context, t Target, src source, fn func(context.Con
 	// only for the request itself): sessions are shared by every agent.
 	s, err := src.session(ctx, c)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrNotSent, err)
 	}
 	callCtx := withToken(ctx, t, tok)
 	if tp != "" {
@@ -472,7 +477,7 @@ func (p *Pool) do(ctx context.Context, t Target, src source, fn func(context.Con
 		// on a legacy session.
 		src.drop(c, s)
 		if s, err = src.session(ctx, c); err != nil {
-			return err
+			return fmt.Errorf("%w: %w", ErrNotSent, err)
 		}
 		err = fn(callCtx, s)
 	}

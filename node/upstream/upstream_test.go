@@ -147,6 +147,11 @@ func TestBreakerOpensAfterRepeatedFailures(t *testing.T) {
 		if err == nil {
 			t.Fatal("call to a dead upstream succeeded")
 		}
+		if !errors.Is(err, ErrNotSent) {
+			// No session, so the tools/call was never sent: the gateway
+			// may tell the agent to retry it (mayhaverun.go).
+			t.Fatalf("a call to a dead upstream failed with %v, not marked ErrNotSent", err)
+		}
 		if h := p.Health(); len(h) == 1 && h[0].Open {
 			break
 		}
