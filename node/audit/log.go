@@ -13,6 +13,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/mcpmesh/mcpmesh/internal/pebblelog"
+	"github.com/mcpmesh/mcpmesh/internal/pebblesched"
 )
 
 // ErrClosed is returned by the methods of a [Log] called after Close.
@@ -73,11 +74,13 @@ func Open(cfg Config, opts ...Option) (*Log, error) {
 		opt.apply(&o)
 	}
 	logger := o.logger.With("component", "audit")
-	db, err := pebble.Open(cfg.Dir, &pebble.Options{
+	popts := &pebble.Options{
 		FS:                 o.fs,
 		Logger:             pebblelog.New(logger, "audit"),
 		FormatMajorVersion: pebble.FormatNewest,
-	})
+	}
+	popts.Experimental.CompactionScheduler = pebblesched.New()
+	db, err := pebble.Open(cfg.Dir, popts)
 	if err != nil {
 		return nil, fmt.Errorf("open audit log in %s: %w", cfg.Dir, err)
 	}

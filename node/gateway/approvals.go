@@ -109,6 +109,11 @@ type approvals struct {
 	loaded    bool
 	expired   map[string]bool // ids counted as expired
 	lastPrune time.Time
+	// wake tells runApprovals (while it runs) that the approvals were
+	// reloaded, so the next expiry may be sooner; refreshes counts
+	// refreshLocked's runs (for tests of when it runs).
+	wake      chan struct{}
+	refreshes int
 }
 
 // ApprovalData is the data of CodeApprovalPending and CodeApprovalRefused.
@@ -427,6 +432,10 @@ func (g *Gateway) loadApprovals() error {
 	}
 	a.known, a.loaded = known, true
 	a.refreshLocked(g.now(), m, ns)
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
 	return nil
 }
 
@@ -436,6 +445,7 @@ func (a *approvals) refreshLocked(now time.Time, m *approvalMetrics, ns string) 
 	if a.expired == nil {
 		a.expired = map[string]bool{}
 	}
+	a.refreshes++
 	pending := 0
 	for id, ap := range a.known {
 		switch ap.StateAt(now) {
@@ -456,28 +466,67 @@ func (a *approvals) refreshLocked(now time.Time, m *approvalMetrics, ns string) 
 	m.pending.WithLabelValues(ns).Set(float64(pending))
 }
 
-// runApprovals refreshes the approval metrics every second (an expiry
-// changes nothing in the registry) and, on the leader, prunes approvals
-// expired for longer than approvalRetention once an hour. It returns when
-// ctx ends.
+// approvalPruneEvery is how often the leader prunes approvals expired for
+// longer than approvalRetention, and the longest runApprovals sleeps.
+const approvalPruneEvery = time.Hour
+
+// nextExpiryLocked is how long after now the first approval that can
+// still expire (pending, or approved and unused) does, at most
+// approvalPruneEvery.
+func (a *approvals) nextExpiryLocked(now time.Time) time.Duration {
+	next := approvalPruneEvery
+	for _, ap := range a.known {
+		if ap.StateAt(now) != state.ApprovalPending && ap.StateAt(now) != state.ApprovalApproved {
+			continue
+		}
+		if d := ap.ExpiresAt.Sub(now); d < next {
+			next = max(d, time.Millisecond)
+		}
+	}
+	return next
+}
+
+// runApprovals refreshes the approval metrics when the next approval
+// expires (an expiry changes nothing in the registry; a reload refreshes
+// them itself) and, on the leader, prunes approvals expired for longer
+// than approvalRetention once an hour, starting a second after it starts.
+// It returns when ctx ends.
 func (g *Gateway) runApprovals(ctx context.Context) {
-	t := time.NewTicker(time.Second)
+	a := &g.approvals
+	wake := make(chan struct{}, 1)
+	a.mu.Lock()
+	a.wake = wake
+	a.mu.Unlock()
+	t := time.NewTimer(time.Second)
 	defer t.Stop()
+	due := time.Now().Add(time.Second)
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-wake:
+			// Reloaded: an approval may now expire before the timer.
+			a.mu.Lock()
+			d := a.nextExpiryLocked(g.now())
+			a.mu.Unlock()
+			if at := time.Now().Add(d); at.Before(due) {
+				due = at
+				t.Reset(d)
+			}
+			continue
 		case <-t.C:
 		}
-		a := &g.approvals
 		now := g.now()
 		a.mu.Lock()
 		a.refreshLocked(now, g.metrics.approvals, g.cfg.Namespace)
-		prune := a.propose != nil && g.isLeader != nil && g.isLeader() && now.Sub(a.lastPrune) >= time.Hour
+		prune := a.propose != nil && g.isLeader != nil && g.isLeader() && now.Sub(a.lastPrune) >= approvalPruneEvery
 		if prune {
 			a.lastPrune = now
 		}
+		d := a.nextExpiryLocked(now)
 		a.mu.Unlock()
+		due = time.Now().Add(d)
+		t.Reset(d)
 		if !prune {
 			continue
 		}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -294,4 +295,63 @@ func TestConfirmedCallKeepsItsConfirmation(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestApprovalMetricsAtExpiry: runApprovals sleeps while no approval can
+// expire (it used to wake every second), counts an approval expired and
+// off the queue exactly when it expires, and sees one requested while it
+// sleeps.
+func TestApprovalMetricsAtExpiry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRegistry(t)
+		pool := upstream.NewPool(upstream.Config{CallTimeout: 10 * time.Second})
+		defer pool.Close()
+		propose := r.proposer()
+		g := New(Config{Namespace: "hr"}, r.fsm, pool, WithMetrics(prometheus.NewRegistry()), WithApprovals(ApprovalConfig{Hold: time.Minute, TTL: time.Hour, MaxHeld: 1}, propose))
+		defer g.Close()
+		if err := g.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { g.runApprovals(ctx); close(done) }()
+		defer func() { cancel(); <-done }()
+		refreshes := func() int {
+			g.approvals.mu.Lock()
+			defer g.approvals.mu.Unlock()
+			return g.approvals.refreshes
+		}
+		time.Sleep(time.Second) // the first refresh, a second after start
+		synctest.Wait()
+		idle := refreshes()
+		time.Sleep(approvalPruneEvery - time.Second)
+		synctest.Wait()
+		if n := refreshes() - idle; n != 0 {
+			t.Fatalf("%d refreshes in an hour with no approval, want 0", n)
+		}
+
+		expires := time.Now().Add(10 * time.Minute)
+		cmd, _ := state.Encode(state.RequestApproval{ID: "apr-0123456789", ApprovalBinding: state.ApprovalBinding{
+			Caller: "apikey:" + testKeyID, Server: "example.com/dir", Tool: "lookup", Version: "1.0.0", ArgumentsDigest: "d", PolicyVersion: "p",
+		}, At: time.Now(), ExpiresAt: expires})
+		if err := propose(t.Context(), cmd); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.loadApprovals(); err != nil {
+			t.Fatal(err)
+		}
+		m := g.metrics.approvals
+		pending := func() float64 { return testutil.ToFloat64(m.pending.WithLabelValues("hr")) }
+		expired := func() float64 { return testutil.ToFloat64(m.total.WithLabelValues("hr", "expired")) }
+		time.Sleep(time.Until(expires) - time.Millisecond)
+		synctest.Wait()
+		if p, e := pending(), expired(); p != 1 || e != 0 {
+			t.Fatalf("a millisecond before the expiry: pending %v, expired %v; want 1, 0", p, e)
+		}
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		if p, e := pending(), expired(); p != 0 || e != 1 {
+			t.Fatalf("at the expiry: pending %v, expired %v; want 0, 1", p, e)
+		}
+	})
 }

@@ -530,12 +530,13 @@ func detach(parent context.Context, timeout time.Duration) (context.Context, con
 		// read and cost the pooled connection (seen as one new upstream
 		// connection every five calls). So cancel a moment later.
 		stop()
-		time.AfterFunc(releaseGrace, cancel)
+		releases.add(cancel)
 	}
 }
 
 // releaseGrace is how long a finished upstream call's context stays open
-// for go-sdk to finish reading the response.
+// for go-sdk to finish reading the response, at least (releases batches
+// the cancels: up to twice that).
 const releaseGrace = time.Second
 
 func withEarlierDeadline(ctx context.Context, cancel context.CancelFunc, d time.Time) (context.Context, context.CancelFunc) {

@@ -10,7 +10,9 @@
 // card's costPerCall, or the upstream's own figure in result _meta); calls
 // refused, denied, over quota or failed upstream are not charged.
 //
-// Every FlushInterval the meter proposes its sums (state.FlushUsage): rows
+// FlushInterval after the first record it has not flushed, and then every
+// FlushInterval while records keep coming (an idle meter keeps no timer),
+// the meter proposes its sums (state.FlushUsage): rows
 // per (UTC month of the record, tenant, tool, calling BU, currency), tagged
 // with the range of audit records they cover. The registry applies a batch
 // only as the exact continuation of the node's high-water mark, so a batch
@@ -36,6 +38,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -102,6 +105,12 @@ type Meter struct {
 	// tenant and month.
 	pending map[rowKey]*state.UsageRow
 	tenants map[tenantKey]*state.TenantUsage
+
+	// kick wakes Run when a record arrives with nothing pending, so an
+	// idle meter keeps no ticker; wakes counts Run's flush attempts (for
+	// tests of exactly that).
+	kick  chan struct{}
+	wakes atomic.Int64
 }
 
 type rowKey struct{ month, tenant, tool, bu, currency string }
@@ -133,6 +142,7 @@ func New(cfg Config, log Source, reg Registry, opts ...Option) (*Meter, error) {
 		cfg.FlushInterval = DefaultFlushInterval
 	}
 	m := &Meter{cfg: cfg, log: log, reg: reg, logger: slog.New(slog.DiscardHandler), pending: map[rowKey]*state.UsageRow{}, tenants: map[tenantKey]*state.TenantUsage{},
+		kick: make(chan struct{}, 1),
 		cost: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mcpmesh_cost_total",
 			Help: "Cost of the calls this node answered, in currency units, by namespace, tenant, tool (<server>/<tool>) and currency: the upstream's own figure where it gives one, else the card's costPerCall.",
@@ -166,7 +176,14 @@ func (m *Meter) observe(r audit.Record) {
 			m.logger.Error("usage: could not read back audit records; they are counted when the node restarts", "after", m.last, "error", err)
 		}
 	}
+	idle := m.last == m.base
 	m.countLocked(r)
+	if idle && m.last != m.base {
+		select {
+		case m.kick <- struct{}{}:
+		default:
+		}
+	}
 	if charged(r) && r.Cost > 0 {
 		m.cost.WithLabelValues(r.Namespace, r.Tenant, r.Tool, r.Currency).Add(r.Cost)
 	}
@@ -228,8 +245,10 @@ func (m *Meter) rederiveLocked(ctx context.Context, mark uint64) error {
 	return err
 }
 
-// Run recovers (Recover) and then flushes every FlushInterval until ctx
-// ends.
+// Run recovers (Recover) and then, until ctx ends, flushes FlushInterval
+// after the first record that is not flushed, and every FlushInterval
+// while records keep coming or a flush fails. With nothing to flush it
+// keeps no timer.
 func (m *Meter) Run(ctx context.Context) error {
 	if err := m.Recover(ctx); err != nil {
 		if ctx.Err() != nil {
@@ -237,14 +256,26 @@ func (m *Meter) Run(ctx context.Context) error {
 		}
 		return err
 	}
-	t := time.NewTicker(m.cfg.FlushInterval)
+	t := time.NewTimer(m.cfg.FlushInterval)
 	defer t.Stop()
 	for {
+		m.mu.Lock()
+		idle := m.last == m.base
+		m.mu.Unlock()
+		if idle {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-m.kick:
+			}
+		}
+		t.Reset(m.cfg.FlushInterval)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		}
+		m.wakes.Add(1)
 		if err := m.Flush(ctx); err != nil && ctx.Err() == nil {
 			m.logger.Warn("usage: flush failed; the counts are kept and flushed with the next batch", "error", err)
 		}

@@ -3,8 +3,10 @@ package usage
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -283,4 +285,106 @@ func TestMeterConcurrentCalls(t *testing.T) {
 	if calls, cost := flushed(t, reg, "2026-11", "payroll"); calls != 400 || cost != 4_000_000 {
 		t.Errorf("registry: %d calls, %d µEUR; want 400, 4000000", calls, cost)
 	}
+}
+
+// memSource is an audit log in memory: Append hands each record to the
+// observer, as audit.Log does once a record is durable.
+type memSource struct {
+	mu      sync.Mutex
+	recs    []audit.Record
+	observe func(audit.Record)
+}
+
+func (s *memSource) SetObserver(fn func(audit.Record)) { s.observe = fn }
+
+func (s *memSource) After(_ context.Context, seq uint64, fn func(audit.Record) error) error {
+	s.mu.Lock()
+	recs := slices.Clone(s.recs)
+	s.mu.Unlock()
+	for _, r := range recs {
+		if r.Seq > seq {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (s *memSource) append(r audit.Record) {
+	s.mu.Lock()
+	r.Seq = uint64(len(s.recs) + 1)
+	s.recs = append(s.recs, r)
+	s.mu.Unlock()
+	s.observe(r)
+}
+
+func (r *testRegistry) proposals() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.index
+}
+
+// TestMeterIdleKeepsNoTimer: an idle meter does not wake; a call is
+// flushed one FlushInterval after it was counted, and the meter is idle
+// again after that flush.
+func TestMeterIdleKeepsNoTimer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reg := newTestRegistry(t)
+		src := &memSource{}
+		m, err := New(Config{Node: "n1", Namespace: "hr", FlushInterval: time.Second}, src, reg.registry())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- m.Run(ctx) }()
+		defer func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		}()
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if w := m.wakes.Load(); w != 0 {
+			t.Fatalf("idle meter woke %d times in an hour, want 0", w)
+		}
+		src.append(call("acme", nov, 0.5))
+		time.Sleep(time.Second - time.Millisecond)
+		synctest.Wait()
+		if p := reg.proposals(); p != 0 {
+			t.Fatalf("%d flushes before FlushInterval passed, want 0", p)
+		}
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		if p := reg.proposals(); p != 1 {
+			t.Fatalf("%d flushes once FlushInterval passed, want 1", p)
+		}
+		if calls, cost := flushed(t, reg, "2026-11", "acme"); calls != 1 || cost != 500000 {
+			t.Fatalf("flushed %d calls, %d µEUR; want 1, 500000", calls, cost)
+		}
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if w, p := m.wakes.Load(), reg.proposals(); w != 1 || p != 1 {
+			t.Fatalf("after an idle hour: %d wakes, %d flushes; want 1, 1", w, p)
+		}
+		// Calls every 300ms from 0.1s to 2.8s: each batch is flushed
+		// FlushInterval after its first call (1.1s, 2.3s, 3.5s).
+		time.Sleep(100 * time.Millisecond)
+		for i := range 10 {
+			src.append(call("acme", nov, 0.5))
+			if i < 9 {
+				time.Sleep(300 * time.Millisecond)
+			}
+		}
+		time.Sleep(3500*time.Millisecond - 2800*time.Millisecond)
+		synctest.Wait()
+		if p := reg.proposals(); p != 4 {
+			t.Fatalf("%d flushes in all, want 4 (one, then three batches)", p)
+		}
+		if calls, _ := flushed(t, reg, "2026-11", "acme"); calls != 11 {
+			t.Fatalf("flushed %d calls, want 11", calls)
+		}
+	})
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/mcpmesh/mcpmesh/internal/pebblelog"
+	"github.com/mcpmesh/mcpmesh/internal/pebblesched"
 )
 
 // ErrClosed is returned by every method of a [Store] called after Close.
@@ -71,6 +72,7 @@ func Open(cfg Config, opts ...Option) (*Store, error) {
 		Logger:             pebblelog.New(logger, "raftstore"),
 		FormatMajorVersion: pebble.FormatNewest,
 	}
+	popts.Experimental.CompactionScheduler = pebblesched.New()
 	db, err := pebble.Open(cfg.Dir, popts)
 	if err != nil {
 		return nil, fmt.Errorf("raftstore: open pebble database in %s: %w", cfg.Dir, err)

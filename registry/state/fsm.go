@@ -20,6 +20,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/mcpmesh/mcpmesh/internal/pebblelog"
+	"github.com/mcpmesh/mcpmesh/internal/pebblesched"
 	"github.com/mcpmesh/mcpmesh/registry/card"
 )
 
@@ -93,6 +94,7 @@ func Open(dir string, opts ...Option) (*FSM, error) {
 		opt.apply(&o)
 	}
 	popts := &pebble.Options{Logger: pebblelog.New(o.logger, "state")}
+	popts.Experimental.CompactionScheduler = pebblesched.New()
 	if o.fs != nil {
 		popts.FS = o.fs
 	}
