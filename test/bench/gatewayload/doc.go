@@ -60,6 +60,13 @@
 //	make build
 //	go run -tags hashicorpmetrics ./test/bench/gatewayload -mcpmesh bin/mcpmesh -concurrency 1,8
 //
+// -baseline BIN adds a fourth target: a second node, run from another
+// mcpmesh binary with the same config and the same upstream, measured
+// interleaved with the others, so that two builds (before and after a
+// change) are compared in one run; it prints "mcpmesh / baseline". Keep
+// the binary of the build before a change, e.g. `cp bin/mcpmesh
+// /tmp/mcpmesh-before`.
+//
 // -era 2025-11-25 (or -legacy) runs every hop in the legacy era. -profile
 // DIR writes CPU and allocation profiles of the upstream, the proxy and
 // the node into DIR: the node, which serves no pprof, is then this
