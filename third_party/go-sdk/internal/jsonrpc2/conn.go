@@ -579,6 +579,15 @@ func (c *Connection) receive(ctx context.Context, msg Message, preempter Preempt
 // request joins the handler queue. It is for a transport that reads a call's
 // response on the goroutine that waits for it (mcpmesh patch 3).
 func (c *Connection) ReceiveInline(msg Message) {
+	ctx, preempter := c.reader()
+	c.receive(ctx, msg, preempter)
+}
+
+// reader returns the context and preempter the reader was started with,
+// for a message handed to the connection inline. If the connection was
+// closed before it started reading there are none; the message is then
+// refused as the connection is shutting down, under a background context.
+func (c *Connection) reader() (context.Context, Preempter) {
 	var (
 		ctx       context.Context
 		preempter Preempter
@@ -587,7 +596,7 @@ func (c *Connection) ReceiveInline(msg Message) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	c.receive(ctx, msg, preempter)
+	return ctx, preempter
 }
 
 // acceptRequest either handles msg synchronously or enqueues it to be handled
@@ -646,16 +655,7 @@ func (c *Connection) acceptRequest(ctx context.Context, msg *Request, preempter 
 // handing the request to other goroutines only costs scheduler work
 // (mcpmesh patch 3).
 func (c *Connection) HandleInline(msg *Request) {
-	var (
-		ctx       context.Context
-		preempter Preempter
-	)
-	c.updateInFlight(func(*inFlightState) { ctx, preempter = c.readCtx, c.preempter })
-	if ctx == nil {
-		// The connection was closed before it started reading: admit
-		// refuses the request as the connection is shutting down.
-		ctx = context.Background()
-	}
+	ctx, preempter := c.reader()
 	req := c.admit(ctx, msg, preempter)
 	if req == nil {
 		return
