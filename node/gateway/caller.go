@@ -22,6 +22,8 @@ func (g *Gateway) withCaller(next mcp.MethodHandler) mcp.MethodHandler {
 		if method == "tools/call" {
 			growStack()
 		}
+		ctx, cancel := boundByCarriedDeadline(ctx)
+		defer cancel()
 		p, ok := principalOf(ctx, req)
 		if !ok {
 			return next(ctx, method, req)

@@ -681,8 +681,13 @@ func toolFromDefinition(def json.RawMessage) (*mcp.Tool, error) {
 // sees: an upstream's own JSON-RPC error passes through; anything else says
 // which upstream failed, that the call did not complete, and whether it
 // may have run all the same (under request id rid; mayhaverun.go).
-func (g *Gateway) upstreamError(e *entry, rid string, err error) error {
+func (g *Gateway) upstreamError(e *entry, rid string, forwarded bool, err error) error {
 	if je, ok := upstream.Answered(err); ok {
+		if ns := e.target.Namespace; ns != "" && je.Code == codeUpstreamUnavailable {
+			// The exporting BU could not get its upstream's answer: to
+			// this BU's agent, namespace ns did not complete the call.
+			return &jsonrpc.Error{Code: CodeRemoteUnavailable, Message: fmt.Sprintf("namespace %s: %s", ns, je.Message), Data: je.Data}
+		}
 		return je
 	}
 	g.logger.Warn("gateway: upstream call failed", "server", e.server, "version", e.version, "tool", e.tool, "error", err)
@@ -696,7 +701,7 @@ func (g *Gateway) upstreamError(e *entry, rid string, err error) error {
 			// Not "retry later": the call may have run there.
 			return &jsonrpc.Error{Code: CodeRemoteUnavailable, Message: fmt.Sprintf("namespace %s: %v", ns, err)}
 		}
-		if m := mayHaveRunError(e, rid, err); m != nil {
+		if m := g.mayHaveRunError(e, rid, forwarded, err); m != nil {
 			return &jsonrpc.Error{Code: CodeRemoteUnavailable, Message: m.Error()}
 		}
 		return &jsonrpc.Error{Code: CodeRemoteUnavailable, Message: fmt.Sprintf("namespace %s did not answer the call of %s@%s: %v; this BU's own tools are unaffected; retry later", ns, e.server, e.version, err)}
@@ -707,7 +712,7 @@ func (g *Gateway) upstreamError(e *entry, rid string, err error) error {
 		msg = fmt.Sprintf("upstream %s@%s is unavailable: %v; retry later", e.server, e.version, err)
 	case errors.Is(err, context.DeadlineExceeded):
 		msg = fmt.Sprintf("upstream %s@%s did not answer in time; the tool is annotated readOnlyHint or idempotentHint: retry later", e.server, e.version)
-		if m := mayHaveRunError(e, rid, err); m != nil {
+		if m := g.mayHaveRunError(e, rid, forwarded, err); m != nil {
 			msg = m.Error()
 		}
 	}
@@ -768,12 +773,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	next := ep.stateless
 	if useStateful(r, call, batch) {
 		next = ep.stateful
-	} else {
-		var release context.CancelFunc
-		if r, release, ok = withCarriedDeadline(w, r); !ok {
-			return
-		}
-		defer release()
+	} else if r, ok = withCarriedDeadline(w, r); !ok {
+		return
 	}
 	g.withLimitWriter(w, r, next)
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -66,23 +67,39 @@ func traceOf(ctx context.Context, req *mcp.CallToolRequest) (tp, ts string) {
 	return tp, ts
 }
 
-// withCarriedDeadline bounds r's context by the wait its sender says is
-// left (upstream.TimeoutHeader); the pool then calls the upstream for at
-// most that long (and never longer than its own CallTimeout). It returns
-// false, having answered 400, when the header is malformed. The returned
-// function releases the bound. Only requests of the 2026-07-28 era are
-// bounded: a legacy request's handler runs on its session, not on its
-// POST, so nothing would end with the POST's context.
-func withCarriedDeadline(w http.ResponseWriter, r *http.Request) (*http.Request, context.CancelFunc, bool) {
+// withCarriedDeadline notes on r's context the wait its sender says is
+// left (upstream.TimeoutHeader), as a deadline from now; withCaller bounds
+// each request's handling by it, and the pool then calls the upstream for
+// at most that long (and never longer than its own CallTimeout). It
+// returns false, having answered 400, when the header is malformed. Only
+// requests of the 2026-07-28 era carry it: a legacy request's handler runs
+// on its session, not on its POST.
+//
+// The deadline bounds the handler, not the HTTP request go-sdk serves: when
+// the request's own context ends, go-sdk takes the client to be gone and
+// drops the answer, and the sender would get no JSON-RPC error saying the
+// call ran out of time but an empty (or, over HTTP/3, a malformed)
+// response.
+func withCarriedDeadline(w http.ResponseWriter, r *http.Request) (*http.Request, bool) {
 	v := r.Header.Get(upstream.TimeoutHeader)
 	if v == "" {
-		return r, func() {}, true
+		return r, true
 	}
 	d, err := upstream.ParseTimeout(v)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
-		return nil, nil, false
+		return nil, false
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), d)
-	return r.WithContext(ctx), cancel, true
+	return r.WithContext(context.WithValue(r.Context(), carriedDeadlineKey{}, time.Now().Add(d))), true
+}
+
+type carriedDeadlineKey struct{}
+
+// boundByCarriedDeadline bounds ctx by the deadline withCarriedDeadline
+// noted on it, if any.
+func boundByCarriedDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d, ok := ctx.Value(carriedDeadlineKey{}).(time.Time); ok {
+		return context.WithDeadline(ctx, d)
+	}
+	return ctx, func() {}
 }

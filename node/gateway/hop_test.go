@@ -83,31 +83,43 @@ func TestTracestateOf(t *testing.T) {
 	}
 }
 
-// TestCarriedDeadline: a request's Mcpmesh-Timeout bounds its context; a
-// malformed one is refused with 400.
+// TestCarriedDeadline: a request's Mcpmesh-Timeout bounds the handling of
+// the request (boundByCarriedDeadline), not the HTTP request's own context;
+// a malformed one is refused with 400.
 func TestCarriedDeadline(t *testing.T) {
 	r := httptest.NewRequest(http.MethodPost, "/mcp", nil)
 	r.Header.Set(upstream.TimeoutHeader, "1500")
 	before := time.Now()
 	w := httptest.NewRecorder()
-	r2, release, ok := withCarriedDeadline(w, r)
+	r2, ok := withCarriedDeadline(w, r)
 	if !ok {
 		t.Fatalf("refused: %d %s", w.Code, w.Body)
 	}
-	defer release()
-	d, has := r2.Context().Deadline()
+	if _, has := r2.Context().Deadline(); has {
+		t.Errorf("the HTTP request's context got a deadline: go-sdk would drop the answer when it passes")
+	}
+	ctx, cancel := boundByCarriedDeadline(r2.Context())
+	defer cancel()
+	d, has := ctx.Deadline()
 	if !has || d.Before(before.Add(1500*time.Millisecond)) || d.After(time.Now().Add(1500*time.Millisecond)) {
 		t.Errorf("deadline %v (has %v); want 1.5s from the request", d, has)
 	}
 
 	r = httptest.NewRequest(http.MethodPost, "/mcp", nil)
-	if r2, _, ok := withCarriedDeadline(httptest.NewRecorder(), r); !ok || r2 != r {
+	if r2, ok := withCarriedDeadline(httptest.NewRecorder(), r); !ok || r2 != r {
 		t.Errorf("a request without the header was changed or refused")
+	}
+	if _, has := func() (time.Time, bool) {
+		ctx, cancel := boundByCarriedDeadline(r.Context())
+		defer cancel()
+		return ctx.Deadline()
+	}(); has {
+		t.Errorf("a request without the header got a deadline")
 	}
 
 	r.Header.Set(upstream.TimeoutHeader, "soon")
 	w = httptest.NewRecorder()
-	if _, _, ok := withCarriedDeadline(w, r); ok || w.Code != http.StatusBadRequest {
+	if _, ok := withCarriedDeadline(w, r); ok || w.Code != http.StatusBadRequest {
 		t.Errorf("a malformed header was accepted: %d", w.Code)
 	}
 }

@@ -58,8 +58,10 @@ func orNone(rid string) string {
 // mayHaveRunError is upstreamError's answer to a call that failed in a
 // way that says nothing of whether its upstream ran it, or nil when the
 // failure is better put otherwise (the call did not run, its tool is safe
-// to repeat, or it is not a timeout of a local upstream).
-func mayHaveRunError(e *entry, rid string, err error) error {
+// to repeat, or it is not a timeout of a local upstream). forwarded says
+// the call came from another BU, whose agent must look this BU's audit up
+// from there.
+func (g *Gateway) mayHaveRunError(e *entry, rid string, forwarded bool, err error) error {
 	if safeToRepeat(e) || certainlyNotRun(err) {
 		return nil
 	}
@@ -75,6 +77,10 @@ func mayHaveRunError(e *entry, rid string, err error) error {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		return nil
 	}
-	return fmt.Errorf("upstream %s@%s did not answer in time; it may have run the call all the same, and %s: before repeating it, look for request id %s (its token's io.mcpmesh/request_id) in the upstream's own records; this BU's audit holds the call under that id (`mcpmesh audit query -request-id %s`)",
-		e.server, e.version, why, rid, rid)
+	audit := fmt.Sprintf("this BU's audit holds the call under that id (`mcpmesh audit query -request-id %s`)", rid)
+	if forwarded {
+		audit = "the call is recorded under that id in " + RemoteAuditHint(g.cfg.Namespace, rid)
+	}
+	return fmt.Errorf("upstream %s@%s did not answer in time; it may have run the call all the same, and %s: before repeating it, look for request id %s (its token's io.mcpmesh/request_id) in the upstream's own records; %s",
+		e.server, e.version, why, rid, audit)
 }

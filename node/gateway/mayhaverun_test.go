@@ -79,7 +79,7 @@ func TestUpstreamErrorSaysWhetherTheCallMayHaveRun(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var je *jsonrpc.Error
-			if err := g.upstreamError(tc.e, tc.rid, tc.err); !errors.As(err, &je) || je.Code != tc.code {
+			if err := g.upstreamError(tc.e, tc.rid, false, tc.err); !errors.As(err, &je) || je.Code != tc.code {
 				t.Fatalf("upstreamError = %v; want JSON-RPC error %d", err, tc.code)
 			}
 			for _, w := range tc.want {
@@ -93,5 +93,46 @@ func TestUpstreamErrorSaysWhetherTheCallMayHaveRun(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestForwardedTimeoutSaysWhereToLookItUp: the exporting BU, answering a
+// forwarded call whose upstream did not answer in time, points the other
+// BU's agent at its own audit, across the BU (-all, against one of its
+// nodes), not at "this BU's"; and the calling BU answers its agent with
+// -32018 for the namespace, carrying that advice.
+func TestForwardedTimeoutSaysWhereToLookItUp(t *testing.T) {
+	const rid = "Zx3_9-kQvT0aBcDeFgHiJk"
+	fin := &Gateway{logger: slog.New(slog.DiscardHandler), cfg: Config{Namespace: "finance"}}
+	e := &entry{server: "corp.finance/payments", version: "1.0.0", tool: "transfer", def: &mcp.Tool{Name: "transfer"},
+		target: upstream.Target{Server: "corp.finance/payments", Version: "1.0.0", Transport: "streamable-http"}}
+	timeout := fmt.Errorf("corp.finance/payments@1.0.0: calling %q: %w", "tools/call", context.DeadlineExceeded)
+	var je *jsonrpc.Error
+	if err := fin.upstreamError(e, rid, true, timeout); !errors.As(err, &je) || je.Code != codeUpstreamUnavailable {
+		t.Fatalf("finance's answer = %v; want JSON-RPC error %d", err, codeUpstreamUnavailable)
+	}
+	for _, w := range []string{"may have run", "finance's audit", "audit query -all -request-id " + rid, "against a node of finance"} {
+		if !strings.Contains(je.Message, w) {
+			t.Errorf("finance's answer %q\nwant it to say %q", je.Message, w)
+		}
+	}
+	if strings.Contains(je.Message, "this BU's audit") {
+		t.Errorf("finance's answer to another BU's agent speaks of this BU's audit: %q", je.Message)
+	}
+
+	hr := &Gateway{logger: slog.New(slog.DiscardHandler), cfg: Config{Namespace: "hr"}}
+	imported := &entry{server: "corp.finance/payments", version: "1.0.0", tool: "transfer", def: &mcp.Tool{Name: "transfer"},
+		target: upstream.Target{Namespace: "finance", Server: "corp.finance/payments", Version: "1.0.0", Transport: upstream.TransportFederation}}
+	var got *jsonrpc.Error
+	if err := hr.upstreamError(imported, rid, false, fmt.Errorf("calling %q: %w", "tools/call", je)); !errors.As(err, &got) || got.Code != CodeRemoteUnavailable {
+		t.Fatalf("hr's answer = %v; want JSON-RPC error %d", err, CodeRemoteUnavailable)
+	}
+	if want := "namespace finance: " + je.Message; got.Message != want {
+		t.Errorf("hr's answer %q\nwant %q", got.Message, want)
+	}
+	// Other errors of finance's (a tool's own, a refusal) pass as they are.
+	refused := &jsonrpc.Error{Code: -32009, Message: "refused by finance"}
+	if err := hr.upstreamError(imported, rid, false, refused); !errors.As(err, &got) || got != refused {
+		t.Errorf("finance's refusal reached hr's agent as %v", err)
 	}
 }

@@ -166,7 +166,7 @@ func (g *Gateway) call(ctx context.Context, ep *endpoint, req *mcp.CallToolReque
 	}
 	g.metrics.observe(g.cfg.Namespace, exposed, outcome, time.Since(start))
 	if err != nil {
-		return nil, g.upstreamError(e, requestIDOf(ctx), err)
+		return nil, g.upstreamError(e, requestIDOf(ctx), len(viaOf(ctx)) > 0, err)
 	}
 	meta := maps.Clone(res.Meta)
 	if meta == nil {
