@@ -377,7 +377,16 @@ func (f *federation) serveForwarded(w http.ResponseWriter, r *http.Request) {
 	r = r.WithContext(agentauth.NewContext(ctx, p))
 	r.URL.Path = "/mcp/s/" + f.n.cfg.Namespace + "/" + server
 	r.URL.RawPath = ""
-	agentauth.Established(f.n.gateway).ServeHTTP(h3Writer{w}, r)
+	serveH3(w, r, agentauth.Established(f.n.gateway))
+}
+
+// serveH3 serves r with h over HTTP/3: through h3Writer, and with the
+// forbidden headers stripped once more after h returns, for an answer h
+// wrote nothing to, whose headers quic-go then sends as h left them.
+func serveH3(w http.ResponseWriter, r *http.Request, h http.Handler) {
+	hw := h3Writer{w}
+	h.ServeHTTP(hw, r)
+	hw.strip()
 }
 
 // h3Writer drops the connection-specific headers HTTP/3 forbids (RFC 9114
