@@ -108,7 +108,9 @@ func newFederation(n *Node, td spiffeid.TrustDomain, nodeID spiffeid.ID, reg pro
 		_, err := n.cluster.Apply(ctx, cmd)
 		return err
 	}
-	if f.watcher, err = bundles.NewWatcher(bundles.WatcherConfig{IsLeader: n.cluster.IsLeader, Propose: propose, Store: n.cluster.FSM, By: nodeID.String()},
+	watcherLeader := make(chan struct{}, 1)
+	f.leaderChanged = append(f.leaderChanged, watcherLeader)
+	if f.watcher, err = bundles.NewWatcher(bundles.WatcherConfig{IsLeader: n.cluster.IsLeader, LeaderChanged: watcherLeader, Propose: propose, Store: n.cluster.FSM, By: nodeID.String()},
 		bundles.WithMetrics(reg), bundles.WithLogger(f.logger)); err != nil {
 		return nil, err
 	}
