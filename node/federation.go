@@ -58,6 +58,9 @@ type federation struct {
 	minter   *assertion.Minter
 	verifier *assertion.Verifier
 	gossip   *meshGossip
+	// leaderChanged wakes the importer and the bundle watcher when this
+	// node gains or loses the leadership (fed by run).
+	leaderChanged []chan struct{}
 	// applied marks the manifest version and stored bundle sequences
 	// reconcile last applied (only follow's goroutine uses it).
 	applied string
@@ -105,11 +108,15 @@ func newFederation(n *Node, td spiffeid.TrustDomain, nodeID spiffeid.ID, reg pro
 		_, err := n.cluster.Apply(ctx, cmd)
 		return err
 	}
-	if f.watcher, err = bundles.NewWatcher(bundles.WatcherConfig{IsLeader: n.cluster.IsLeader, Propose: propose, Store: n.cluster.FSM, By: nodeID.String()},
+	watcherLeader := make(chan struct{}, 1)
+	f.leaderChanged = append(f.leaderChanged, watcherLeader)
+	if f.watcher, err = bundles.NewWatcher(bundles.WatcherConfig{IsLeader: n.cluster.IsLeader, LeaderChanged: watcherLeader, Propose: propose, Store: n.cluster.FSM, By: nodeID.String()},
 		bundles.WithMetrics(reg), bundles.WithLogger(f.logger)); err != nil {
 		return nil, err
 	}
-	if f.importer, err = catalog.NewImporter(catalog.ImporterConfig{FSM: n.cluster.FSM, Apply: n.cluster.Apply, IsLeader: n.cluster.IsLeader, TrustDomain: td, RetryMax: cfg.SyncInterval},
+	importerLeader := make(chan struct{}, 1)
+	f.leaderChanged = append(f.leaderChanged, importerLeader)
+	if f.importer, err = catalog.NewImporter(catalog.ImporterConfig{FSM: n.cluster.FSM, Apply: n.cluster.Apply, IsLeader: n.cluster.IsLeader, LeaderChanged: importerLeader, TrustDomain: td, RetryMax: cfg.SyncInterval},
 		catalog.WithLogger(f.logger), catalog.WithMetrics(reg)); err != nil {
 		return nil, err
 	}
@@ -131,6 +138,9 @@ func newFederation(n *Node, td spiffeid.TrustDomain, nodeID spiffeid.ID, reg pro
 // until ctx ends.
 func (f *federation) run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
+	// Watch before the loops first read IsLeader, so no change is missed.
+	lead := f.n.cluster.WatchLeadership(ctx)
+	g.Go(func() error { relayLeadership(ctx, lead, f.leaderChanged); return nil })
 	g.Go(func() error { return manifest.Follow(ctx, f.n.cluster.FSM, f.n.manifestKey, f.holder, f.logger) })
 	g.Go(func() error { return f.server.Run(ctx) })
 	g.Go(func() error { return f.watcher.Run(ctx) })

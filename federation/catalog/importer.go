@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -28,6 +29,7 @@ const (
 	DefaultStatusInterval = time.Minute
 	DefaultStaleAfter     = state.DefaultStaleAfter
 	DefaultLeaderCheck    = time.Second
+	DefaultRescan         = 10 * time.Minute
 )
 
 // Fetcher asks an exporting BU for its catalog: it returns the catalog
@@ -74,9 +76,20 @@ type ImporterConfig struct {
 	// before its imports are stale; default DefaultStaleAfter. Keep it
 	// above twice StatusInterval plus the long poll.
 	StaleAfter time.Duration
-	// LeaderCheck is how often IsLeader is polled; default
-	// DefaultLeaderCheck.
+	// LeaderChanged, when set, receives whenever this node may have
+	// gained or lost the leadership (registry/cluster's
+	// Cluster.WatchLeadership): Run then re-reads IsLeader on it instead
+	// of polling. Signals may coalesce.
+	LeaderChanged <-chan struct{}
+	// LeaderCheck is how often IsLeader is polled when LeaderChanged is
+	// nil; default DefaultLeaderCheck.
 	LeaderCheck time.Duration
+	// Rescan is how often the leader looks for the imports of origins no
+	// longer listed with nothing changed, a backstop for imports a sync
+	// stored while its origin was being removed; default DefaultRescan.
+	// It looks at once when the origins change and when this node
+	// becomes leader.
+	Rescan time.Duration
 }
 
 // Importer keeps this BU's imports in step with what each origin exports
@@ -93,6 +106,9 @@ type Importer struct {
 	origins map[string]Origin // by namespace; nil until SetOrigins
 	changed chan struct{}
 	kicks   map[string]chan struct{} // by namespace, of the running sync loops
+
+	// scans counts removeRevoked's reads of the imports (for tests).
+	scans atomic.Int64
 }
 
 // NewImporter returns an importer; call SetOrigins and Run.
@@ -110,6 +126,7 @@ func NewImporter(cfg ImporterConfig, opts ...Option) (*Importer, error) {
 	def(&cfg.StatusInterval, DefaultStatusInterval)
 	def(&cfg.StaleAfter, DefaultStaleAfter)
 	def(&cfg.LeaderCheck, DefaultLeaderCheck)
+	def(&cfg.Rescan, DefaultRescan)
 	cfg.RetryMax = max(cfg.RetryMax, cfg.RetryMin)
 	o := newOptions(opts)
 	im := &Importer{cfg: cfg, logger: o.logger, now: o.now, changed: make(chan struct{}, 1)}
@@ -173,7 +190,10 @@ type worker struct {
 	done   chan struct{}
 }
 
-// Run syncs while this node leads, until ctx ends.
+// Run syncs while this node leads, until ctx ends. The leader removes
+// the imports of origins no longer listed when the origins change, when
+// it becomes leader, every Rescan, and RetryMin after a removal failed;
+// with nothing changed it does no work.
 func (im *Importer) Run(ctx context.Context) error {
 	workers := map[string]*worker{}
 	stopAll := func() {
@@ -184,8 +204,15 @@ func (im *Importer) Run(ctx context.Context) error {
 		}
 	}
 	defer stopAll()
-	tick := time.NewTicker(im.cfg.LeaderCheck)
-	defer tick.Stop()
+	var tick <-chan time.Time
+	if im.cfg.LeaderChanged == nil {
+		t := time.NewTicker(im.cfg.LeaderCheck)
+		defer t.Stop()
+		tick = t.C
+	}
+	rescan := time.NewTimer(im.cfg.Rescan)
+	defer rescan.Stop()
+	leading, scan := false, true
 	for {
 		im.mu.Lock()
 		origins := im.origins
@@ -211,30 +238,44 @@ func (im *Importer) Run(ctx context.Context) error {
 					}()
 				}
 			}
-			im.removeRevoked(ctx, origins)
+			if scan || !leading {
+				next := im.cfg.Rescan
+				if !im.removeRevoked(ctx, origins) {
+					next = im.cfg.RetryMin
+				}
+				rescan.Reset(next)
+			}
+			leading, scan = true, false
 		} else {
 			stopAll()
+			leading = false
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-tick.C:
+		case <-tick:
+		case <-im.cfg.LeaderChanged:
+		case <-rescan.C:
+			scan = true
 		case <-im.changed:
+			scan = true
 		}
 	}
 }
 
-// removeRevoked deletes the imports and status of origins not in the list.
-func (im *Importer) removeRevoked(ctx context.Context, origins map[string]Origin) {
+// removeRevoked deletes the imports and status of origins not in the
+// list; it reports whether it read them and deleted every one it found.
+func (im *Importer) removeRevoked(ctx context.Context, origins map[string]Origin) bool {
+	im.scans.Add(1)
 	ims, err := im.cfg.FSM.AllImports()
 	if err != nil {
 		im.logger.Error("catalog importer: read imports", "error", err)
-		return
+		return false
 	}
 	sts, err := im.cfg.FSM.PeerStatuses()
 	if err != nil {
 		im.logger.Error("catalog importer: read peer status", "error", err)
-		return
+		return false
 	}
 	var gone []string
 	for _, i := range ims {
@@ -244,16 +285,19 @@ func (im *Importer) removeRevoked(ctx context.Context, origins map[string]Origin
 		gone = append(gone, s.Namespace)
 	}
 	slices.Sort(gone)
+	ok := true
 	for _, ns := range slices.Compact(gone) {
 		if _, ok := origins[ns]; ok {
 			continue
 		}
 		if _, err := im.propose(ctx, state.PutImports{Namespace: ns, Remove: true}); err != nil {
 			im.logger.Warn("catalog importer: delete the imports of a revoked origin", "origin", ns, "error", err)
+			ok = false
 			continue
 		}
 		im.logger.Info("catalog importer: deleted the imports of an origin no longer in the manifest", "origin", ns)
 	}
+	return ok
 }
 
 func (im *Importer) propose(ctx context.Context, cmd any) (state.ApplyResult, error) {

@@ -52,6 +52,11 @@
 //     (node/audit) in a temporary directory, fsync on; records/s is the
 //     throughput of the group commit, p50-us and p99-us the latency of one
 //     Append (until its batch is durable). /nosync drops the fsync.
+//   - BenchmarkFederatedIdle: the federation of BenchmarkManifestRevocation
+//     (below), left idle: each node's CPU (ms of CPU per second) and
+//     wake-ups (timeslices per second), summed over its threads from
+//     /proc/<pid>/task/*/schedstat over -fedidle.window (default 30s).
+//     Run it with -benchtime 1x; the machine's other load shows in it.
 //   - BenchmarkManifestRevocation: two one-node BUs, hr and finance
 //     (fsync on), federated as test/e2e's TestCrossBUCall sets them up:
 //     central security's key, a manifest with hr → finance, finance

@@ -49,6 +49,12 @@ type WatcherConfig struct {
 	// IsLeader reports whether this node leads the BU's Raft group. Only
 	// the leader fetches and proposes. Required.
 	IsLeader func() bool
+	// LeaderChanged, when set, receives whenever this node may have
+	// gained or lost the leadership (registry/cluster's
+	// Cluster.WatchLeadership): Run then wakes only when a fetch is due,
+	// the targets change or the leadership does, instead of every
+	// MinRefresh to poll IsLeader. Signals may coalesce.
+	LeaderChanged <-chan struct{}
 	// Propose commits an encoded registry command (state.Encode) through
 	// the BU's Raft group. Required.
 	Propose func(ctx context.Context, cmd []byte) error
@@ -196,10 +202,18 @@ func (w *Watcher) Run(ctx context.Context) error {
 	results := make(chan result)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	// Stored bundles of trust domains no longer targets are looked for
+	// when the targets change, on becoming leader, after a fetch of a
+	// dropped target, and MinRefresh after a deletion failed; without
+	// LeaderChanged, at every wake as before.
+	leading, drop := false, true
 	for {
 		now := time.Now()
 		if w.cfg.IsLeader() {
-			w.deleteDropped(ctx)
+			if drop || !leading || w.cfg.LeaderChanged == nil {
+				drop = !w.deleteDropped(ctx)
+			}
+			leading = true
 			for td, t := range w.snapshotTargets() {
 				if running[td] || now.Before(due[td]) {
 					continue
@@ -215,26 +229,43 @@ func (w *Watcher) Run(ctx context.Context) error {
 					}
 				}()
 			}
+		} else {
+			leading = false
 		}
-		wait := w.cfg.MinRefresh
-		for td := range due {
-			if running[td] {
-				continue
-			}
-			if d := due[td].Sub(now); d < wait {
-				wait = max(d, 0)
+		// Without LeaderChanged, wake every MinRefresh to poll IsLeader;
+		// with it, only when a fetch is due or a deletion is retried.
+		wait := time.Duration(-1)
+		if w.cfg.LeaderChanged == nil || (leading && drop) {
+			wait = w.cfg.MinRefresh
+		}
+		if leading {
+			for td := range due {
+				if running[td] {
+					continue
+				}
+				if d := max(due[td].Sub(now), 0); wait < 0 || d < wait {
+					wait = d
+				}
 			}
 		}
-		timer.Reset(wait)
+		if wait >= 0 {
+			timer.Reset(wait)
+		} else {
+			timer.Stop()
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case r := <-results:
 			running[r.td] = false
 			due[r.td] = time.Now().Add(r.next)
+			if _, ok := w.snapshotTargets()[r.td]; !ok {
+				drop = true // it may have stored a bundle after the target went
+			}
 		case <-w.kick:
 			// New targets: forget when removed ones were due. Urgent
 			// ones are due now.
+			drop = true
 			targets := w.snapshotTargets()
 			for td := range due {
 				if _, ok := targets[td]; !ok {
@@ -247,6 +278,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 			}
 			clear(w.urgent)
 			w.mu.Unlock()
+		case <-w.cfg.LeaderChanged:
 		case <-timer.C:
 		}
 	}
@@ -263,20 +295,22 @@ func (w *Watcher) snapshotTargets() map[spiffeid.TrustDomain]Target {
 }
 
 // deleteDropped proposes DeleteBundle for each stored bundle whose trust
-// domain is not a target, once targets are known.
-func (w *Watcher) deleteDropped(ctx context.Context) {
+// domain is not a target, once targets are known; it reports whether
+// nothing is left to retry.
+func (w *Watcher) deleteDropped(ctx context.Context) bool {
 	w.mu.Lock()
 	known := w.known
 	w.mu.Unlock()
 	if !known {
-		return
+		return true // SetTargets kicks Run
 	}
 	stored, err := w.cfg.Store.ForeignBundles()
 	if err != nil {
 		w.log.Warn("bundle watcher: read stored bundles", "error", err)
-		return
+		return false
 	}
 	targets := w.snapshotTargets()
+	ok := true
 	for _, fb := range stored {
 		td, err := spiffeid.TrustDomainFromString(fb.TrustDomain)
 		if err == nil {
@@ -287,17 +321,19 @@ func (w *Watcher) deleteDropped(ctx context.Context) {
 		cmd, err := state.Encode(state.DeleteBundle{TrustDomain: fb.TrustDomain, By: w.cfg.By, At: w.now()})
 		if err != nil {
 			w.log.Error("bundle watcher: encode delete", "error", err)
-			return
+			return false
 		}
 		pctx, cancel := context.WithTimeout(ctx, w.cfg.FetchTimeout)
 		err = w.cfg.Propose(pctx, cmd)
 		cancel()
 		if err != nil {
 			w.log.Warn("bundle watcher: could not delete the bundle of a trust domain no longer needed; retrying", "trust_domain", fb.TrustDomain, "error", err)
+			ok = false
 			continue
 		}
 		w.log.Info("deleted the bundle of a trust domain the manifest no longer relates to", "trust_domain", fb.TrustDomain, "sequence", fb.Sequence)
 	}
+	return ok
 }
 
 // refresh fetches t's bundle, proposes it if its sequence rose, and

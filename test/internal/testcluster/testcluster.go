@@ -270,6 +270,16 @@ func (n *Node) Start() {
 	}()
 }
 
+// Pid returns the node process's id, or 0 when it is not running.
+func (n *Node) Pid() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil || n.cmd.Process == nil {
+		return 0
+	}
+	return n.cmd.Process.Pid
+}
+
 // Running reports whether the process is alive.
 func (n *Node) Running() bool {
 	n.mu.Lock()
