@@ -74,12 +74,7 @@ func TestIdleDatabaseIsNotSampled(t *testing.T) {
 		}
 		h.Done()
 		synctest.Wait()
-		before, _ := db.snapshot()
-		time.Sleep(10 * time.Minute)
-		synctest.Wait()
-		if after, _ := db.snapshot(); after != before {
-			t.Fatalf("idle database called %d times in 10 minutes, want 0", after-before)
-		}
+		expectNoCalls(t, db, "an idle database")
 	})
 }
 
@@ -117,12 +112,7 @@ func TestWaitingCompactionIsSampled(t *testing.T) {
 		// and stops sampling.
 		first.Done()
 		synctest.Wait()
-		before, _ := db.snapshot()
-		time.Sleep(10 * time.Minute)
-		synctest.Wait()
-		if after, _ := db.snapshot(); after != before {
-			t.Fatalf("database called %d times after it stopped waiting, want 0", after-before)
-		}
+		expectNoCalls(t, db, "a database that stopped waiting")
 	})
 }
 
@@ -211,4 +201,16 @@ func (quiet) Infof(string, ...any)  {}
 func (quiet) Errorf(string, ...any) {}
 func (quiet) Fatalf(format string, args ...any) {
 	panic(fmt.Sprintf(format, args...))
+}
+
+// expectNoCalls fails unless the scheduler leaves db alone for ten
+// (synctest) minutes from now.
+func expectNoCalls(t *testing.T, db *fakeDB, what string) {
+	t.Helper()
+	before, _ := db.snapshot()
+	time.Sleep(10 * time.Minute)
+	synctest.Wait()
+	if after, _ := db.snapshot(); after != before {
+		t.Fatalf("%s called %d times in 10 minutes, want 0", what, after-before)
+	}
 }
