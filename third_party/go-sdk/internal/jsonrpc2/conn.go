@@ -180,6 +180,21 @@ type incomingRequest struct {
 	cancel   context.CancelCauseFunc
 }
 
+// canceled reports why the request was cancelled before its handler ran,
+// or nil: the cause it was cancelled with (a write failure cancels every
+// in-flight request with one), else its context's error (mcpmesh patch 3:
+// shared by handleAsync and HandleInline).
+func (r *incomingRequest) canceled() error {
+	err := r.ctx.Err()
+	if err == nil {
+		return nil
+	}
+	if cause := context.Cause(r.ctx); cause != nil {
+		return cause
+	}
+	return err
+}
+
 // Reader abstracts the transport mechanics from the JSON RPC protocol.
 // A Connection reads messages from the reader it was provided on construction,
 // and assumes that each call to Read fully transfers a single message,
@@ -663,11 +678,7 @@ func (c *Connection) HandleInline(msg *Request) {
 	var err error
 	c.updateInFlight(func(s *inFlightState) { err = s.shuttingDown(ErrServerClosing) })
 	if err == nil {
-		if err = req.ctx.Err(); err != nil {
-			if cause := context.Cause(req.ctx); cause != nil {
-				err = cause
-			}
-		}
+		err = req.canceled()
 	}
 	if err != nil {
 		c.processResult("HandleInline", req, nil, err)
@@ -768,10 +779,7 @@ func (c *Connection) handleAsync() {
 		// was canceled with a cause (e.g. a write failure cancels every
 		// in-flight request), report that cause rather than the bare
 		// context.Canceled.
-		if err := req.ctx.Err(); err != nil {
-			if cause := context.Cause(req.ctx); cause != nil {
-				err = cause
-			}
+		if err := req.canceled(); err != nil {
 			c.processResult("handleAsync", req, nil, err)
 			continue
 		}
