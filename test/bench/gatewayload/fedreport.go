@@ -4,10 +4,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"runtime"
 	"slices"
-	"strings"
 	"text/tabwriter"
 	"time"
 )
@@ -21,10 +19,7 @@ func printFederationHeader(o options, s *setup) {
 	fmt.Printf("  machine: %d CPUs, GOMAXPROCS %d, %s %s/%s; clock ticks %d/s (%s), so CPU is read in %s steps\n",
 		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH, s.clkTck, s.clkTckSource, time.Second/time.Duration(s.clkTck))
 	fmt.Printf("  era %s at the client and the upstream (negotiated: %s); go-sdk client, one session per target; echo of %d bytes\n", o.era, negotiated(s.targets), o.payload)
-	node := o.bin
-	if out, err := exec.Command(o.bin, "version").Output(); err == nil {
-		node += " " + strings.TrimSpace(string(out))
-	}
+	node := describeBinary(o.bin)
 	if o.profileDir != "" {
 		node = "profiling variant, CPU profiles in " + o.profileDir
 	}

@@ -219,7 +219,7 @@ func measure(ctx context.Context, o options) (err error) {
 		{name: "mcpmesh", url: nodeURL + mcpPath, tool: benchToolName, bearer: secret},
 	}
 	if o.baseline != "" {
-		base, baseURL, err := startNode(ctx, func(cfgPath string) *exec.Cmd { return exec.Command(o.baseline, "node", "-config", cfgPath) }, baselineNode, dir, o.nodeLogLevel)
+		base, baseURL, err := startNode(ctx, binaryNode(o.baseline), baselineNode, dir, o.nodeLogLevel)
 		if err != nil {
 			return fmt.Errorf("-baseline: %w", err)
 		}
@@ -292,7 +292,7 @@ func logLines(path string) (int, string) {
 // (DIR/mcpmesh.pprof for the gateway comparison's node.yaml).
 func (o options) nodeCmd() (func(cfgPath string) *exec.Cmd, error) {
 	if o.profileDir == "" {
-		return func(cfgPath string) *exec.Cmd { return exec.Command(o.bin, "node", "-config", cfgPath) }, nil
+		return binaryNode(o.bin), nil
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -451,21 +451,14 @@ func printHeader(o options, s *setup) {
 	fmt.Printf("  machine: %d CPUs, GOMAXPROCS %d, %s %s/%s; clock ticks %d/s (%s), so CPU is read in %s steps\n",
 		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH, s.clkTck, s.clkTckSource, time.Second/time.Duration(s.clkTck))
 	fmt.Printf("  era %s on every hop (negotiated: %s); go-sdk client, one session per target; echo of %d bytes\n", o.era, negotiated(s.targets), o.payload)
-	node := o.bin
-	if out, err := exec.Command(o.bin, "version").Output(); err == nil {
-		node += " " + strings.TrimSpace(string(out))
-	}
+	node := describeBinary(o.bin)
 	if o.profileDir != "" {
 		node = "profiling variant, CPU profiles in " + o.profileDir
 	}
 	fmt.Printf("  processes: upstream pid %d, proxy pid %d, mcpmesh node pid %d (%s, log.level %s), client pid %d\n",
 		s.upstream.pid(), s.proxy.pid(), s.node.pid(), node, o.nodeLogLevel, os.Getpid())
 	if s.baseline != nil {
-		base := o.baseline
-		if out, err := exec.Command(o.baseline, "version").Output(); err == nil {
-			base += " " + strings.TrimSpace(string(out))
-		}
-		fmt.Printf("  baseline: a second mcpmesh node, pid %d (%s), configured as the first\n", s.baseline.pid(), base)
+		fmt.Printf("  baseline: a second mcpmesh node, pid %d (%s), configured as the first\n", s.baseline.pid(), describeBinary(o.baseline))
 	}
 	fmt.Printf("  load average at start: %s (other work on the machine shows up as noise: compare ratios within one run)\n", loadAvg())
 	fmt.Println()
@@ -490,4 +483,18 @@ func loadAvg() string {
 		return "unknown"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// binaryNode returns the command that runs an mcpmesh binary as a node
+// with the config at a path: `bin node -config FILE`.
+func binaryNode(bin string) func(cfgPath string) *exec.Cmd {
+	return func(cfgPath string) *exec.Cmd { return exec.Command(bin, "node", "-config", cfgPath) }
+}
+
+// describeBinary is an mcpmesh binary's path and, if it says, its version.
+func describeBinary(bin string) string {
+	if out, err := exec.Command(bin, "version").Output(); err == nil {
+		return bin + " " + strings.TrimSpace(string(out))
+	}
+	return bin
 }
