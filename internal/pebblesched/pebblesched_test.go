@@ -83,18 +83,8 @@ func TestIdleDatabaseIsNotSampled(t *testing.T) {
 // pokes the scheduler; once the database waits no more, sampling stops.
 func TestWaitingCompactionIsSampled(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		db := &fakeDB{allowed: 1}
-		s := New()
-		s.Register(2, db)
+		db, s, first := oneRunningOneWaiting(t)
 		defer s.Unregister()
-		ok, first := s.TrySchedule()
-		if !ok {
-			t.Fatal("first compaction refused")
-		}
-		db.set(1, 1)
-		if ok, _ := s.TrySchedule(); ok {
-			t.Fatal("second compaction granted beyond the allowed 1")
-		}
 		time.Sleep(time.Second)
 		synctest.Wait()
 		if _, started := db.snapshot(); started != 0 {
@@ -120,18 +110,8 @@ func TestWaitingCompactionIsSampled(t *testing.T) {
 // at once.
 func TestDoneGrantsWaiting(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		db := &fakeDB{allowed: 1}
-		s := New()
-		s.Register(2, db)
+		db, s, h := oneRunningOneWaiting(t)
 		defer s.Unregister()
-		ok, h := s.TrySchedule()
-		if !ok {
-			t.Fatal("first compaction refused")
-		}
-		db.set(1, 1)
-		if ok, _ := s.TrySchedule(); ok {
-			t.Fatal("second compaction granted beyond the allowed 1")
-		}
 		h.Done()
 		if _, started := db.snapshot(); started != 1 {
 			t.Fatalf("Done did not start the waiting compaction (started %d)", started)
@@ -213,4 +193,23 @@ func expectNoCalls(t *testing.T, db *fakeDB, what string) {
 	if after, _ := db.snapshot(); after != before {
 		t.Fatalf("%s called %d times in 10 minutes, want 0", what, after-before)
 	}
+}
+
+// oneRunningOneWaiting registers a database that allows one compaction,
+// starts one, and has a second refused: the database then waits. The
+// caller unregisters the scheduler.
+func oneRunningOneWaiting(t *testing.T) (*fakeDB, *Scheduler, pebble.CompactionGrantHandle) {
+	t.Helper()
+	db := &fakeDB{allowed: 1}
+	s := New()
+	s.Register(2, db)
+	ok, first := s.TrySchedule()
+	if !ok {
+		t.Fatal("first compaction refused")
+	}
+	db.set(1, 1)
+	if ok, _ := s.TrySchedule(); ok {
+		t.Fatal("second compaction granted beyond the allowed 1")
+	}
+	return db, s, first
 }
